@@ -1,0 +1,211 @@
+"""Apply a plan: the only code that writes. Bulk statements in batches, dispatched per operation kind.
+
+The caller opens the transaction (one per command, one for all of ``pull_stripe``). Before each
+batch of creates or updates, the rows it touches are read back (``SELECT ... FOR UPDATE`` where the
+database has it): a row written after its Stripe page was fetched (by a webhook, say) is kept and
+reported as a conflict; a row created meanwhile is updated rather than inserted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import models, transaction
+
+from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
+from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
+from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, SubscriptionRec
+
+KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
+
+
+def _batches(seq: Sequence, size: int) -> Iterable[list]:
+    it = iter(seq)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _product(r: ProductRec) -> dict[str, Any]:
+    return {"name": r.name, "description": r.description, "active": r.active, "metadata": r.metadata}
+
+
+def _price(r: PriceRec) -> dict[str, Any]:
+    return {"product_id": r.product_id, "amount": r.amount, "currency": r.currency, "frequency": r.frequency,
+            "active": r.active, "nickname": r.nickname}
+
+
+def _customer(r: CustomerRec) -> dict[str, Any]:
+    return {"email": r.email, "name": r.name}
+
+
+def _subscription(r: SubscriptionRec) -> dict[str, Any]:
+    return {
+        "stripe_user_id": r.customer_id, "status": r.status, "current_period_start": r.current_period_start,
+        "current_period_end": r.current_period_end, "cancel_at": r.cancel_at,
+        "cancel_at_period_end": r.cancel_at_period_end, "canceled_at": r.canceled_at, "ended_at": r.ended_at,
+        "trial_start": r.trial_start, "trial_end": r.trial_end, "created": r.created, "metadata": r.metadata,
+    }
+
+
+def _item(subscription_id: str, r: ItemRec) -> SubscriptionItem:
+    return SubscriptionItem(id=r.id, subscription_id=subscription_id, price_id=r.price_id, quantity=r.quantity,
+                            current_period_start=r.current_period_start, current_period_end=r.current_period_end)
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: type[models.Model]
+    pk: str
+    values: Callable[[Any], dict[str, Any]]
+    renamed: Mapping[str, str] = field(default_factory=dict)  # record field -> model field
+
+
+SPECS: dict[str, Spec] = {
+    "Product": Spec(Product, "id", _product),
+    "Price": Spec(Price, "id", _price),
+    "StripeUser": Spec(StripeUser, "customer_id", _customer),
+    "Subscription": Spec(Subscription, "id", _subscription, {"customer_id": "stripe_user_id"}),
+}
+
+
+@dataclass
+class Result:
+    counts: Counter = field(default_factory=Counter)
+    conflicts: list[Skip] = field(default_factory=list)
+
+
+class Applier:
+    def __init__(self, plan: Plan, fetched_at: Mapping[tuple[str, str], datetime], batch_size: int = 500):
+        self.plan = plan
+        self.fetched_at = fetched_at
+        self.batch_size = batch_size
+        self.now = datetime.now(timezone.utc)
+        self.result = Result()
+        self.written: dict[str, set[str]] = defaultdict(set)  # model -> ids written this run
+        self.inserted: dict[str, set[str]] = defaultdict(set)  # model -> ids inserted this run
+
+    def stamp(self, model: str, oid: str) -> datetime:
+        return self.fetched_at.get((model, oid), self.now)
+
+    def run(self) -> Result:
+        ops = defaultdict(list)
+        for op in self.plan.writes:
+            ops[(type(op), op.model)].append(op)
+        with transaction.atomic():
+            Feature.objects.bulk_create(
+                [Feature(id=op.id) for op in ops[(Create, "Feature")]], batch_size=self.batch_size,
+                ignore_conflicts=True,
+            )
+            self.result.counts["create"] += len(ops[(Create, "Feature")])
+            for model in ("Product", "Price"):
+                self.upsert(model, ops[(Create, model)], ops[(Update, model)])
+            self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
+            links = self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")])
+            self.upsert("StripeUser", ops[(Create, "StripeUser")], ops[(Update, "StripeUser")], links)
+            self.link(links)
+            self.upsert("Subscription", ops[(Create, "Subscription")], ops[(Update, "Subscription")])
+            self.items(ops[(Create, "Subscription")], ops[(RecreateItems, "SubscriptionItem")])
+        return self.result
+
+    # -- products, prices, customers, subscriptions ---------------------------------------------
+    def upsert(self, model: str, creates: list[Create], updates: list[Update], links: Mapping | None = None):
+        spec = SPECS[model]
+        for batch in _batches(creates + updates, self.batch_size):
+            ids = [op.id for op in batch]
+            stored = dict(
+                spec.model.objects.select_for_update().filter(pk__in=ids).values_list(spec.pk, "synced_at")
+            )
+            inserts, changed, fields = [], [], {"synced_at"}
+            for op in batch:
+                at = self.stamp(model, op.id)
+                if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
+                    self.result.conflicts.append(Skip(model, op.id, KEPT))
+                    continue
+                row = spec.model(**{spec.pk: op.id}, **spec.values(op.record), synced_at=at)
+                if isinstance(op, Create) and op.id not in stored:
+                    if links and op.id in links:
+                        row.user_id = links[op.id]
+                    inserts.append(row)
+                    self.inserted[model].add(op.id)
+                elif op.id in stored:
+                    changed.append(row)
+                    fields |= (
+                        set(spec.values(op.record))
+                        if isinstance(op, Create)
+                        else {spec.renamed.get(c.field, c.field) for c in op.changes if c.field != "features"}
+                    )
+                self.written[model].add(op.id)
+            spec.model.objects.bulk_create(inserts)
+            if changed:
+                spec.model.objects.bulk_update(changed, sorted(fields))
+            self.result.counts["create"] += len(inserts)
+            self.result.counts["update"] += len(changed)
+
+    def features(self, ops: list[Create | Update]) -> None:
+        touched = [
+            op for op in ops
+            if op.id in self.written["Product"] and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
+        ]
+        for batch in _batches(touched, self.batch_size):
+            stale = [op.id for op in batch if op.id not in self.inserted["Product"]]
+            if stale:
+                ProductFeature.objects.filter(product_id__in=stale).delete()
+            ProductFeature.objects.bulk_create(
+                [ProductFeature(product_id=op.id, feature_id=f) for op in batch for f in op.record.features]
+            )
+
+    # -- users -----------------------------------------------------------------------------------
+    def users(self, creates: list[CreateUser], links: list[LinkUser]) -> dict[str, Any]:
+        """Create users (unusable password, never staff or superuser); return customer -> user pk."""
+        result = {op.customer_id: op.user_id for op in links}
+        user_model = get_user_model()
+        for batch in _batches(creates, self.batch_size):
+            users = []
+            for op in batch:
+                user = user_model(**dict(op.fields))
+                user.set_unusable_password()
+                for flag in ("is_staff", "is_superuser"):
+                    if hasattr(user, flag):
+                        setattr(user, flag, False)
+                users.append(user)
+            user_model.objects.bulk_create(users)
+            for op, user in zip(batch, users, strict=True):
+                for customer_id in (op.customer_id, *op.also_link):
+                    result[customer_id] = user.pk
+            self.result.counts["create_user"] += len(users)
+        return result
+
+    def link(self, links: Mapping[str, Any]) -> None:
+        rows = [StripeUser(customer_id=cid, user_id=uid) for cid, uid in links.items()
+                if cid not in self.inserted["StripeUser"]]
+        StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
+        self.result.counts["link_user"] += len(links)
+
+    # -- items -----------------------------------------------------------------------------------
+    def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:
+        recreates = recreates + [
+            RecreateItems(op.id, (), op.record.items)
+            for op in creates
+            if op.id in self.written["Subscription"] and op.id not in self.inserted["Subscription"]
+        ]
+        conflicted = {c.id for c in self.result.conflicts if c.model == "Subscription"}
+        recreates = [op for op in recreates if op.subscription_id not in conflicted]
+        new = [(op.id, op.record.items) for op in creates if op.id in self.inserted["Subscription"]]
+        for batch in _batches(recreates, self.batch_size):
+            SubscriptionItem.objects.filter(subscription_id__in=[op.subscription_id for op in batch]).delete()
+            SubscriptionItem.objects.bulk_create(
+                [_item(op.subscription_id, item) for op in batch for item in op.new], batch_size=self.batch_size
+            )
+            self.result.counts["recreate_items"] += len(batch)
+        rows = [_item(sid, item) for sid, items in new for item in items]
+        SubscriptionItem.objects.bulk_create(rows, batch_size=self.batch_size)
+
+
+def apply_plan(plan: Plan, fetched_at: Mapping[tuple[str, str], datetime] | None = None, batch_size: int = 500):
+    return Applier(plan, fetched_at or {}, batch_size).run()

@@ -1,0 +1,96 @@
+"""The app's settings: one ``RECONCILE`` dict with documented defaults.
+
+A project moving from drf-stripe-subscription keeps its ``DRF_STRIPE`` dict: its
+``STRIPE_API_SECRET``, ``DJANGO_USER_EMAIL_FIELD`` and ``USER_CREATE_DEFAULTS_ATTRIBUTE_MAP``
+are read when the matching ``RECONCILE`` keys are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    "API_KEY": "",  # Stripe secret or restricted key; falls back to $STRIPE_API_KEY
+    "API_BASE": None,  # e.g. "http://127.0.0.1:12111" for a local server; None: Stripe itself
+    "API_VERSION": None,  # None: the version stripe-python pins
+    "FEATURES_METADATA_KEY": "features",
+    "USER_EMAIL_FIELD": "email",
+    "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP": None,  # {user_field: customer_attribute}; None: never create
+    "PAGE_SIZE": 100,  # Stripe's maximum
+    "BATCH_SIZE": 500,  # rows per bulk statement
+    "MAX_RETRIES": 5,  # per request, for 5xx, 429 and network errors
+    "RETRY_BASE_DELAY": 0.5,  # seconds, doubled per try, with jitter
+    "RETRY_MAX_DELAY": 8.0,
+    "TIMEOUT": 30.0,  # seconds per request
+    "CONCURRENCY": 4,  # simultaneous requests while fetching
+    "RATE_LIMIT": 20.0,  # requests per second per endpoint (Stripe test mode allows 25)
+}
+
+# drf-stripe-subscription's names for the same settings.
+DRF_STRIPE_ALIASES = {
+    "API_KEY": "STRIPE_API_SECRET",
+    "USER_EMAIL_FIELD": "DJANGO_USER_EMAIL_FIELD",
+    "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP": "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP",
+}
+
+# Customer attributes a user-creation map may read.
+CUSTOMER_ATTRIBUTES = frozenset({"email", "name", "id"})
+
+# User fields a user-creation map must never set: they grant access or hold credentials.
+PRIVILEGED_USER_FIELDS = frozenset(
+    {"is_staff", "is_superuser", "is_admin", "password", "groups", "user_permissions", "last_login", "id", "pk"}
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    api_key: str
+    api_base: str | None
+    api_version: str | None
+    features_metadata_key: str
+    user_email_field: str
+    user_create_map: dict[str, str] | None
+    page_size: int
+    batch_size: int
+    max_retries: int
+    retry_base_delay: float
+    retry_max_delay: float
+    timeout: float
+    concurrency: int
+    rate_limit: float
+
+
+def raw_settings() -> dict[str, Any]:
+    """The effective settings: RECONCILE, then DRF_STRIPE aliases, then defaults."""
+    own = dict(getattr(django_settings, "RECONCILE", None) or {})
+    legacy = dict(getattr(django_settings, "DRF_STRIPE", None) or {})
+    merged = dict(DEFAULTS)
+    merged.update({key: legacy[alias] for key, alias in DRF_STRIPE_ALIASES.items() if alias in legacy})
+    merged.update(own)
+    if not merged["API_KEY"]:
+        merged["API_KEY"] = os.environ.get("STRIPE_API_KEY", "")
+    return merged
+
+
+def get_config() -> Config:
+    s = raw_settings()
+    return Config(
+        api_key=s["API_KEY"] or "",
+        api_base=(s["API_BASE"] or None),
+        api_version=s["API_VERSION"] or None,
+        features_metadata_key=s["FEATURES_METADATA_KEY"],
+        user_email_field=s["USER_EMAIL_FIELD"],
+        user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]) if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] else None,
+        page_size=int(s["PAGE_SIZE"]),
+        batch_size=int(s["BATCH_SIZE"]),
+        max_retries=int(s["MAX_RETRIES"]),
+        retry_base_delay=float(s["RETRY_BASE_DELAY"]),
+        retry_max_delay=float(s["RETRY_MAX_DELAY"]),
+        timeout=float(s["TIMEOUT"]),
+        concurrency=int(s["CONCURRENCY"]),
+        rate_limit=float(s["RATE_LIMIT"]),
+    )

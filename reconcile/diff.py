@@ -1,0 +1,146 @@
+"""The diff: a pure function from two snapshots to a plan. No I/O, no Django.
+
+Set arithmetic on keys: remote - local = create; local - remote = orphan (only where the remote
+listing was whole); both = compare the fields in ``snapshot.FIELDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .plan import Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
+from .remote import KnownIds
+from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .users import UserDirectory, Validator, plan_users
+
+MODEL_ORDER = ("Feature", "Product", "Price", "User", "StripeUser", "Subscription", "SubscriptionItem")
+_RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    directory: UserDirectory = UserDirectory()
+    create_map: Mapping[str, str] | None = None
+    validate: Validator | None = None
+
+
+_KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
+
+
+def _newer_locally(remote: Snapshot, local: Snapshot, model: str, oid: str) -> bool:
+    """The lost-write guard: a row written (by a webhook, say) after its Stripe page was fetched."""
+    synced, fetched = local.synced_at.get((model, oid)), remote.fetched_at.get((model, oid))
+    return synced is not None and fetched is not None and synced > fetched
+
+
+def changes(local: Any, remote: Any) -> tuple[Change, ...]:
+    found = tuple(
+        Change(name, getattr(local, name), getattr(remote, name))
+        for name in FIELDS[type(remote)]
+        if getattr(local, name) != getattr(remote, name)
+    )
+    if isinstance(remote, ProductRec) and local.features != remote.features:
+        found += (Change("features", local.features, remote.features),)
+    return found
+
+
+def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[str, str]) -> list[Operation]:
+    """Create, update and orphan operations of one resource; ``blocked`` ids are skipped with a reason."""
+    ops: list[Operation] = []
+    theirs: Mapping[str, Any] = getattr(remote, resource)
+    ours: Mapping[str, Any] = getattr(local, resource)
+    for oid, rec in theirs.items():
+        model = MODEL_OF[type(rec)]
+        if oid in blocked:
+            ops.append(Skip(model, oid, blocked[oid]))
+            continue
+        stored = ours.get(oid)
+        if stored is None:
+            ops.append(Create(model, oid, rec))
+            continue
+        found = changes(stored, rec)
+        if not found:
+            continue
+        if _newer_locally(remote, local, model, oid):
+            ops.append(Skip(model, oid, _KEPT))
+            continue
+        ops.append(Update(model, oid, rec, found))
+    if resource in remote.complete:
+        ops.extend(Orphan(RESOURCE_MODEL[resource], oid) for oid in ours.keys() - theirs.keys())
+    return ops
+
+
+def _price_blocks(remote: Snapshot, local: Snapshot, known: KnownIds) -> dict[str, str]:
+    products = remote.products.keys() | local.products.keys() | known.products
+    return {
+        p.id: f"its product {p.product_id} is neither stored nor in Stripe"
+        for p in remote.prices.values()
+        if p.product_id not in products
+    }
+
+
+def _subscription_blocks(remote: Snapshot, local: Snapshot, known: KnownIds, bad_prices: Iterable[str]) -> dict:
+    customers = remote.customers.keys() | local.customers.keys() | known.customers
+    prices = (remote.prices.keys() - set(bad_prices)) | local.prices.keys() | known.prices
+    blocked = {}
+    for sub in remote.subscriptions.values():
+        if sub.customer_id not in customers:
+            why = "is deleted in Stripe" if sub.customer_id in remote.deleted_customers else "could not be fetched"
+            blocked[sub.id] = f"its customer {sub.customer_id} {why} and is not stored"
+            continue
+        missing = sorted({i.price_id for i in sub.items} - prices)
+        if missing:
+            blocked[sub.id] = f"its items refer to prices neither stored nor in Stripe: {', '.join(missing)}"
+    return blocked
+
+
+def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[Operation]:
+    """Recreate the items of stored subscriptions whose item set differs from Stripe's."""
+    skipped = {op.id for op in sub_ops if isinstance(op, Skip)}
+    ops: list[Operation] = []
+    for sid, sub in remote.subscriptions.items():
+        stored: SubscriptionRec | None = local.subscriptions.get(sid)
+        if stored is None or stored.items == sub.items or sid in skipped:
+            continue
+        if _newer_locally(remote, local, "Subscription", sid):
+            ops.append(Skip("SubscriptionItem", sid, _KEPT))
+        else:
+            ops.append(RecreateItems(sid, stored.items, sub.items))
+    return ops
+
+
+def diff(
+    remote: Snapshot,
+    local: Snapshot,
+    *,
+    known: KnownIds | None = None,
+    users: UserPolicy | None = None,
+) -> Plan:
+    known = known or KnownIds()
+    ops: list[Operation] = [Skip(r.model, r.id, r.reason) for r in remote.rejected]
+    notes: list[Note] = []
+    ops += [Create("Feature", fid, None) for fid in sorted(remote.features - local.features)]
+    ops += _compare("products", remote, local, {})
+    price_blocks = _price_blocks(remote, local, known)
+    ops += _compare("prices", remote, local, price_blocks)
+    if remote.customers or "customers" in remote.complete:
+        ops += _compare("customers", remote, local, {})
+        policy = users or UserPolicy()
+        user_ops, notes = plan_users(
+            remote.customers.values(), local.customers, policy.directory, policy.create_map, policy.validate
+        )
+        ops += user_ops
+    sub_ops = _compare("subscriptions", remote, local, _subscription_blocks(remote, local, known, price_blocks))
+    ops += sub_ops + _items(remote, local, sub_ops)
+    ops.sort(key=lambda op: (_RANK[op.model], op.action.key, op.id))
+    return Plan(
+        operations=tuple(ops),
+        notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),
+        next_cursor=dict(remote.next_cursor),
+        stats={"remote": remote.count(), "local": local.count()},
+    )
+
+
+__all__ = ["diff", "changes", "UserPolicy", "PriceRec"]

@@ -1,0 +1,184 @@
+"""Talking to Stripe: the only module that imports ``stripe``.
+
+Every list is walked to the end (``limit`` 100, ``has_more``, ``starting_after``). Requests go through
+stripe-python's ``raw_request`` (its auth, headers and API version) and are read as plain JSON,
+skipping the cost of building a StripeObject per nested dict. Retries are ours, not the SDK's, so
+that 429s back off whether or not Stripe sends ``Stripe-Should-Retry``. A shared token bucket keeps
+concurrent requests under the rate limit. Never call this inside a database transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+
+import stripe
+from django.db import connections
+
+from .conf import Config
+from .errors import ConfigError, FetchError
+
+log = logging.getLogger(__name__)
+
+KEY_HINT = "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    data: list
+    has_more: bool
+    requested_at: datetime
+
+
+class TokenBucket:
+    """At most ``rate`` requests a second per endpoint on average, shared by every thread."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
+        self.rate = rate
+        self._clock, self._sleep = clock, sleep
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def take(self, endpoint: str) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next.get(endpoint, now))
+            self._next[endpoint] = start + 1.0 / self.rate
+        if start > now:
+            self._sleep(start - now)
+
+
+def _endpoint(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 else path
+
+
+def _describe(path: str, params: dict) -> str:
+    return f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}"
+
+
+def assert_no_transaction() -> None:
+    for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block:
+            raise RuntimeError("reconcile never calls Stripe inside a database transaction")
+
+
+class Fetcher:
+    def __init__(self, config: Config, *, sleep: Callable[[float], None] = time.sleep, client=None):
+        if not config.api_key:
+            raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
+        self.config = config
+        self._sleep = sleep
+        self.client = client or stripe.StripeClient(
+            config.api_key,
+            base_addresses={"api": config.api_base} if config.api_base else None,
+            stripe_version=config.api_version,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=config.timeout),
+        )
+        self.bucket = TokenBucket(config.rate_limit, sleep=sleep)
+        self._count_lock = threading.Lock()
+        self.requests = 0
+        self.retries = 0
+
+    # -- one request -------------------------------------------------------------------------------
+    def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
+        """GET a Stripe path, retrying 5xx, 429 and network errors with backoff.
+
+        Returns the decoded body and the time the successful request was sent.
+        """
+        assert_no_transaction()
+        params = dict(params or {})
+        what = _describe(path, params)
+        attempt = 0
+        while True:
+            self.bucket.take(_endpoint(path))
+            requested_at = datetime.now(timezone.utc)
+            with self._count_lock:
+                self.requests += 1
+            try:
+                response = self.client.raw_request("get", path, **params)
+            except stripe.StripeError as exc:
+                reason = self._retry_reason(exc)
+                if reason is None or attempt >= self.config.max_retries:
+                    raise self._error(exc, what, attempt) from None
+                attempt += 1
+                delay = self._delay(attempt, rate_limited=isinstance(exc, stripe.RateLimitError))
+                log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
+                with self._count_lock:
+                    self.retries += 1
+                self._sleep(delay)
+                continue
+            body = response.data
+            if not isinstance(body, dict):
+                raise FetchError(f"Stripe answered {what} with JSON that is not an object.")
+            return body, requested_at
+
+    @staticmethod
+    def _retry_reason(exc: stripe.StripeError) -> str | None:
+        status = exc.http_status
+        if isinstance(exc, stripe.RateLimitError) or status == 429:
+            return "rate limited (429)"
+        if isinstance(exc, stripe.APIConnectionError):
+            return "network error"
+        if status is not None and (status >= 500 or status == 409):
+            return f"HTTP {status}"
+        return None
+
+    def _delay(self, attempt: int, *, rate_limited: bool) -> float:
+        base = self.config.retry_base_delay * (2 if rate_limited else 1)
+        delay = min(base * 2 ** (attempt - 1), self.config.retry_max_delay)
+        return delay * (0.5 + random.random() / 2)
+
+    def _error(self, exc: stripe.StripeError, what: str, attempt: int) -> FetchError:
+        status = exc.http_status
+        request_id = f" (request id {exc.request_id})" if getattr(exc, "request_id", None) else ""
+        tries = f" after {attempt + 1} tries" if attempt else ""
+        if isinstance(exc, stripe.AuthenticationError) or status == 401:
+            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {KEY_HINT}")
+        if isinstance(exc, stripe.PermissionError) or status == 403:
+            return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
+        if isinstance(exc, stripe.APIConnectionError):
+            base = self.config.api_base or "Stripe"
+            return FetchError(f"Could not reach {base} for {what}{tries}: {_first_line(exc.user_message)}")
+        if status is not None and 200 <= status < 300:
+            return FetchError(f"Stripe answered {what} with a body that is not JSON (HTTP {status}){request_id}.")
+        if status is not None and status >= 500 or status == 429:
+            return FetchError(f"Stripe kept failing on {what}{tries}: HTTP {status}{request_id}.")
+        message = _first_line(exc.user_message) or type(exc).__name__
+        return FetchError(f"Stripe refused {what} (HTTP {status}): {message}{request_id}")
+
+    # -- lists -------------------------------------------------------------------------------------
+    def pages(
+        self, path: str, params: dict | None = None, *, limit: int | None = None, starting_after: str | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[Page]:
+        """Every page of a list, newest first; ``max_pages`` stops early (a windowed run)."""
+        params = dict(params or {})
+        params["limit"] = limit or self.config.page_size
+        cursor = starting_after
+        count = 0
+        while True:
+            query = dict(params, starting_after=cursor) if cursor else params
+            body, requested_at = self.get(path, query)
+            data, has_more = body.get("data"), body.get("has_more")
+            if not isinstance(data, list) or not isinstance(has_more, bool):
+                raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
+            yield Page(data, has_more, requested_at)
+            count += 1
+            if not has_more or not data or (max_pages is not None and count >= max_pages):
+                return
+            last = data[-1]
+            cursor = last.get("id") if isinstance(last, dict) else None
+            if not isinstance(cursor, str):
+                raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""

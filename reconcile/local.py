@@ -1,0 +1,115 @@
+"""Load the local snapshot: one query per model, the same record shapes as Stripe's side."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
+from .remote import KnownIds
+from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .users import UserDirectory, Validator, normalize_email
+
+_CHUNK = 2000
+
+
+def known_ids() -> KnownIds:
+    """The stored ids that decide which referenced objects a subscriptions run must fetch."""
+    return KnownIds(
+        products=frozenset(Product.objects.values_list("id", flat=True)),
+        prices=frozenset(Price.objects.values_list("id", flat=True)),
+        customers=frozenset(StripeUser.objects.values_list("customer_id", flat=True)),
+    )
+
+
+def load_local(resources: Iterable[str]) -> Snapshot:
+    """The database's side of the resources named ("products" includes prices and features)."""
+    resources = set(resources)
+    synced: dict[tuple[str, str], object] = {}
+    products, prices, customers, subscriptions = {}, {}, {}, {}
+    features: frozenset[str] = frozenset()
+    if "products" in resources:
+        links: dict[str, list[str]] = defaultdict(list)
+        for product_id, feature_id in ProductFeature.objects.values_list("product_id", "feature_id").iterator(_CHUNK):
+            links[product_id].append(feature_id)
+        for pid, name, description, active, metadata, synced_at in Product.objects.values_list(
+            "id", "name", "description", "active", "metadata", "synced_at"
+        ).iterator(_CHUNK):
+            products[pid] = ProductRec(pid, name, description, active, metadata or {}, tuple(sorted(links[pid])))
+            synced[("Product", pid)] = synced_at
+        for row in Price.objects.values_list(
+            "id", "product_id", "amount", "currency", "frequency", "active", "nickname", "synced_at"
+        ).iterator(_CHUNK):
+            prices[row[0]] = PriceRec(*row[:7])
+            synced[("Price", row[0])] = row[7]
+        features = frozenset(Feature.objects.values_list("id", flat=True))
+    if "customers" in resources:
+        for cid, email, name, user_id, synced_at in StripeUser.objects.values_list(
+            "customer_id", "email", "name", "user_id", "synced_at"
+        ).iterator(_CHUNK):
+            customers[cid] = CustomerRec(cid, email, name, user_id)
+            synced[("StripeUser", cid)] = synced_at
+    if "subscriptions" in resources:
+        items: dict[str, list[ItemRec]] = defaultdict(list)
+        for sid, *fields in SubscriptionItem.objects.values_list(
+            "subscription_id", "id", "price_id", "quantity", "current_period_start", "current_period_end"
+        ).iterator(_CHUNK):
+            items[sid].append(ItemRec(*fields))
+        for row in Subscription.objects.values_list(
+            "id", "stripe_user_id", "status", "current_period_start", "current_period_end", "cancel_at",
+            "cancel_at_period_end", "canceled_at", "ended_at", "trial_start", "trial_end", "created", "metadata",
+            "synced_at",
+        ).iterator(_CHUNK):
+            sid = row[0]
+            subscriptions[sid] = SubscriptionRec(
+                *row[:12], row[12] or {}, tuple(sorted(items.get(sid, ()), key=lambda i: i.id))
+            )
+            synced[("Subscription", sid)] = row[13]
+    return Snapshot(
+        products=products,
+        prices=prices,
+        customers=customers,
+        subscriptions=subscriptions,
+        features=features,
+        synced_at={k: v for k, v in synced.items() if v is not None},
+    )
+
+
+def load_directory(email_field: str) -> UserDirectory:
+    """Every user's primary key by normalised email: one query."""
+    by_email: dict[str, list] = defaultdict(list)
+    for pk, email in get_user_model().objects.values_list("pk", email_field).iterator(_CHUNK):
+        key = normalize_email(email)
+        if key:
+            by_email[key].append(pk)
+    return UserDirectory({k: tuple(v) for k, v in by_email.items()})
+
+
+def make_validator(create_map: dict[str, str]) -> Validator:
+    """Checks a new user's fields with the user model's own validation, without a query per user.
+
+    Unique fields are checked against the values stored now (one query per unique field) and
+    against the users this plan creates before it.
+    """
+    user_model = get_user_model()
+    unique = [f for f in create_map if user_model._meta.get_field(f).unique]
+    taken = {f: set(user_model.objects.values_list(f, flat=True)) for f in unique}
+    others = [f.name for f in user_model._meta.concrete_fields if f.name not in create_map]
+
+    def validate(fields: dict) -> str | None:
+        user = user_model(**fields)
+        try:
+            user.clean_fields(exclude=others)
+        except ValidationError as exc:
+            return "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in sorted(exc.message_dict.items()))
+        for name in unique:
+            value = getattr(user, name)
+            if value in taken[name]:
+                return f"{name}: a user with {name} {value!r} already exists"
+            taken[name].add(value)
+        return None
+
+    return validate

@@ -1,0 +1,56 @@
+"""The management commands' shared shape: parse options, run, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ..errors import ReconcileError
+from ..remote import Window
+from ..runner import EXIT_DRIFT, Options, execute
+
+
+class SyncCommand(BaseCommand):
+    resources: tuple[str, ...] = ()
+    windowed = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dry-run", action="store_true", help="Print the plan; write nothing.")
+        parser.add_argument(
+            "--check", action="store_true", help="Print the plan; exit 1 when it is not empty, 0 when in sync."
+        )
+        parser.add_argument(
+            "--format", choices=("text", "json", "markdown"), default="text", help="Report format (default: text)."
+        )
+        if self.windowed:
+            parser.add_argument(
+                "-l", "--limit", type=int, default=None,
+                help="Reconcile at most this many objects (1-100), one page; orphans are not reported.",
+            )
+            parser.add_argument(
+                "-s", "--starting_after", default=None, help="Reconcile the window after this Stripe id."
+            )
+
+    def handle(self, *args, **options) -> None:
+        limit = options.get("limit")
+        if limit is not None and not 1 <= limit <= 100:
+            raise CommandError("--limit must be from 1 to 100 (Stripe's page size).", returncode=2)
+        run = Options(
+            command=self.command_name(),
+            resources=self.resources,
+            dry_run=options["dry_run"],
+            check=options["check"],
+            fmt=options["format"],
+            verbosity=options["verbosity"],
+            window=Window(limit, options.get("starting_after")),
+        )
+        try:
+            outcome = execute(run, self.stdout, self.stderr)
+        except ReconcileError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        if outcome.exit_code == EXIT_DRIFT:
+            sys.exit(EXIT_DRIFT)
+
+    def command_name(self) -> str:
+        return self.__module__.rsplit(".", 1)[-1]

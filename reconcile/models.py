@@ -1,0 +1,135 @@
+"""Local copies of Stripe objects. Stripe owns them: write them through reconcile or webhooks.
+
+Field names match drf-stripe-subscription's, so queries written against it keep working.
+``synced_at`` records when a row was last written from Stripe data (by a sync run, at the time
+its Stripe page was fetched; a webhook handler should set it to the event's time or now). A run
+never overwrites a row whose ``synced_at`` is newer than the page it fetched.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class StripeRow(models.Model):
+    synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this row was last written from Stripe data."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Product(StripeRow):
+    id = models.CharField(max_length=255, primary_key=True)
+    name = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class Price(StripeRow):
+    id = models.CharField(max_length=255, primary_key=True)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
+    amount = models.BigIntegerField(null=True, blank=True, help_text="Minor units; NULL for tiered or custom prices.")
+    currency = models.CharField(max_length=3)
+    frequency = models.CharField(
+        max_length=32, null=True, blank=True, help_text='"{interval}_{interval_count}"; NULL for one-time prices.'
+    )
+    active = models.BooleanField(default=True)
+    nickname = models.CharField(max_length=255, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Feature(models.Model):
+    id = models.CharField(max_length=255, primary_key=True)
+    description = models.TextField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class ProductFeature(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="linked_features")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="linked_products")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["product", "feature"], name="reconcile_product_feature_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.feature_id}"
+
+
+class StripeUser(StripeRow):
+    customer_id = models.CharField(max_length=255, primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="stripe_users"
+    )
+    email = models.CharField(max_length=255, null=True, blank=True)
+    name = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Stripe customer"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ({self.email or 'no email'})"
+
+
+class Subscription(StripeRow):
+    id = models.CharField(max_length=255, primary_key=True)
+    stripe_user = models.ForeignKey(StripeUser, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=32, db_index=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    trial_start = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+
+class SubscriptionItem(StripeRow):
+    id = models.CharField(max_length=255, primary_key=True)
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="items")
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="subscription_items")
+    quantity = models.PositiveIntegerField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class SyncRun(models.Model):
+    """One applied run (dry runs are not recorded), written in the run's own transaction."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    command = models.CharField(max_length=64)
+    options = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=32)
+    counts = models.JSONField(default=dict, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def __str__(self) -> str:
+        return f"{self.command} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"

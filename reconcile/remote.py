@@ -1,0 +1,180 @@
+"""Build the remote snapshot: list every page of each resource, then resolve what items refer to.
+
+Phase 1 lists the resources (concurrently, each on its own thread); phase 2 retrieves the few
+objects that subscriptions refer to but that are neither listed nor stored locally (a price's
+product, a customer). Objects that do not parse become ``Rejected`` entries, never exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .conf import Config
+from .fetch import Fetcher, Page
+from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
+from .snapshot import Rejected, Snapshot
+
+
+@dataclass(frozen=True)
+class Window:
+    """``--limit`` / ``--starting_after``: one page of at most ``limit`` objects after a cursor."""
+
+    limit: int | None = None
+    starting_after: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.limit is not None or self.starting_after is not None
+
+
+@dataclass
+class KnownIds:
+    """Ids stored locally, so that phase 2 fetches only what neither side has."""
+
+    products: frozenset[str] = frozenset()
+    prices: frozenset[str] = frozenset()
+    customers: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Builder:
+    features_key: str
+    products: dict = field(default_factory=dict)
+    prices: dict = field(default_factory=dict)
+    customers: dict = field(default_factory=dict)
+    subscriptions: dict = field(default_factory=dict)
+    rejected: list = field(default_factory=list)
+    fetched_at: dict = field(default_factory=dict)
+    complete: set = field(default_factory=set)
+    deleted_customers: set = field(default_factory=set)
+    next_cursor: dict = field(default_factory=dict)
+    embedded_prices: dict = field(default_factory=dict)
+
+    def add(self, model: str, target: dict, parse: Callable, obj, requested_at: datetime) -> None:
+        oid = obj.get("id") if isinstance(obj, dict) else None
+        try:
+            rec = parse(obj)
+        except BadObject as exc:
+            self.rejected.append(Rejected(model, str(oid or "?"), str(exc)))
+            return
+        target[rec.id] = rec
+        self.fetched_at[(model, rec.id)] = requested_at
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            products=self.products,
+            prices=self.prices,
+            customers=self.customers,
+            subscriptions=self.subscriptions,
+            features=frozenset(f for p in self.products.values() for f in p.features),
+            complete=frozenset(self.complete),
+            rejected=tuple(sorted(set(self.rejected), key=lambda r: (r.model, r.id))),
+            fetched_at=self.fetched_at,
+            deleted_customers=frozenset(self.deleted_customers),
+            next_cursor=self.next_cursor,
+        )
+
+
+def _walk(fetcher: Fetcher, path: str, params: dict, window: Window | None, resource: str, b: _Builder):
+    """Pages of one listing; records the next cursor of a windowed run."""
+    if window and window.active:
+        pages = list(fetcher.pages(path, params, limit=window.limit, starting_after=window.starting_after, max_pages=1))
+        last = pages[-1] if pages else None
+        if last and last.has_more and last.data:
+            b.next_cursor[resource] = last.data[-1]["id"]
+        return pages
+    b.complete.add(resource)
+    return fetcher.pages(path, params)
+
+
+def _list_products(fetcher: Fetcher, b: _Builder) -> None:
+    parse = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
+    for active in ("true", "false"):
+        for page in fetcher.pages("/v1/products", {"active": active}):
+            for obj in page.data:
+                b.add("Product", b.products, parse, obj, page.requested_at)
+    for active in ("true", "false"):
+        for page in fetcher.pages("/v1/prices", {"active": active}):
+            for obj in page.data:
+                b.add("Price", b.prices, parse_price, obj, page.requested_at)
+    b.complete.update({"products", "prices"})
+
+
+def _list_customers(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
+    for page in _walk(fetcher, "/v1/customers", {}, window, "customers", b):
+        for obj in page.data:
+            b.add("StripeUser", b.customers, parse_customer, obj, page.requested_at)
+
+
+def _list_subscriptions(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
+    for page in _walk(fetcher, "/v1/subscriptions", {"status": "all"}, window, "subscriptions", b):
+        for obj in page.data:
+            _add_subscription(fetcher, b, obj, page)
+
+
+def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
+    def parse(obj):
+        items = obj.get("items") if isinstance(obj, dict) else None
+        if not isinstance(items, dict) or not isinstance(items.get("data"), list):
+            raise BadObject("field 'items' should be a list object")
+        data = items["data"]
+        if items.get("has_more"):
+            data = [item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data]
+        rec, prices = parse_subscription(obj, data)
+        for price in prices:
+            b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))
+        return rec
+
+    b.add("Subscription", b.subscriptions, parse, obj, page.requested_at)
+
+
+def _resolve_references(fetcher: Fetcher, b: _Builder, known: KnownIds) -> None:
+    """Phase 2: items' prices, their products and subscriptions' customers that no side has yet."""
+    for price_id, (obj, requested_at) in sorted(b.embedded_prices.items(), key=lambda kv: str(kv[0])):
+        if price_id not in b.prices and price_id not in known.prices:
+            b.add("Price", b.prices, parse_price, obj, requested_at)
+    wanted_products = {p.product_id for p in b.prices.values()} - set(b.products) - known.products
+    for product_id in sorted(wanted_products):
+        _retrieve(fetcher, b, "Product", b.products, lambda o: parse_product(o, b.features_key), "products", product_id)
+    wanted_customers = {s.customer_id for s in b.subscriptions.values()} - set(b.customers) - known.customers
+    for customer_id in sorted(wanted_customers):
+        _retrieve(fetcher, b, "StripeUser", b.customers, parse_customer, "customers", customer_id)
+
+
+def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, resource: str, oid: str) -> None:
+    body, requested_at = fetcher.get(f"/v1/{resource}/{oid}")
+    if resource == "customers" and body.get("deleted") is True:
+        b.deleted_customers.add(oid)
+        return
+    b.add(model, target, parse, body, requested_at)
+
+
+def fetch_remote(
+    config: Config,
+    resources: Iterable[str],
+    *,
+    fetcher: Fetcher | None = None,
+    window: Window | None = None,
+    known: KnownIds | None = None,
+) -> Snapshot:
+    """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
+
+    "products" brings prices with it. Listings run concurrently; the builder's dicts are disjoint
+    per resource, so the threads never write the same one.
+    """
+    fetcher = fetcher or Fetcher(config)
+    b = _Builder(config.features_metadata_key)
+    jobs = {
+        "products": lambda: _list_products(fetcher, b),
+        "customers": lambda: _list_customers(fetcher, b, window),
+        "subscriptions": lambda: _list_subscriptions(fetcher, b, window),
+    }
+    wanted = [jobs[r] for r in dict.fromkeys(resources)]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), config.concurrency))) as pool:
+        for future in [pool.submit(job) for job in wanted]:
+            future.result()
+    _resolve_references(fetcher, b, known or KnownIds())
+    return b.snapshot()

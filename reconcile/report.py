@@ -1,0 +1,154 @@
+"""Render a plan as text (for people), JSON (a stable, versioned schema) or markdown (CI summaries).
+
+Rendering is pure: it returns a string, never prints and never touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from .plan import Action, Change, Operation, Plan, show
+
+SCHEMA = "reconcile.plan/v1"
+HEADINGS = {
+    "Feature": "Features",
+    "Product": "Products",
+    "Price": "Prices",
+    "User": "Users",
+    "StripeUser": "Customers",
+    "Subscription": "Subscriptions",
+    "SubscriptionItem": "Subscription items",
+}
+PHRASES = {
+    Action.CREATE: "to create",
+    Action.UPDATE: "to update",
+    Action.RECREATE_ITEMS: "item sets to recreate",
+    Action.LINK_USER: "users to link",
+    Action.CREATE_USER: "users to create",
+    Action.ORPHAN: "orphaned",
+    Action.SKIP: "skipped",
+}
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.summary()
+    return "Plan: " + ", ".join(f"{counts[a.key]} {PHRASES[a]}" for a in Action) + "."
+
+
+def _change_detail(change: Change) -> str:
+    if isinstance(change.old, dict) and isinstance(change.new, dict):
+        delta = DeepDiff(change.old, change.new, verbose_level=2)
+        parts = [f"+{k[6:-2]}" for k in delta.get("dictionary_item_added", {})]
+        parts += [f"-{k[6:-2]}" for k in delta.get("dictionary_item_removed", {})]
+        parts += [
+            f"{k[6:-2]}: {v['old_value']!r} -> {v['new_value']!r}" for k, v in delta.get("values_changed", {}).items()
+        ]
+        return f"{change.field}: " + ", ".join(sorted(parts))
+    return change.describe()
+
+
+def render_text(plan: Plan, verbosity: int = 1) -> str:
+    lines: list[str] = []
+    heading = None
+    for op in plan.operations:
+        if HEADINGS[op.model] != heading:
+            heading = HEADINGS[op.model]
+            lines.append(f"{heading}:")
+        lines.append(f"  {op.action.value} {op.describe()}")
+        if verbosity >= 2 and op.action in (Action.UPDATE, Action.RECREATE_ITEMS):
+            lines.extend(f"      {_change_detail(c)}" for c in op.changes)
+    if plan.notes:
+        lines.append("Notes:")
+        lines.extend(f"  ? {note.describe()}" for note in plan.notes)
+    if not plan.in_sync:
+        lines.append(summary_line(plan))
+    elif plan.operations:
+        counts = plan.summary()
+        lines.append(f"No changes detected (reported only: {counts['orphan']} orphaned, {counts['skip']} skipped).")
+    else:
+        lines.append("No changes detected.")
+    for resource, cursor in sorted(plan.next_cursor.items()):
+        lines.append(f"More {resource} in Stripe: run again with --starting_after {cursor} for the next window.")
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
+    return value
+
+
+def _record_changes(op: Operation) -> list[dict[str, Any]]:
+    record = getattr(op, "record", None)
+    if op.action is Action.CREATE and record is not None:
+        fields = [f for f in record.__dataclass_fields__ if f not in ("id", "user_id")]
+        return [{"field": f, "old": None, "new": _jsonable(getattr(record, f))} for f in fields]
+    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in getattr(op, "changes", ())]
+
+
+def as_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "in_sync": plan.in_sync,
+        "summary": plan.summary(),
+        "operations": [
+            {
+                "action": op.action.key,
+                "symbol": op.action.value,
+                "model": op.model,
+                "id": op.id,
+                "changes": _record_changes(op),
+                "reason": getattr(op, "reason", None),
+                "description": op.describe(),
+            }
+            for op in plan.operations
+        ],
+        "notes": [{"model": n.model, "id": n.id, "message": n.message} for n in plan.notes],
+        "next_cursor": dict(sorted(plan.next_cursor.items())),
+    }
+
+
+def render_json(plan: Plan, verbosity: int = 1) -> str:
+    return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(plan: Plan, verbosity: int = 1) -> str:
+    lines = ["### Stripe reconcile plan", ""]
+    if plan.in_sync:
+        lines.append("**No changes detected.** The database agrees with Stripe.")
+    else:
+        lines += [f"**{summary_line(plan)}**", "", "| | Action | Model | Id | Details |", "|---|---|---|---|---|"]
+        for op in plan.operations:
+            details = getattr(op, "reason", None) or "; ".join(_change_detail(c) for c in getattr(op, "changes", ()))
+            if op.action is Action.CREATE:
+                details = op.describe()
+            lines.append(
+                f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
+            )
+    if plan.notes:
+        lines += ["", "Notes:", ""] + [f"- {_cell(n.describe())}" for n in plan.notes]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
+
+
+def render(plan: Plan, fmt: str = "text", verbosity: int = 1) -> str:
+    return RENDERERS[fmt](plan, verbosity)
+
+
+__all__ = ["render", "render_text", "render_json", "render_markdown", "as_dict", "summary_line", "SCHEMA", "show"]
