@@ -1,0 +1,275 @@
+"""Stripe's list and retrieve semantics for the fake Stripe (a test double): no sockets here.
+
+``handle_get(fake, path, pairs)`` answers one authenticated GET under /v1/ with (status, body).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .store import RESOURCES, SINGULAR, FakeStripe, dumps, resource_of
+
+LISTABLE = (*RESOURCES, "subscription_items")
+COMMON_PARAMS = frozenset({"limit", "starting_after", "ending_before", "expand", "created"})
+LIST_PARAMS: dict[str, frozenset[str]] = {
+    "products": frozenset({"active", "ids"}),
+    "prices": frozenset({"active", "product", "currency", "type", "lookup_keys"}),
+    "customers": frozenset({"email"}),
+    "subscriptions": frozenset({"customer", "status", "price"}),
+    "subscription_items": frozenset({"subscription"}),
+}
+STATUSES = frozenset(
+    {"active", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "trialing", "paused"}
+)
+HIDDEN_BY_DEFAULT = frozenset({"canceled", "incomplete_expired"})
+MAX_EXPAND_DEPTH = 4
+_ARRAY_KEY = re.compile(r"^([a-z_]+)\[(\d*)\]$")
+_NESTED_KEY = re.compile(r"^([a-z_]+)\[([a-z_]+)\]$")
+
+
+class ApiError(Exception):
+    """An error answered with Stripe's envelope."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> str:
+        error: dict[str, Any] = {"type": "invalid_request_error"}
+        if self.code:
+            error["code"] = self.code
+        if self.param:
+            error["param"] = self.param
+        error["message"] = self.message
+        return dumps({"error": error})
+
+
+def parse_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form-encoded pairs to params: ``a[]=``/``a[0]=`` -> list, ``created[gte]=`` -> dict."""
+    params: dict[str, Any] = {}
+    for key, value in pairs:
+        if m := _ARRAY_KEY.match(key):
+            params.setdefault(m.group(1), []).append(value)
+        elif m := _NESTED_KEY.match(key):
+            params.setdefault(m.group(1), {})[m.group(2)] = value
+        else:
+            params[key] = value
+    return params
+
+
+def _int(value: Any, param: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"Invalid integer: {value}", param=param) from None
+
+
+def _bool(value: str, param: str) -> bool:
+    if value not in ("true", "false"):
+        raise ApiError(400, f"Invalid boolean: {value}", param=param)
+    return value == "true"
+
+
+def _created_filter(value: Any) -> Callable[[dict], bool]:
+    if isinstance(value, str):
+        exact = _int(value, "created")
+        return lambda o: o.get("created") == exact
+    if not isinstance(value, dict):
+        raise ApiError(400, "Invalid created: expected an integer or a hash", param="created")
+    ops = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+    bounds = []
+    for op, raw in value.items():
+        if op not in ops:
+            raise ApiError(400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+        bounds.append((ops[op], _int(raw, f"created[{op}]")))
+    return lambda o: all(cmp(o.get("created") or 0, bound) for cmp, bound in bounds)
+
+
+def _filters(resource: str, params: dict[str, Any]) -> list[Callable[[dict], bool]]:
+    preds: list[Callable[[dict], bool]] = [lambda o: not o.get("deleted")]
+    if "created" in params:
+        preds.append(_created_filter(params["created"]))
+    if "active" in params:
+        active = _bool(params["active"], "active")
+        preds.append(lambda o: o.get("active") is active)
+    if "ids" in params:
+        ids = set(params["ids"])
+        preds.append(lambda o: o["id"] in ids)
+    for name in ("product", "currency", "type", "customer", "email"):
+        if name in params:
+            want = params[name]
+            preds.append(lambda o, name=name, want=want: o.get(name) == want)
+    if "lookup_keys" in params:
+        keys = set(params["lookup_keys"])
+        preds.append(lambda o: o.get("lookup_key") in keys)
+    if "price" in params:
+        price = params["price"]
+        preds.append(lambda o: any(_price_id(i) == price for i in o["items"]["data"]))
+    if resource == "subscriptions":
+        status = params.get("status")
+        if status is None:
+            preds.append(lambda o: o.get("status") not in HIDDEN_BY_DEFAULT)
+        elif status == "ended":
+            preds.append(lambda o: o.get("status") in HIDDEN_BY_DEFAULT)
+        elif status in STATUSES:
+            preds.append(lambda o: o.get("status") == status)
+        elif status != "all":
+            raise ApiError(400, f"Invalid status: must be one of {', '.join(sorted(STATUSES))}, all or "
+                           "ended", param="status")
+    return preds
+
+
+def _price_id(item: dict) -> str | None:
+    price = item.get("price")
+    return price.get("id") if isinstance(price, dict) else price
+
+
+def _limit(params: dict[str, Any]) -> int:
+    if "limit" not in params:
+        return 10
+    limit = _int(params["limit"], "limit")
+    if limit < 1:
+        raise ApiError(400, "This value must be greater than or equal to 1.", param="limit")
+    if limit > 100:
+        raise ApiError(400, f"This value must be less than or equal to 100 (it currently is '{limit}').",
+                       param="limit")
+    return limit
+
+
+def _page(objs: list[dict], positions: dict[str, int], params: dict[str, Any], kind: str,
+          preds: list[Callable[[dict], bool]]) -> tuple[list[dict], bool]:
+    limit = _limit(params)
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after is not None and before is not None:
+        raise ApiError(400, "You may only specify one of these parameters: ending_before, starting_after.",
+                       param="ending_before")
+    cursor = after if after is not None else before
+    if cursor is not None and cursor not in positions:
+        raise ApiError(400, f"No such {kind}: '{cursor}'", param="starting_after" if after else
+                       "ending_before", code="resource_missing")
+    if before is not None:
+        indices = range(positions[before] - 1, -1, -1)
+    else:
+        indices = range(positions[after] + 1 if after is not None else 0, len(objs))
+    page: list[dict] = []
+    for i in indices:
+        if all(p(objs[i]) for p in preds):
+            if len(page) == limit:
+                return (page[::-1] if before is not None else page), True
+            page.append(objs[i])
+    return (page[::-1] if before is not None else page), False
+
+
+def _expand_paths(params: dict[str, Any], *, listing: bool) -> list[list[str]]:
+    raw = params.get("expand", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    paths = []
+    for path in raw:
+        parts = path.split(".")
+        if len(parts) > MAX_EXPAND_DEPTH:
+            raise ApiError(400, f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. "
+                           f"Property: {path}", param="expand")
+        if listing:
+            if parts[0] != "data" or len(parts) < 2:
+                raise ApiError(400, f"This property cannot be expanded ({path}). You may want to try "
+                               f"expanding 'data.{path}' instead.", param="expand")
+            parts = parts[1:]
+        paths.append(parts)
+    return paths
+
+
+def _resolve(fake: FakeStripe, obj_id: str, path: str) -> dict:
+    resource = resource_of(obj_id)
+    obj = fake.get(resource, obj_id) if resource else None
+    if obj is None:
+        raise ApiError(400, f"This property cannot be expanded ({path}).", param="expand")
+    return json.loads(fake.encoded(resource, obj)) if resource in RESOURCES else json.loads(dumps(obj))
+
+
+def _expand(fake: FakeStripe, node: Any, parts: list[str], path: str) -> Any:
+    if isinstance(node, list):
+        return [_expand(fake, n, parts, path) for n in node]
+    if isinstance(node, str):
+        node = _resolve(fake, node, path)
+    if not isinstance(node, dict) or not parts:
+        return node
+    key, rest = parts[0], parts[1:]
+    if key not in node:
+        raise ApiError(400, f"This property cannot be expanded ({path}).", param="expand")
+    if node[key] is not None:
+        node[key] = _expand(fake, node[key], rest, path)
+    return node
+
+
+def _with_expansions(fake: FakeStripe, resource: str, obj: dict, paths: list[list[str]]) -> str:
+    text = fake.encoded(resource, obj)
+    if not paths:
+        return text
+    node = json.loads(text)
+    for parts in paths:
+        node = _expand(fake, node, parts, ".".join(parts))
+    return dumps(node)
+
+
+def _check_params(params: dict[str, Any], allowed: frozenset[str]) -> None:
+    for key in params:
+        if key not in allowed:
+            raise ApiError(400, f"Received unknown parameter: {key}", param=key)
+
+
+def handle_get(fake: FakeStripe, path: str, pairs: list[tuple[str, str]]) -> tuple[int, str]:
+    """Answer ``GET path?pairs`` (path under /v1/) with (status, JSON body)."""
+    try:
+        return 200, _route(fake, path, parse_query(pairs))
+    except ApiError as error:
+        return error.status, error.body()
+
+
+def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
+    parts = path.strip("/").split("/")
+    if len(parts) not in (2, 3) or parts[0] != "v1" or parts[1] not in LISTABLE:
+        raise ApiError(404, f"Unrecognized request URL (GET: {path}). Please see https://stripe.com/docs "
+                       "or we can help at https://support.stripe.com/.")
+    resource = parts[1]
+    if len(parts) == 3:
+        return _retrieve(fake, resource, parts[2], params)
+    _check_params(params, COMMON_PARAMS | LIST_PARAMS[resource])
+    paths = _expand_paths(params, listing=True)
+    url = f"/v1/{resource}"
+    with fake.lock:
+        if resource == "subscription_items":
+            objs, positions, preds = _items_of(fake, params)
+        else:
+            objs, positions = fake.sorted_objects(resource)
+            preds = _filters(resource, params)
+        page, has_more = _page(objs, positions, params, SINGULAR[resource], preds)
+        data = ",".join(_with_expansions(fake, resource, o, paths) for o in page)
+    return f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"},"url":"{url}"}}'
+
+
+def _items_of(fake: FakeStripe, params: dict[str, Any]) -> tuple[list[dict], dict[str, int], list]:
+    sub_id = params.get("subscription")
+    if not sub_id:
+        raise ApiError(400, "Missing required param: subscription.", param="subscription")
+    sub = fake.get("subscriptions", sub_id)
+    if sub is None:
+        raise ApiError(400, f"No such subscription: '{sub_id}'", param="subscription", code="resource_missing")
+    items = (sub.get("items") or {}).get("data", [])
+    preds = [_created_filter(params["created"])] if "created" in params else []
+    return items, {item["id"]: i for i, item in enumerate(items)}, preds
+
+
+def _retrieve(fake: FakeStripe, resource: str, obj_id: str, params: dict[str, Any]) -> str:
+    _check_params(params, frozenset({"expand"}))
+    paths = _expand_paths(params, listing=False)
+    with fake.lock:
+        obj = fake.get(resource, obj_id)
+        if obj is None:
+            raise ApiError(404, f"No such {SINGULAR[resource]}: '{obj_id}'", param="id", code="resource_missing")
+        if obj.get("deleted"):
+            return fake.encoded(resource, obj)
+        return _with_expansions(fake, resource, obj, paths)

@@ -1,0 +1,124 @@
+"""The fake Stripe: a test double of the Stripe API on loopback. It never contacts Stripe.
+
+Library use::
+
+    fake = FakeStripe.from_dir("fixtures/demo")          # or FakeStripe(generate_account(250))
+    with serve(fake) as server:
+        client = stripe.StripeClient("sk_test_123", base_addresses={"api": server.url})
+
+Command line::
+
+    python -m reconcile.testing.fakestripe --fixtures fixtures/demo --port 12111
+    python -m reconcile.testing.fakestripe mutate http://127.0.0.1:12111 update products prod_x '{"name": "New"}'
+    python -m reconcile.testing.fakestripe mutate URL delete customers cus_x
+    python -m reconcile.testing.fakestripe mutate URL cancel subscriptions sub_x
+    python -m reconcile.testing.fakestripe mutate URL requests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from .server import RunningServer, is_loopback, mask_key, serve
+from .store import RESOURCES, FakeStripe, Fault, RequestRecord
+
+__all__ = ["RESOURCES", "FakeStripe", "Fault", "RequestRecord", "RunningServer", "mask_key", "serve", "main"]
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m reconcile.testing.fakestripe",
+        description="Serve a fake Stripe API (a test double) on loopback from Stripe-shaped JSON fixtures. "
+        "Subcommand 'mutate URL ...' changes a running fake's data.",
+    )
+    p.add_argument("--fixtures", required=True, help="directory with products/prices/customers/"
+                   "subscriptions.json")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address only (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=12111)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
+    p.add_argument("--rate-limit", type=float, default=None, help="requests/second per endpoint")
+    p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
+    p.add_argument("--items-page-size", type=int, default=10)
+    return p
+
+
+def _mutate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reconcile.testing.fakestripe mutate",
+                                description="Change the data of a running fake Stripe (a test double).")
+    p.add_argument("url", help="base URL of the fake, e.g. http://127.0.0.1:12111")
+    sub = p.add_subparsers(dest="action", required=True)
+    upd = sub.add_parser("update", help="shallow-merge JSON fields into an object")
+    upd.add_argument("resource", choices=RESOURCES)
+    upd.add_argument("id")
+    upd.add_argument("fields", help="JSON object, e.g. '{\"name\": \"New\"}'")
+    ups = sub.add_parser("upsert", help="insert or replace a whole object given as JSON")
+    ups.add_argument("resource", choices=RESOURCES)
+    ups.add_argument("object")
+    rem = sub.add_parser("remove", help="remove an object as if it never existed")
+    rem.add_argument("resource", choices=RESOURCES)
+    rem.add_argument("id")
+    dele = sub.add_parser("delete", help="delete a customer (its live subscriptions are canceled)")
+    dele.add_argument("resource", choices=["customers"])
+    dele.add_argument("id")
+    can = sub.add_parser("cancel", help="cancel a subscription now")
+    can.add_argument("resource", choices=["subscriptions"])
+    can.add_argument("id")
+    sub.add_parser("requests", help="print how many requests the fake has received")
+    return p
+
+
+def mutate(url: str, action: str, resource: str | None = None, obj_id: str | None = None,
+           payload: str | None = None) -> dict:
+    """Call a control endpoint of a running fake; returns its JSON answer."""
+    base = url.rstrip("/")
+    if action == "requests":
+        request = urllib.request.Request(f"{base}/_fake/requests")
+    else:
+        path = "/".join(p for p in (action, resource, obj_id) if p)
+        body = json.dumps(json.loads(payload)).encode() if payload else b"{}"
+        request = urllib.request.Request(f"{base}/_fake/{path}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["mutate"]:
+        args = _mutate_parser().parse_args(args_list[1:])
+        payload = getattr(args, "fields", None) or getattr(args, "object", None)
+        try:
+            result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None),
+                            payload)
+        except urllib.error.HTTPError as error:
+            print(f"fake Stripe answered {error.code}: {error.read().decode()}", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2))
+        return 0
+    if args_list[:1] == ["serve"]:
+        args_list = args_list[1:]
+    parser = _serve_parser()
+    args = parser.parse_args(args_list)
+    if not is_loopback(args.host):
+        parser.error(f"refusing to serve on non-loopback host {args.host!r}: the fake Stripe is a local "
+                     "test double")
+    fake = FakeStripe.from_dir(args.fixtures, api_key=args.api_key, latency=args.latency,
+                               rate_limit=args.rate_limit, items_page_size=args.items_page_size)
+    server = serve(fake, args.host, args.port)
+    print(f"fake Stripe (a test double) serving {args.fixtures} on {server.url}", flush=True)
+    try:
+        server._thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

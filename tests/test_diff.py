@@ -1,0 +1,183 @@
+"""The diff on literal snapshots: no database, no network."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from reconcile.diff import UserPolicy, diff
+from reconcile.plan import Action, Change, Create, CreateUser, LinkUser, Orphan, RecreateItems, Skip, Update
+from reconcile.remote import KnownIds
+from reconcile.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
+from reconcile.users import UserDirectory
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T1 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+
+
+def product(pid="prod_1", name="Pro", features=(), **kw):
+    return ProductRec(pid, name, kw.get("description"), kw.get("active", True), kw.get("metadata", {}), features)
+
+
+def price(pid="price_1", product_id="prod_1", amount=1000, **kw):
+    return PriceRec(pid, product_id, amount, kw.get("currency", "usd"), kw.get("frequency", "month_1"),
+                    kw.get("active", True), kw.get("nickname"))
+
+
+def sub(sid="sub_1", customer="cus_1", status="active", items=(), **kw):
+    return SubscriptionRec(sid, customer, status, T0, T1, None, False, None, None, None, None, T0,
+                           kw.get("metadata", {}), tuple(items))
+
+
+def item(iid="si_1", price_id="price_1", quantity=1):
+    return ItemRec(iid, price_id, quantity, T0, T1)
+
+
+def test_empty_snapshots_plan_nothing():
+    plan = diff(Snapshot(), Snapshot())
+    assert plan.operations == () and plan.in_sync
+
+
+def test_remote_only_creates_local_only_orphans_when_listing_is_complete():
+    remote = Snapshot(products={"prod_1": product()}, complete=frozenset({"products"}))
+    local = Snapshot(products={"prod_old": product("prod_old", "Old")})
+    plan = diff(remote, local)
+    assert plan.operations == (Create("Product", "prod_1", product()), Orphan("Product", "prod_old"))
+
+
+def test_a_windowed_listing_reports_no_orphans():
+    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "a@x.io", "A")})
+    local = Snapshot(customers={"cus_2": CustomerRec("cus_2", "b@x.io", "B")})
+    assert [op.action for op in diff(remote, local).operations] == [Action.CREATE]
+
+
+def test_update_lists_field_changes_old_to_new():
+    remote = Snapshot(products={"prod_1": product(name="Pro 2", active=False)})
+    local = Snapshot(products={"prod_1": product()})
+    (op,) = diff(remote, local).operations
+    assert op == Update(
+        "Product", "prod_1", product(name="Pro 2", active=False),
+        (Change("name", "Pro", "Pro 2"), Change("active", True, False)),
+    )
+    assert op.describe() == "update Product prod_1: name, active"
+
+
+def test_equal_records_plan_nothing():
+    snap = Snapshot(products={"prod_1": product(features=("a",))}, prices={"price_1": price(amount=None)})
+    assert diff(snap, Snapshot(products=dict(snap.products), prices=dict(snap.prices), features=frozenset("a"))).in_sync
+
+
+def test_feature_links_follow_metadata_and_new_features_are_created_once():
+    remote = Snapshot(products={"prod_1": product(features=("a", "b")), "prod_2": product("prod_2", features=("b",))},
+                      features=frozenset({"a", "b"}))
+    local = Snapshot(products={"prod_1": product(features=("a",)), "prod_2": product("prod_2", features=("b",))},
+                     features=frozenset({"a"}))
+    ops = diff(remote, local).operations
+    assert ops[0] == Create("Feature", "b", None)
+    assert ops[1].changes == (Change("features", ("a",), ("a", "b")),)
+    assert len(ops) == 2
+
+
+def test_a_price_whose_product_is_nowhere_is_skipped_with_the_reason():
+    remote = Snapshot(prices={"price_1": price(product_id="prod_gone")})
+    (op,) = diff(remote, Snapshot()).operations
+    assert op == Skip("Price", "price_1", "its product prod_gone is neither stored nor in Stripe")
+
+
+def test_a_price_whose_product_is_stored_but_not_fetched_is_created():
+    remote = Snapshot(prices={"price_1": price()})
+    plan = diff(remote, Snapshot(), known=KnownIds(products=frozenset({"prod_1"})))
+    assert [op.action for op in plan.operations] == [Action.CREATE]
+
+
+def test_rejected_objects_become_skips():
+    remote = Snapshot(rejected=(Rejected("Price", "price_x", "currency 'zzz' is not an ISO 4217 code"),))
+    assert diff(remote, Snapshot()).operations == (Skip("Price", "price_x", "currency 'zzz' is not an ISO 4217 code"),)
+
+
+def test_subscription_items_are_recreated_only_when_they_differ():
+    local = Snapshot(subscriptions={"sub_1": sub(items=[item()])}, customers={"cus_1": CustomerRec("cus_1", None, None)},
+                     prices={"price_1": price()})
+    same = Snapshot(subscriptions={"sub_1": sub(items=[item()])})
+    assert diff(same, local).in_sync
+    changed = Snapshot(subscriptions={"sub_1": sub(items=[item(quantity=3), item("si_2")])})
+    (op,) = diff(changed, local).operations
+    assert op == RecreateItems("sub_1", (item(),), (item(quantity=3), item("si_2")))
+
+
+def test_canceled_subscription_updates_its_status():
+    local = Snapshot(subscriptions={"sub_1": sub()}, customers={"cus_1": CustomerRec("cus_1", None, None)})
+    remote = Snapshot(subscriptions={"sub_1": sub(status="canceled")})
+    (op,) = diff(remote, local).operations
+    assert op.changes == (Change("status", "active", "canceled"),)
+
+
+def test_subscription_of_a_deleted_unstored_customer_is_skipped():
+    remote = Snapshot(subscriptions={"sub_1": sub(customer="cus_gone")}, deleted_customers=frozenset({"cus_gone"}))
+    (op,) = diff(remote, Snapshot()).operations
+    assert op == Skip("Subscription", "sub_1", "its customer cus_gone is deleted in Stripe and is not stored")
+
+
+def test_subscription_with_an_unknown_price_is_skipped():
+    remote = Snapshot(subscriptions={"sub_1": sub(items=[item(price_id="price_nope")])},
+                      customers={"cus_1": CustomerRec("cus_1", None, None)})
+    ops = diff(remote, Snapshot()).operations
+    assert ops[-1] == Skip("Subscription", "sub_1", "its items refer to prices neither stored nor in Stripe: price_nope")
+
+
+def test_a_row_written_after_the_page_was_fetched_is_kept():
+    remote = Snapshot(products={"prod_1": product(name="Old from Stripe")}, fetched_at={("Product", "prod_1"): T0})
+    local = Snapshot(products={"prod_1": product(name="New from webhook")}, synced_at={("Product", "prod_1"): T1})
+    (op,) = diff(remote, local).operations
+    assert op.action is Action.SKIP and "kept the newer row" in op.reason
+
+
+def test_users_are_linked_case_insensitively_after_trimming():
+    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "  Alice@Example.COM ", "Alice")})
+    users = UserPolicy(UserDirectory({"alice@example.com": (7,)}))
+    ops = diff(remote, Snapshot(), users=users).operations
+    assert ops[-1] == LinkUser("cus_1", 7, "  Alice@Example.COM ")
+
+
+def test_shared_email_links_none_and_says_so():
+    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "bob@x.io", None)})
+    plan = diff(remote, Snapshot(), users=UserPolicy(UserDirectory({"bob@x.io": (1, 2)})))
+    assert [op.action for op in plan.operations] == [Action.CREATE]
+    assert plan.notes[0].message == "2 users share 'bob@x.io' (1, 2); linked none"
+
+
+def test_a_linked_customer_keeps_its_link_when_its_email_changes():
+    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "new@x.io", None)})
+    local = Snapshot(customers={"cus_1": CustomerRec("cus_1", "old@x.io", None, user_id=3)})
+    plan = diff(remote, local, users=UserPolicy(UserDirectory({"new@x.io": (9,)})))
+    assert [op.action for op in plan.operations] == [Action.UPDATE]
+    assert "keeps its link to user 3" in plan.notes[0].message
+
+
+def test_users_are_created_once_per_email_when_a_map_is_set():
+    remote = Snapshot(customers={
+        "cus_1": CustomerRec("cus_1", "new@x.io", "N"), "cus_2": CustomerRec("cus_2", "NEW@x.io", None),
+        "cus_3": CustomerRec("cus_3", None, "no email"),
+    })
+    plan = diff(remote, Snapshot(), users=UserPolicy(create_map={"username": "email", "email": "email"}))
+    creates = [op for op in plan.operations if isinstance(op, CreateUser)]
+    assert creates == [CreateUser("cus_1", (("email", "new@x.io"), ("username", "new@x.io")), ("cus_2",))]
+
+
+def test_invalid_new_user_is_skipped_not_the_run():
+    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "x@y.io", None)})
+    policy = UserPolicy(create_map={"username": "email"}, validate=lambda fields: "username: already taken")
+    ops = diff(remote, Snapshot(), users=policy).operations
+    assert ops[0] == Skip("User", "cus_1", "user not created: username: already taken")
+
+
+def test_operations_are_ordered_by_model_then_action_then_id():
+    remote = Snapshot(
+        products={"prod_b": product("prod_b"), "prod_a": product("prod_a")},
+        prices={"price_1": price(product_id="prod_a")},
+        customers={"cus_1": CustomerRec("cus_1", None, None)},
+        subscriptions={"sub_1": sub(items=[item()])},
+    )
+    assert [(op.model, op.id) for op in diff(remote, Snapshot()).operations] == [
+        ("Product", "prod_a"), ("Product", "prod_b"), ("Price", "price_1"), ("StripeUser", "cus_1"),
+        ("Subscription", "sub_1"),
+    ]
