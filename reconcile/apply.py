@@ -36,8 +36,14 @@ def _product(r: ProductRec) -> dict[str, Any]:
 
 
 def _price(r: PriceRec) -> dict[str, Any]:
-    return {"product_id": r.product_id, "amount": r.amount, "currency": r.currency, "frequency": r.frequency,
-            "active": r.active, "nickname": r.nickname}
+    return {
+        "product_id": r.product_id,
+        "amount": r.amount,
+        "currency": r.currency,
+        "frequency": r.frequency,
+        "active": r.active,
+        "nickname": r.nickname,
+    }
 
 
 def _customer(r: CustomerRec) -> dict[str, Any]:
@@ -46,16 +52,30 @@ def _customer(r: CustomerRec) -> dict[str, Any]:
 
 def _subscription(r: SubscriptionRec) -> dict[str, Any]:
     return {
-        "stripe_user_id": r.customer_id, "status": r.status, "current_period_start": r.current_period_start,
-        "current_period_end": r.current_period_end, "cancel_at": r.cancel_at,
-        "cancel_at_period_end": r.cancel_at_period_end, "canceled_at": r.canceled_at, "ended_at": r.ended_at,
-        "trial_start": r.trial_start, "trial_end": r.trial_end, "created": r.created, "metadata": r.metadata,
+        "stripe_user_id": r.customer_id,
+        "status": r.status,
+        "current_period_start": r.current_period_start,
+        "current_period_end": r.current_period_end,
+        "cancel_at": r.cancel_at,
+        "cancel_at_period_end": r.cancel_at_period_end,
+        "canceled_at": r.canceled_at,
+        "ended_at": r.ended_at,
+        "trial_start": r.trial_start,
+        "trial_end": r.trial_end,
+        "created": r.created,
+        "metadata": r.metadata,
     }
 
 
 def _item(subscription_id: str, r: ItemRec) -> SubscriptionItem:
-    return SubscriptionItem(id=r.id, subscription_id=subscription_id, price_id=r.price_id, quantity=r.quantity,
-                            current_period_start=r.current_period_start, current_period_end=r.current_period_end)
+    return SubscriptionItem(
+        id=r.id,
+        subscription_id=subscription_id,
+        price_id=r.price_id,
+        quantity=r.quantity,
+        current_period_start=r.current_period_start,
+        current_period_end=r.current_period_end,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,8 @@ class Applier:
             ops[(type(op), op.model)].append(op)
         with transaction.atomic():
             Feature.objects.bulk_create(
-                [Feature(id=op.id) for op in ops[(Create, "Feature")]], batch_size=self.batch_size,
+                [Feature(id=op.id) for op in ops[(Create, "Feature")]],
+                batch_size=self.batch_size,
                 ignore_conflicts=True,
             )
             self.result.counts["create"] += len(ops[(Create, "Feature")])
@@ -118,9 +139,7 @@ class Applier:
         spec = SPECS[model]
         for batch in _batches(creates + updates, self.batch_size):
             ids = [op.id for op in batch]
-            stored = dict(
-                spec.model.objects.select_for_update().filter(pk__in=ids).values_list(spec.pk, "synced_at")
-            )
+            stored = dict(spec.model.objects.select_for_update().filter(pk__in=ids).values_list(spec.pk, "synced_at"))
             inserts, changed, fields = [], [], {"synced_at"}
             for op in batch:
                 at = self.stamp(model, op.id)
@@ -149,8 +168,10 @@ class Applier:
 
     def features(self, ops: list[Create | Update]) -> None:
         touched = [
-            op for op in ops
-            if op.id in self.written["Product"] and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
+            op
+            for op in ops
+            if op.id in self.written["Product"]
+            and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
         ]
         for batch in _batches(touched, self.batch_size):
             stale = [op.id for op in batch if op.id not in self.inserted["Product"]]
@@ -182,8 +203,11 @@ class Applier:
         return result
 
     def link(self, links: Mapping[str, Any]) -> None:
-        rows = [StripeUser(customer_id=cid, user_id=uid) for cid, uid in links.items()
-                if cid not in self.inserted["StripeUser"]]
+        rows = [
+            StripeUser(customer_id=cid, user_id=uid)
+            for cid, uid in links.items()
+            if cid not in self.inserted["StripeUser"]
+        ]
         StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
         self.result.counts["link_user"] += len(links)
 

@@ -84,7 +84,9 @@ def get_config() -> Config:
         api_version=s["API_VERSION"] or None,
         features_metadata_key=s["FEATURES_METADATA_KEY"],
         user_email_field=s["USER_EMAIL_FIELD"],
-        user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]) if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] else None,
+        user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"])
+        if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]
+        else None,
         page_size=int(s["PAGE_SIZE"]),
         batch_size=int(s["BATCH_SIZE"]),
         max_retries=int(s["MAX_RETRIES"]),

@@ -10,13 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
+from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
 from .remote import KnownIds
 from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
 
 MODEL_ORDER = ("Feature", "Product", "Price", "User", "StripeUser", "Subscription", "SubscriptionItem")
 _RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
+_ACTION_RANK = {action: i for i, action in enumerate(Action)}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def diff(
         ops += user_ops
     sub_ops = _compare("subscriptions", remote, local, _subscription_blocks(remote, local, known, price_blocks))
     ops += sub_ops + _items(remote, local, sub_ops)
-    ops.sort(key=lambda op: (_RANK[op.model], op.action.key, op.id))
+    ops.sort(key=lambda op: (_RANK[op.model], _ACTION_RANK[op.action], op.id))
     return Plan(
         operations=tuple(ops),
         notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),

@@ -156,7 +156,12 @@ class Fetcher:
 
     # -- lists -------------------------------------------------------------------------------------
     def pages(
-        self, path: str, params: dict | None = None, *, limit: int | None = None, starting_after: str | None = None,
+        self,
+        path: str,
+        params: dict | None = None,
+        *,
+        limit: int | None = None,
+        starting_after: str | None = None,
         max_pages: int | None = None,
     ) -> Iterator[Page]:
         """Every page of a list, newest first; ``max_pages`` stops early (a windowed run)."""

@@ -59,8 +59,19 @@ def load_local(resources: Iterable[str]) -> Snapshot:
         ).iterator(_CHUNK):
             items[sid].append(ItemRec(*fields))
         for row in Subscription.objects.values_list(
-            "id", "stripe_user_id", "status", "current_period_start", "current_period_end", "cancel_at",
-            "cancel_at_period_end", "canceled_at", "ended_at", "trial_start", "trial_end", "created", "metadata",
+            "id",
+            "stripe_user_id",
+            "status",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at",
+            "cancel_at_period_end",
+            "canceled_at",
+            "ended_at",
+            "trial_start",
+            "trial_end",
+            "created",
+            "metadata",
             "synced_at",
         ).iterator(_CHUNK):
             sid = row[0]

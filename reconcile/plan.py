@@ -206,6 +206,19 @@ class Plan:
 
 
 __all__ = [
-    "Action", "Change", "Create", "CreateUser", "CustomerRec", "LinkUser", "Note", "Operation", "Orphan", "Plan",
-    "RecreateItems", "Skip", "Update", "WRITES", "show",
+    "Action",
+    "Change",
+    "Create",
+    "CreateUser",
+    "CustomerRec",
+    "LinkUser",
+    "Note",
+    "Operation",
+    "Orphan",
+    "Plan",
+    "RecreateItems",
+    "Skip",
+    "Update",
+    "WRITES",
+    "show",
 ]

@@ -122,7 +122,9 @@ def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
             raise BadObject("field 'items' should be a list object")
         data = items["data"]
         if items.get("has_more"):
-            data = [item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data]
+            data = [
+                item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data
+            ]
         rec, prices = parse_subscription(obj, data)
         for price in prices:
             b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))

@@ -45,8 +45,12 @@ def plan_users(
         if stored is not None and stored.user_id is not None:
             if normalize_email(stored.email) != email:
                 notes.append(
-                    Note("StripeUser", customer.id, f"email changed from {stored.email!r} to {customer.email!r} "
-                         f"in Stripe; keeps its link to user {stored.user_id}")
+                    Note(
+                        "StripeUser",
+                        customer.id,
+                        f"email changed from {stored.email!r} to {customer.email!r} "
+                        f"in Stripe; keeps its link to user {stored.user_id}",
+                    )
                 )
             continue
         if email is None:
@@ -56,7 +60,9 @@ def plan_users(
             ops.append(LinkUser(customer.id, matches[0], customer.email or ""))
         elif len(matches) > 1:
             shown = ", ".join(str(pk) for pk in sorted(matches, key=str))
-            notes.append(Note("StripeUser", customer.id, f"{len(matches)} users share {email!r} ({shown}); linked none"))
+            notes.append(
+                Note("StripeUser", customer.id, f"{len(matches)} users share {email!r} ({shown}); linked none")
+            )
         elif create_map:
             to_create[email].append(customer)
     for email in sorted(to_create):

@@ -26,7 +26,9 @@ def stripe_fixture(name: str) -> dict:
 
 
 def demo_data() -> dict[str, list[dict]]:
-    return {r: json.loads((DEMO / f"{r}.json").read_text()) for r in ("products", "prices", "customers", "subscriptions")}
+    return {
+        r: json.loads((DEMO / f"{r}.json").read_text()) for r in ("products", "prices", "customers", "subscriptions")
+    }
 
 
 @pytest.fixture

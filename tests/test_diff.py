@@ -19,13 +19,21 @@ def product(pid="prod_1", name="Pro", features=(), **kw):
 
 
 def price(pid="price_1", product_id="prod_1", amount=1000, **kw):
-    return PriceRec(pid, product_id, amount, kw.get("currency", "usd"), kw.get("frequency", "month_1"),
-                    kw.get("active", True), kw.get("nickname"))
+    return PriceRec(
+        pid,
+        product_id,
+        amount,
+        kw.get("currency", "usd"),
+        kw.get("frequency", "month_1"),
+        kw.get("active", True),
+        kw.get("nickname"),
+    )
 
 
 def sub(sid="sub_1", customer="cus_1", status="active", items=(), **kw):
-    return SubscriptionRec(sid, customer, status, T0, T1, None, False, None, None, None, None, T0,
-                           kw.get("metadata", {}), tuple(items))
+    return SubscriptionRec(
+        sid, customer, status, T0, T1, None, False, None, None, None, None, T0, kw.get("metadata", {}), tuple(items)
+    )
 
 
 def item(iid="si_1", price_id="price_1", quantity=1):
@@ -55,7 +63,9 @@ def test_update_lists_field_changes_old_to_new():
     local = Snapshot(products={"prod_1": product()})
     (op,) = diff(remote, local).operations
     assert op == Update(
-        "Product", "prod_1", product(name="Pro 2", active=False),
+        "Product",
+        "prod_1",
+        product(name="Pro 2", active=False),
         (Change("name", "Pro", "Pro 2"), Change("active", True, False)),
     )
     assert op.describe() == "update Product prod_1: name, active"
@@ -67,10 +77,14 @@ def test_equal_records_plan_nothing():
 
 
 def test_feature_links_follow_metadata_and_new_features_are_created_once():
-    remote = Snapshot(products={"prod_1": product(features=("a", "b")), "prod_2": product("prod_2", features=("b",))},
-                      features=frozenset({"a", "b"}))
-    local = Snapshot(products={"prod_1": product(features=("a",)), "prod_2": product("prod_2", features=("b",))},
-                     features=frozenset({"a"}))
+    remote = Snapshot(
+        products={"prod_1": product(features=("a", "b")), "prod_2": product("prod_2", features=("b",))},
+        features=frozenset({"a", "b"}),
+    )
+    local = Snapshot(
+        products={"prod_1": product(features=("a",)), "prod_2": product("prod_2", features=("b",))},
+        features=frozenset({"a"}),
+    )
     ops = diff(remote, local).operations
     assert ops[0] == Create("Feature", "b", None)
     assert ops[1].changes == (Change("features", ("a",), ("a", "b")),)
@@ -95,8 +109,11 @@ def test_rejected_objects_become_skips():
 
 
 def test_subscription_items_are_recreated_only_when_they_differ():
-    local = Snapshot(subscriptions={"sub_1": sub(items=[item()])}, customers={"cus_1": CustomerRec("cus_1", None, None)},
-                     prices={"price_1": price()})
+    local = Snapshot(
+        subscriptions={"sub_1": sub(items=[item()])},
+        customers={"cus_1": CustomerRec("cus_1", None, None)},
+        prices={"price_1": price()},
+    )
     same = Snapshot(subscriptions={"sub_1": sub(items=[item()])})
     assert diff(same, local).in_sync
     changed = Snapshot(subscriptions={"sub_1": sub(items=[item(quantity=3), item("si_2")])})
@@ -118,10 +135,14 @@ def test_subscription_of_a_deleted_unstored_customer_is_skipped():
 
 
 def test_subscription_with_an_unknown_price_is_skipped():
-    remote = Snapshot(subscriptions={"sub_1": sub(items=[item(price_id="price_nope")])},
-                      customers={"cus_1": CustomerRec("cus_1", None, None)})
+    remote = Snapshot(
+        subscriptions={"sub_1": sub(items=[item(price_id="price_nope")])},
+        customers={"cus_1": CustomerRec("cus_1", None, None)},
+    )
     ops = diff(remote, Snapshot()).operations
-    assert ops[-1] == Skip("Subscription", "sub_1", "its items refer to prices neither stored nor in Stripe: price_nope")
+    assert ops[-1] == Skip(
+        "Subscription", "sub_1", "its items refer to prices neither stored nor in Stripe: price_nope"
+    )
 
 
 def test_a_row_written_after_the_page_was_fetched_is_kept():
@@ -154,10 +175,13 @@ def test_a_linked_customer_keeps_its_link_when_its_email_changes():
 
 
 def test_users_are_created_once_per_email_when_a_map_is_set():
-    remote = Snapshot(customers={
-        "cus_1": CustomerRec("cus_1", "new@x.io", "N"), "cus_2": CustomerRec("cus_2", "NEW@x.io", None),
-        "cus_3": CustomerRec("cus_3", None, "no email"),
-    })
+    remote = Snapshot(
+        customers={
+            "cus_1": CustomerRec("cus_1", "new@x.io", "N"),
+            "cus_2": CustomerRec("cus_2", "NEW@x.io", None),
+            "cus_3": CustomerRec("cus_3", None, "no email"),
+        }
+    )
     plan = diff(remote, Snapshot(), users=UserPolicy(create_map={"username": "email", "email": "email"}))
     creates = [op for op in plan.operations if isinstance(op, CreateUser)]
     assert creates == [CreateUser("cus_1", (("email", "new@x.io"), ("username", "new@x.io")), ("cus_2",))]
@@ -178,6 +202,9 @@ def test_operations_are_ordered_by_model_then_action_then_id():
         subscriptions={"sub_1": sub(items=[item()])},
     )
     assert [(op.model, op.id) for op in diff(remote, Snapshot()).operations] == [
-        ("Product", "prod_a"), ("Product", "prod_b"), ("Price", "price_1"), ("StripeUser", "cus_1"),
+        ("Product", "prod_a"),
+        ("Product", "prod_b"),
+        ("Price", "price_1"),
+        ("StripeUser", "cus_1"),
         ("Subscription", "sub_1"),
     ]

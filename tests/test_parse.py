@@ -17,14 +17,24 @@ def ts(value: int) -> datetime:
 def test_stripe_product():
     rec = parse_product(stripe_fixture("product"))
     assert (rec.id, rec.name, rec.description, rec.active, rec.metadata, rec.features) == (
-        "prod_QXg1hqf4jFNsqG", "T-shirt", "Comfortable gray cotton t-shirt", True, {}, ()
+        "prod_QXg1hqf4jFNsqG",
+        "T-shirt",
+        "Comfortable gray cotton t-shirt",
+        True,
+        {},
+        (),
     )
 
 
 def test_stripe_price():
     rec = parse_price(stripe_fixture("price"))
     assert (rec.product_id, rec.amount, rec.currency, rec.frequency, rec.active, rec.nickname) == (
-        "prod_QXg1hqf4jFNsqG", 2000, "usd", "month_1", True, None
+        "prod_QXg1hqf4jFNsqG",
+        2000,
+        "usd",
+        "month_1",
+        True,
+        None,
     )
 
 
@@ -100,8 +110,12 @@ def test_older_api_versions_keep_periods_on_the_subscription():
 )
 def test_odd_objects_are_rejected_with_a_reason(resource, change, message):
     obj = stripe_fixture(resource) | change
-    parse = {"product": parse_product, "price": parse_price, "customer": parse_customer,
-             "subscription": lambda o: parse_subscription(o, o["items"]["data"])}[resource]
+    parse = {
+        "product": parse_product,
+        "price": parse_price,
+        "customer": parse_customer,
+        "subscription": lambda o: parse_subscription(o, o["items"]["data"]),
+    }[resource]
     with pytest.raises(BadObject, match=message.replace("(", r"\(")):
         parse(obj)
 

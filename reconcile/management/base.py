@@ -25,7 +25,10 @@ class SyncCommand(BaseCommand):
         )
         if self.windowed:
             parser.add_argument(
-                "-l", "--limit", type=int, default=None,
+                "-l",
+                "--limit",
+                type=int,
+                default=None,
                 help="Reconcile at most this many objects (1-100), one page; orphans are not reported.",
             )
             parser.add_argument(

@@ -44,6 +44,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=float, default=None, help="requests/second per endpoint")
     p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
     p.add_argument("--items-page-size", type=int, default=10)
+    p.add_argument("--in-container", action="store_true",
+                   help="allow a non-loopback --host, for a private container network only (docker compose)")
     return p
 
 
@@ -104,12 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list = args_list[1:]
     parser = _serve_parser()
     args = parser.parse_args(args_list)
-    if not is_loopback(args.host):
+    if not is_loopback(args.host) and not args.in_container:
         parser.error(f"refusing to serve on non-loopback host {args.host!r}: the fake Stripe is a local "
                      "test double")
     fake = FakeStripe.from_dir(args.fixtures, api_key=args.api_key, latency=args.latency,
                                rate_limit=args.rate_limit, items_page_size=args.items_page_size)
-    server = serve(fake, args.host, args.port)
+    server = serve(fake, args.host, args.port, allow_any_host=args.in_container)
     print(f"fake Stripe (a test double) serving {args.fixtures} on {server.url}", flush=True)
     try:
         server._thread.join()
