@@ -75,8 +75,10 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
 
 def _price_blocks(remote: Snapshot, local: Snapshot, known: KnownIds) -> dict[str, str]:
     products = remote.products.keys() | local.products.keys() | known.products
+    rejected = {r.id for r in remote.rejected if r.model == "Product"}
     return {
-        p.id: f"its product {p.product_id} is neither stored nor in Stripe"
+        p.id: f"its product {p.product_id} "
+        + ("was skipped" if p.product_id in rejected else "is neither stored nor in Stripe")
         for p in remote.prices.values()
         if p.product_id not in products
     }

@@ -12,7 +12,9 @@ class ConfigError(ReconcileError):
 
 
 class FetchError(ReconcileError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ConcurrentRunError(ReconcileError):
@@ -20,4 +22,8 @@ class ConcurrentRunError(ReconcileError):
 
 
 class PlanFileError(ReconcileError):
+    pass
+
+
+class TransactionError(ReconcileError):
     pass

@@ -22,7 +22,7 @@ import stripe
 from django.db import connections
 
 from .conf import Config
-from .errors import ConfigError, FetchError
+from .errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,12 @@ def _describe(path: str, params: dict) -> str:
 
 
 def assert_no_transaction() -> None:
+    """Refuse to call Stripe inside a transaction (a test case's own wrapping atomic is not one)."""
     for conn in connections.all(initialized_only=True):
-        if conn.in_atomic_block:
-            raise RuntimeError("reconcile never calls Stripe inside a database transaction")
+        if any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks):
+            raise TransactionError(
+                "reconcile does not call Stripe inside a database transaction: run it outside transaction.atomic()."
+            )
 
 
 class Fetcher:
@@ -152,7 +155,7 @@ class Fetcher:
         if status is not None and status >= 500 or status == 429:
             return FetchError(f"Stripe kept failing on {what}{tries}: HTTP {status}{request_id}.")
         message = _first_line(exc.user_message) or type(exc).__name__
-        return FetchError(f"Stripe refused {what} (HTTP {status}): {message}{request_id}")
+        return FetchError(f"Stripe refused {what} (HTTP {status}): {message}{request_id}", status)
 
     # -- lists -------------------------------------------------------------------------------------
     def pages(

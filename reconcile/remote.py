@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .conf import Config
-from .fetch import Fetcher, Page
+from .errors import FetchError
+from .fetch import Fetcher, Page, assert_no_transaction
 from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
 from .snapshot import Rejected, Snapshot
 
@@ -147,7 +148,12 @@ def _resolve_references(fetcher: Fetcher, b: _Builder, known: KnownIds) -> None:
 
 
 def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, resource: str, oid: str) -> None:
-    body, requested_at = fetcher.get(f"/v1/{resource}/{oid}")
+    try:
+        body, requested_at = fetcher.get(f"/v1/{resource}/{oid}")
+    except FetchError as exc:
+        if exc.status == 404:  # gone from Stripe: what refers to it is skipped with the reason
+            return
+        raise
     if resource == "customers" and body.get("deleted") is True:
         b.deleted_customers.add(oid)
         return
@@ -167,6 +173,7 @@ def fetch_remote(
     "products" brings prices with it. Listings run concurrently; the builder's dicts are disjoint
     per resource, so the threads never write the same one.
     """
+    assert_no_transaction()
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key)
     jobs = {
