@@ -8,6 +8,7 @@ reported as a conflict; a row created meanwhile is updated rather than inserted 
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import models, transaction
+from django.db import connections, models, transaction
 
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
@@ -114,6 +115,9 @@ class Applier:
         return self.fetched_at.get((model, oid), self.now)
 
     def run(self) -> Result:
+        if not self.plan.writes:
+            return self.result
+        _lift_sqlite_parameter_limit()
         ops = defaultdict(list)
         for op in self.plan.writes:
             ops[(type(op), op.model)].append(op)
@@ -229,6 +233,24 @@ class Applier:
             self.result.counts["recreate_items"] += len(batch)
         rows = [_item(sid, item) for sid, items in new for item in items]
         SubscriptionItem.objects.bulk_create(rows, batch_size=self.batch_size)
+
+
+def _lift_sqlite_parameter_limit(alias: str = "default") -> None:
+    """Let bulk statements on SQLite use the parameter limit the library was built with.
+
+    Django 5.2 assumes SQLite's old default of 999 bound parameters, which caps a bulk insert of
+    8 columns at 124 rows; SQLite 3.32+ allows 32,766. Python 3.11+ can ask the real limit.
+    """
+    conn = connections[alias]
+    if conn.vendor != "sqlite":
+        return
+    conn.ensure_connection()
+    getlimit = getattr(conn.connection, "getlimit", None)
+    if getlimit is None:
+        return
+    limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    if limit > conn.features.max_query_params:
+        conn.features.max_query_params = limit
 
 
 def apply_plan(plan: Plan, fetched_at: Mapping[tuple[str, str], datetime] | None = None, batch_size: int = 500):
