@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -149,7 +150,7 @@ class Fetcher:
             return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
         if isinstance(exc, stripe.APIConnectionError):
             base = self.config.api_base or "Stripe"
-            return FetchError(f"Could not reach {base} for {what}{tries}: {_first_line(exc.user_message)}")
+            return FetchError(f"Could not reach {base} for {what}{tries}: {_network_reason(exc.user_message)}")
         if status is not None and 200 <= status < 300:
             return FetchError(f"Stripe answered {what} with a body that is not JSON (HTTP {status}){request_id}.")
         if status is not None and status >= 500 or status == 429:
@@ -190,3 +191,11 @@ class Fetcher:
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _network_reason(text: str | None) -> str:
+    """The useful part of stripe-python's network error text: the underlying error, shortened."""
+    text = " ".join((text or "").split())
+    match = re.search(r"\(Network error: (.*)\)\s*$", text)
+    reason = match.group(1) if match else text
+    return reason if len(reason) <= 300 else reason[:297] + "..."
