@@ -3,8 +3,6 @@ measures (not timings), so they are asserted here; timings live in `make bench`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
