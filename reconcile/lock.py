@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +22,18 @@ LOCK_KEY = zlib.crc32(b"reconcile.sync")  # a stable 32-bit advisory lock id
 BUSY = "Another reconcile run is applying to this database right now. Wait for it to finish, then run again."
 
 
-def _lock_path(alias: str) -> Path:
-    name = str(connections[alias].settings_dict.get("NAME") or "")
-    if name and name != ":memory:" and not name.startswith("file:"):
-        return Path(name).with_name(Path(name).name + ".reconcile.lock")
-    return Path(tempfile.gettempdir()) / f"reconcile-{zlib.crc32(name.encode())}.lock"
+_IN_PROCESS = threading.Lock()  # an in-memory SQLite database lives in one process only
+
+
+def _lock_path(alias: str) -> Path | None:
+    """The lock file beside a SQLite database file; None for an in-memory database."""
+    conn = connections[alias]
+    name = str(conn.settings_dict.get("NAME") or "")
+    if conn.is_in_memory_db():
+        return None
+    if name.startswith("file:"):
+        name = name[5:].split("?", 1)[0]
+    return Path(name).with_name(Path(name).name + ".reconcile.lock")
 
 
 @contextlib.contextmanager
@@ -44,6 +51,14 @@ def run_lock(alias: str = "default") -> Iterator[None]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
         return
     path = _lock_path(alias)
+    if path is None:
+        if not _IN_PROCESS.acquire(blocking=False):
+            raise ConcurrentRunError(BUSY)
+        try:
+            yield
+        finally:
+            _IN_PROCESS.release()
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -16,6 +16,7 @@ from .conf import Config
 from .errors import FetchError
 from .fetch import Fetcher, Page, assert_no_transaction
 from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
+from .progress import Progress
 from .snapshot import Rejected, Snapshot
 
 
@@ -53,6 +54,7 @@ class _Builder:
     deleted_customers: set = field(default_factory=set)
     next_cursor: dict = field(default_factory=dict)
     embedded_prices: dict = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)
 
     def add(self, model: str, target: dict, parse: Callable, obj, requested_at: datetime) -> None:
         oid = obj.get("id") if isinstance(obj, dict) else None
@@ -95,10 +97,12 @@ def _list_products(fetcher: Fetcher, b: _Builder) -> None:
     parse = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
     for active in ("true", "false"):
         for page in fetcher.pages("/v1/products", {"active": active}):
+            b.progress.page("products", len(page.data))
             for obj in page.data:
                 b.add("Product", b.products, parse, obj, page.requested_at)
     for active in ("true", "false"):
         for page in fetcher.pages("/v1/prices", {"active": active}):
+            b.progress.page("prices", len(page.data))
             for obj in page.data:
                 b.add("Price", b.prices, parse_price, obj, page.requested_at)
     b.complete.update({"products", "prices"})
@@ -106,12 +110,14 @@ def _list_products(fetcher: Fetcher, b: _Builder) -> None:
 
 def _list_customers(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
     for page in _walk(fetcher, "/v1/customers", {}, window, "customers", b):
+        b.progress.page("customers", len(page.data))
         for obj in page.data:
             b.add("StripeUser", b.customers, parse_customer, obj, page.requested_at)
 
 
 def _list_subscriptions(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
     for page in _walk(fetcher, "/v1/subscriptions", {"status": "all"}, window, "subscriptions", b):
+        b.progress.page("subscriptions", len(page.data))
         for obj in page.data:
             _add_subscription(fetcher, b, obj, page)
 
@@ -167,6 +173,7 @@ def fetch_remote(
     fetcher: Fetcher | None = None,
     window: Window | None = None,
     known: KnownIds | None = None,
+    progress: Progress | None = None,
 ) -> Snapshot:
     """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
 
@@ -175,7 +182,7 @@ def fetch_remote(
     """
     assert_no_transaction()
     fetcher = fetcher or Fetcher(config)
-    b = _Builder(config.features_metadata_key)
+    b = _Builder(config.features_metadata_key, progress=progress or Progress())
     jobs = {
         "products": lambda: _list_products(fetcher, b),
         "customers": lambda: _list_customers(fetcher, b, window),

@@ -1,11 +1,12 @@
 """One run, shared by the management commands and the click CLI: fetch, load, diff, report, apply.
 
-Stripe is called before any transaction opens; the apply, the audit row and the lock's hold all
-happen after the whole fetch is done.
+Stripe is called before any transaction opens; the apply and its audit row share one transaction.
+A writing run holds the one-run-at-a-time lock from its start to its end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,14 +14,17 @@ from typing import TextIO
 
 from django.db import transaction
 
+from . import planfile
 from .apply import apply_plan
 from .conf import Config, get_config
 from .diff import UserPolicy, diff
+from .errors import PlanFileError
 from .fetch import Fetcher
 from .local import known_ids, load_directory, load_local, make_validator
 from .lock import run_lock
 from .models import SyncRun
 from .plan import Plan
+from .progress import Progress, make_progress
 from .remote import Window, fetch_remote
 from .report import as_dict, render
 
@@ -37,6 +41,13 @@ class Options:
     fmt: str = "text"
     verbosity: int = 1
     window: Window = field(default_factory=Window)
+    plan_out: str | None = None
+    apply_plan: str | None = None
+    progress: bool | None = None  # None: when stderr is a terminal
+
+    @property
+    def writing(self) -> bool:
+        return not (self.dry_run or self.check or self.plan_out)
 
 
 @dataclass
@@ -48,21 +59,40 @@ class Outcome:
     requests: int = 0
 
 
-def build_plan(config: Config, resources: tuple[str, ...], window: Window, fetcher: Fetcher | None = None):
-    """Fetch Stripe's side, then load ours and diff. Returns (plan, remote snapshot, fetcher)."""
+@dataclass
+class Built:
+    plan: Plan
+    fetched_at: dict
+    state: str  # the database fingerprint the plan was computed against
+    requests: int
+
+
+def _local_side(config: Config, resources: tuple[str, ...]):
+    local = load_local(resources)
+    directory = load_directory(config.user_email_field) if "customers" in resources else None
+    return local, directory
+
+
+def build_plan(
+    config: Config,
+    resources: tuple[str, ...],
+    window: Window,
+    *,
+    fetcher: Fetcher | None = None,
+    progress: Progress | None = None,
+) -> Built:
+    """Fetch Stripe's side (no transaction open), then load ours and diff."""
     fetcher = fetcher or Fetcher(config)
     known = known_ids()
-    remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known)
-    local = load_local(resources)
+    remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known, progress=progress)
+    (progress or Progress()).phase("diffing")
+    local, directory = _local_side(config, resources)
     policy = None
-    if "customers" in resources:
+    if directory is not None:
         create_map = config.user_create_map
-        policy = UserPolicy(
-            directory=load_directory(config.user_email_field),
-            create_map=create_map,
-            validate=make_validator(create_map) if create_map else None,
-        )
-    return diff(remote, local, known=known, users=policy), remote, fetcher
+        policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
+    plan = diff(remote, local, known=known, users=policy)
+    return Built(plan, dict(remote.fetched_at), planfile.fingerprint(local, directory), fetcher.requests)
 
 
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
@@ -71,32 +101,76 @@ def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | No
     resources = tuple(r for r in ORDER if r in options.resources)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
-    writing = not (options.dry_run or options.check)
-    with run_lock() if writing else _nothing():
-        plan, remote, fetcher = build_plan(config, resources, options.window, fetcher)
-        out.write(render(plan, options.fmt, options.verbosity))
-        if not writing:
-            code = EXIT_DRIFT if options.check and not plan.in_sync else EXIT_OK
-            return Outcome(plan, code, requests=fetcher.requests)
-        if not plan.writes:
-            return Outcome(plan, EXIT_OK, requests=fetcher.requests)
-        with transaction.atomic():
-            result = apply_plan(plan, remote.fetched_at, config.batch_size)
-            counts = dict(result.counts)
-            report = as_dict(plan)
-            report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
-            SyncRun.objects.create(
-                started_at=started,
-                finished_at=datetime.now(timezone.utc),
-                command=options.command,
-                options=_options_json(options),
-                outcome="applied" if not result.conflicts else "applied with conflicts",
-                counts=counts,
-                report=report,
-            )
-    line = _applied_line(counts, result.conflicts, time.monotonic() - clock)
-    (out if options.fmt == "text" else err).write(line)
-    return Outcome(plan, EXIT_OK, applied=True, counts=counts, requests=fetcher.requests)
+    listed = tuple(
+        r
+        for r in ("products", "prices", "customers", "subscriptions")
+        if r in resources or (r == "prices" and "products" in resources)
+    )
+    progress = make_progress(err, listed, options.progress) if not options.apply_plan else Progress()
+    lock = run_lock() if options.writing else contextlib.nullcontext()
+    try:
+        with lock:
+            if options.apply_plan:
+                built, header = _from_file(options.apply_plan, resources, config)
+            else:
+                built, header = build_plan(config, resources, options.window, fetcher=fetcher, progress=progress), None
+            progress.close()
+            out.write(render(built.plan, options.fmt, options.verbosity))
+            if options.plan_out:
+                planfile.write(
+                    options.plan_out,
+                    built.plan,
+                    command=options.command,
+                    resources=resources,
+                    state=built.state,
+                    fetched_at=built.fetched_at,
+                )
+                err.write(f"Saved the plan to {options.plan_out}; apply it with --apply-plan {options.plan_out}.\n")
+            if not options.writing:
+                code = EXIT_DRIFT if options.check and not built.plan.in_sync else EXIT_OK
+                return Outcome(built.plan, code, requests=built.requests)
+            if not built.plan.writes:
+                return Outcome(built.plan, EXIT_OK, requests=built.requests)
+            with transaction.atomic():
+                if header is not None:  # the database may have changed since the plan was made
+                    _check_state(options.apply_plan, header, resources, config)
+                result = apply_plan(built.plan, built.fetched_at, config.batch_size)
+                report = as_dict(built.plan)
+                report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+                SyncRun.objects.create(
+                    started_at=started,
+                    finished_at=datetime.now(timezone.utc),
+                    command=options.command,
+                    options=_options_json(options),
+                    outcome="applied" if not result.conflicts else "applied with conflicts",
+                    counts=dict(result.counts),
+                    report=report,
+                )
+    finally:
+        progress.close()
+    (out if options.fmt == "text" else err).write(
+        _applied_line(result.counts, result.conflicts, time.monotonic() - clock)
+    )
+    return Outcome(built.plan, EXIT_OK, applied=True, counts=dict(result.counts), requests=built.requests)
+
+
+def _from_file(path: str, resources: tuple[str, ...], config: Config) -> tuple[Built, dict]:
+    header, plan, fetched_at = planfile.read(path)
+    if tuple(header["resources"]) != resources:
+        raise PlanFileError(
+            f"The plan file {path} was made by {header['command']} for {', '.join(header['resources'])}; "
+            f"apply it with that command."
+        )
+    return Built(plan, fetched_at, header["database_fingerprint"], 0), header
+
+
+def _check_state(path: str, header: dict, resources: tuple[str, ...], config: Config) -> None:
+    local, directory = _local_side(config, resources)
+    if planfile.fingerprint(local, directory) != header["database_fingerprint"]:
+        raise PlanFileError(
+            f"The database changed since the plan in {path} was made, so that plan may no longer be right. "
+            "Nothing was applied. Make a new plan with --dry-run --plan-out."
+        )
 
 
 def _applied_line(counts: dict, conflicts: list, seconds: float) -> str:
@@ -112,12 +186,5 @@ def _options_json(options: Options) -> dict:
         "format": options.fmt,
         "limit": options.window.limit,
         "starting_after": options.window.starting_after,
+        "apply_plan": options.apply_plan,
     }
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,6 +23,25 @@ class SyncCommand(BaseCommand):
         )
         parser.add_argument(
             "--format", choices=("text", "json", "markdown"), default="text", help="Report format (default: text)."
+        )
+        parser.add_argument(
+            "--plan-out",
+            metavar="FILE",
+            default=None,
+            help="Save the plan to FILE (signed, with a fingerprint of the database) and write nothing.",
+        )
+        parser.add_argument(
+            "--apply-plan",
+            metavar="FILE",
+            default=None,
+            help="Apply exactly the plan saved in FILE, without fetching; refused if the database changed "
+            "since or the file was edited.",
+        )
+        parser.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Show progress on stderr (default: only when stderr is a terminal).",
         )
         if self.windowed:
             parser.add_argument(
@@ -47,7 +67,16 @@ class SyncCommand(BaseCommand):
             fmt=options["format"],
             verbosity=options["verbosity"],
             window=Window(limit, options.get("starting_after")),
+            plan_out=options["plan_out"],
+            apply_plan=options["apply_plan"],
+            progress=options["progress"],
         )
+        if run.apply_plan and (run.plan_out or run.dry_run or run.check or run.window.active):
+            raise CommandError(
+                "--apply-plan applies a saved plan as it is: it takes none of --dry-run, --check, --plan-out, "
+                "--limit, --starting_after.",
+                returncode=2,
+            )
         try:
             outcome = execute(run, self.stdout, self.stderr)
         except ReconcileError as exc:
