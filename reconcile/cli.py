@@ -1,0 +1,153 @@
+"""The standalone ``reconcile`` command (click). Its subcommands run the management commands
+themselves (``call_command``), so both share one implementation and the same exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+EMBEDDED = "reconcile.embedded_settings"
+COMMANDS = {
+    "pull": ("pull_stripe", "Products and prices, customers and subscriptions: one plan, one transaction."),
+    "products": ("update_stripe_products", "Products and prices (archived ones too) and feature links."),
+    "customers": ("update_stripe_customers", "Customers and their links to Django users by email."),
+    "subscriptions": ("update_stripe_subscriptions", "Subscriptions of every status, with their items."),
+}
+
+
+def _setup(settings: str | None, database: str | None) -> None:
+    import django
+    from django.conf import settings as django_settings
+
+    if django_settings.configured:
+        return
+    if database:
+        os.environ["RECONCILE_DATABASE"] = database
+    module = settings or os.environ.get("DJANGO_SETTINGS_MODULE") or EMBEDDED
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    django.setup()
+    if module == EMBEDDED:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--settings",
+    metavar="MODULE",
+    help="Your Django settings module (default: $DJANGO_SETTINGS_MODULE, else built-in settings with a SQLite file).",
+)
+@click.option(
+    "--database",
+    metavar="PATH",
+    help="With the built-in settings: the SQLite file (default: ./reconcile.sqlite3, or $RECONCILE_DATABASE).",
+)
+@click.version_option(package_name="reconcile")
+@click.pass_context
+def main(ctx: click.Context, settings: str | None, database: str | None) -> None:
+    """Keep a Django database in exact agreement with a Stripe account.
+
+    Reads the key from $STRIPE_API_KEY (and $STRIPE_API_BASE for a local server) with the built-in
+    settings, or from your project's RECONCILE settings. Exit codes: 0 in sync or applied, 1 drift
+    found under --check, 2 error.
+    """
+    ctx.obj = {"settings": settings, "database": database}
+
+
+def _sync_command(name: str, command: str, summary: str, windowed: bool) -> click.Command:
+    @click.pass_context
+    def callback(ctx: click.Context, **options) -> None:
+        from django.core.management import call_command
+        from django.core.management.base import CommandError
+
+        _setup(ctx.obj["settings"], ctx.obj["database"])
+        kwargs = {k: v for k, v in options.items() if v is not None or k == "progress"}
+        kwargs["format"] = kwargs.pop("fmt")
+        try:
+            call_command(command, stdout=sys.stdout, stderr=sys.stderr, **kwargs)
+        except CommandError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.returncode)
+
+    params = [
+        click.Option(["--dry-run"], is_flag=True, help="Print the plan; write nothing."),
+        click.Option(
+            ["--check"],
+            is_flag=True,
+            help="Print the plan; exit 1 when applying would change the database, 0 when in sync.",
+        ),
+        click.Option(
+            ["--format", "fmt"],
+            type=click.Choice(["text", "json", "markdown"]),
+            default="text",
+            show_default=True,
+            help="Report format; only the report goes to stdout.",
+        ),
+        click.Option(
+            ["-v", "--verbosity"],
+            type=click.IntRange(0, 3),
+            default=1,
+            show_default=True,
+            help="2 shows field-level changes, old -> new.",
+        ),
+        click.Option(
+            ["--plan-out"], metavar="FILE", help="Save the plan (signed, with a database fingerprint); write nothing."
+        ),
+        click.Option(
+            ["--apply-plan"],
+            metavar="FILE",
+            help="Apply exactly a saved plan, without fetching; "
+            "refused if the database changed or the file was edited.",
+        ),
+        click.Option(
+            ["--progress/--no-progress"], default=None, help="Progress on stderr (default: on a terminal only)."
+        ),
+    ]
+    if windowed:
+        params += [
+            click.Option(
+                ["-l", "--limit"],
+                type=click.IntRange(1, 100),
+                help="One window of at most this many objects (1-100); orphans are not reported.",
+            ),
+            click.Option(
+                ["-s", "--starting_after", "starting_after"],
+                metavar="ID",
+                help="The window starts after this Stripe id.",
+            ),
+        ]
+    return click.Command(name, callback=callback, params=params, help=f"{summary}\n\nSame as `manage.py {command}`.")
+
+
+for _name, (_command, _summary) in COMMANDS.items():
+    main.add_command(_sync_command(_name, _command, _summary, _name in ("customers", "subscriptions")))
+
+
+@main.command("fake-stripe", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--fixtures",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory with products.json, prices.json, customers.json, subscriptions.json.",
+)
+@click.option("--port", type=int, default=12111, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
+@click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds slept per request.")
+@click.option("--rate-limit", type=float, help="Requests per second per endpoint, then 429s like Stripe.")
+def fake_stripe(fixtures: str, port: int, host: str, latency: float, rate_limit: float | None) -> None:
+    """Serve the project's fake Stripe (a test double, not Stripe) on loopback, for trials."""
+    from .testing.fakestripe import main as serve_main
+
+    args = ["--fixtures", fixtures, "--port", str(port), "--host", host, "--latency", str(latency)]
+    if rate_limit:
+        args += ["--rate-limit", str(rate_limit)]
+    sys.exit(serve_main(args))
+
+
+if __name__ == "__main__":
+    main()
