@@ -117,8 +117,9 @@ def _filters(resource: str, params: dict[str, Any]) -> list[Callable[[dict], boo
         elif status in STATUSES:
             preds.append(lambda o: o.get("status") == status)
         elif status != "all":
-            raise ApiError(400, f"Invalid status: must be one of {', '.join(sorted(STATUSES))}, all or "
-                           "ended", param="status")
+            raise ApiError(
+                400, f"Invalid status: must be one of {', '.join(sorted(STATUSES))}, all or ended", param="status"
+            )
     return preds
 
 
@@ -134,22 +135,27 @@ def _limit(params: dict[str, Any]) -> int:
     if limit < 1:
         raise ApiError(400, "This value must be greater than or equal to 1.", param="limit")
     if limit > 100:
-        raise ApiError(400, f"This value must be less than or equal to 100 (it currently is '{limit}').",
-                       param="limit")
+        raise ApiError(400, f"This value must be less than or equal to 100 (it currently is '{limit}').", param="limit")
     return limit
 
 
-def _page(objs: list[dict], positions: dict[str, int], params: dict[str, Any], kind: str,
-          preds: list[Callable[[dict], bool]]) -> tuple[list[dict], bool]:
+def _page(
+    objs: list[dict], positions: dict[str, int], params: dict[str, Any], kind: str, preds: list[Callable[[dict], bool]]
+) -> tuple[list[dict], bool]:
     limit = _limit(params)
     after, before = params.get("starting_after"), params.get("ending_before")
     if after is not None and before is not None:
-        raise ApiError(400, "You may only specify one of these parameters: ending_before, starting_after.",
-                       param="ending_before")
+        raise ApiError(
+            400, "You may only specify one of these parameters: ending_before, starting_after.", param="ending_before"
+        )
     cursor = after if after is not None else before
     if cursor is not None and cursor not in positions:
-        raise ApiError(400, f"No such {kind}: '{cursor}'", param="starting_after" if after else
-                       "ending_before", code="resource_missing")
+        raise ApiError(
+            400,
+            f"No such {kind}: '{cursor}'",
+            param="starting_after" if after else "ending_before",
+            code="resource_missing",
+        )
     if before is not None:
         indices = range(positions[before] - 1, -1, -1)
     else:
@@ -171,12 +177,18 @@ def _expand_paths(params: dict[str, Any], *, listing: bool) -> list[list[str]]:
     for path in raw:
         parts = path.split(".")
         if len(parts) > MAX_EXPAND_DEPTH:
-            raise ApiError(400, f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. "
-                           f"Property: {path}", param="expand")
+            raise ApiError(
+                400,
+                f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. Property: {path}",
+                param="expand",
+            )
         if listing:
             if parts[0] != "data" or len(parts) < 2:
-                raise ApiError(400, f"This property cannot be expanded ({path}). You may want to try "
-                               f"expanding 'data.{path}' instead.", param="expand")
+                raise ApiError(
+                    400,
+                    f"This property cannot be expanded ({path}). You may want to try expanding 'data.{path}' instead.",
+                    param="expand",
+                )
             parts = parts[1:]
         paths.append(parts)
     return paths
@@ -232,8 +244,11 @@ def handle_get(fake: FakeStripe, path: str, pairs: list[tuple[str, str]]) -> tup
 def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
     parts = path.strip("/").split("/")
     if len(parts) not in (2, 3) or parts[0] != "v1" or parts[1] not in LISTABLE:
-        raise ApiError(404, f"Unrecognized request URL (GET: {path}). Please see https://stripe.com/docs "
-                       "or we can help at https://support.stripe.com/.")
+        raise ApiError(
+            404,
+            f"Unrecognized request URL (GET: {path}). Please see https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/.",
+        )
     resource = parts[1]
     if len(parts) == 3:
         return _retrieve(fake, resource, parts[2], params)

@@ -36,28 +36,32 @@ def _serve_parser() -> argparse.ArgumentParser:
         description="Serve a fake Stripe API (a test double) on loopback from Stripe-shaped JSON fixtures. "
         "Subcommand 'mutate URL ...' changes a running fake's data.",
     )
-    p.add_argument("--fixtures", required=True, help="directory with products/prices/customers/"
-                   "subscriptions.json")
+    p.add_argument("--fixtures", required=True, help="directory with products/prices/customers/subscriptions.json")
     p.add_argument("--host", default="127.0.0.1", help="loopback address only (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=12111)
     p.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/second per endpoint")
     p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
     p.add_argument("--items-page-size", type=int, default=10)
-    p.add_argument("--in-container", action="store_true",
-                   help="allow a non-loopback --host, for a private container network only (docker compose)")
+    p.add_argument(
+        "--in-container",
+        action="store_true",
+        help="allow a non-loopback --host, for a private container network only (docker compose)",
+    )
     return p
 
 
 def _mutate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reconcile.testing.fakestripe mutate",
-                                description="Change the data of a running fake Stripe (a test double).")
+    p = argparse.ArgumentParser(
+        prog="python -m reconcile.testing.fakestripe mutate",
+        description="Change the data of a running fake Stripe (a test double).",
+    )
     p.add_argument("url", help="base URL of the fake, e.g. http://127.0.0.1:12111")
     sub = p.add_subparsers(dest="action", required=True)
     upd = sub.add_parser("update", help="shallow-merge JSON fields into an object")
     upd.add_argument("resource", choices=RESOURCES)
     upd.add_argument("id")
-    upd.add_argument("fields", help="JSON object, e.g. '{\"name\": \"New\"}'")
+    upd.add_argument("fields", help='JSON object, e.g. \'{"name": "New"}\'')
     ups = sub.add_parser("upsert", help="insert or replace a whole object given as JSON")
     ups.add_argument("resource", choices=RESOURCES)
     ups.add_argument("object")
@@ -74,8 +78,9 @@ def _mutate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def mutate(url: str, action: str, resource: str | None = None, obj_id: str | None = None,
-           payload: str | None = None) -> dict:
+def mutate(
+    url: str, action: str, resource: str | None = None, obj_id: str | None = None, payload: str | None = None
+) -> dict:
     """Call a control endpoint of a running fake; returns its JSON answer."""
     base = url.rstrip("/")
     if action == "requests":
@@ -83,8 +88,9 @@ def mutate(url: str, action: str, resource: str | None = None, obj_id: str | Non
     else:
         path = "/".join(p for p in (action, resource, obj_id) if p)
         body = json.dumps(json.loads(payload)).encode() if payload else b"{}"
-        request = urllib.request.Request(f"{base}/_fake/{path}", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/_fake/{path}", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -95,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _mutate_parser().parse_args(args_list[1:])
         payload = getattr(args, "fields", None) or getattr(args, "object", None)
         try:
-            result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None),
-                            payload)
+            result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None), payload)
         except urllib.error.HTTPError as error:
             print(f"fake Stripe answered {error.code}: {error.read().decode()}", file=sys.stderr)
             return 1
@@ -107,10 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _serve_parser()
     args = parser.parse_args(args_list)
     if not is_loopback(args.host) and not args.in_container:
-        parser.error(f"refusing to serve on non-loopback host {args.host!r}: the fake Stripe is a local "
-                     "test double")
-    fake = FakeStripe.from_dir(args.fixtures, api_key=args.api_key, latency=args.latency,
-                               rate_limit=args.rate_limit, items_page_size=args.items_page_size)
+        parser.error(f"refusing to serve on non-loopback host {args.host!r}: the fake Stripe is a local test double")
+    fake = FakeStripe.from_dir(
+        args.fixtures,
+        api_key=args.api_key,
+        latency=args.latency,
+        rate_limit=args.rate_limit,
+        items_page_size=args.items_page_size,
+    )
     server = serve(fake, args.host, args.port, allow_any_host=args.in_container)
     print(f"fake Stripe (a test double) serving {args.fixtures} on {server.url}", flush=True)
     try:

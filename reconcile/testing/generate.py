@@ -22,17 +22,75 @@ from .store import RESOURCES
 DAY = 86_400
 _ALNUM = string.ascii_letters + string.digits
 STATUS_WEIGHTS = {
-    "active": 70, "canceled": 8, "trialing": 6, "past_due": 5, "incomplete": 3,
-    "incomplete_expired": 3, "unpaid": 2, "paused": 3,
+    "active": 70,
+    "canceled": 8,
+    "trialing": 6,
+    "past_due": 5,
+    "incomplete": 3,
+    "incomplete_expired": 3,
+    "unpaid": 2,
+    "paused": 3,
 }
 CURRENCY_WEIGHTS = {"usd": 60, "eur": 15, "gbp": 10, "jpy": 5, "cad": 4, "aud": 3, "chf": 3}
 INTERVALS = [("month", 1, 55), ("year", 1, 25), ("month", 3, 10), ("month", 6, 6), ("month", 12, 4)]
-PRODUCT_WORDS = ["Starter", "Pro", "Team", "Business", "Enterprise", "Analytics", "Storage", "Support",
-                 "Seats", "API", "Reports", "Backup", "Insights", "Studio", "Cloud", "Edge"]
-FIRST = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-         "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "zoe"]
-LAST = ["smith", "jones", "garcia", "mueller", "tanaka", "dubois", "rossi", "kowalski", "silva", "kim",
-        "nguyen", "brown", "wilson", "lopez", "martin", "novak"]
+PRODUCT_WORDS = [
+    "Starter",
+    "Pro",
+    "Team",
+    "Business",
+    "Enterprise",
+    "Analytics",
+    "Storage",
+    "Support",
+    "Seats",
+    "API",
+    "Reports",
+    "Backup",
+    "Insights",
+    "Studio",
+    "Cloud",
+    "Edge",
+]
+FIRST = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "zoe",
+]
+LAST = [
+    "smith",
+    "jones",
+    "garcia",
+    "mueller",
+    "tanaka",
+    "dubois",
+    "rossi",
+    "kowalski",
+    "silva",
+    "kim",
+    "nguyen",
+    "brown",
+    "wilson",
+    "lopez",
+    "martin",
+    "novak",
+]
 DOMAINS = ["example.com", "example.org", "mail.example.net", "corp.example"]
 
 
@@ -86,14 +144,29 @@ def _product(rng: random.Random, ids: _Ids, i: int, created: int) -> dict:
     name = PRODUCT_WORDS[i % len(PRODUCT_WORDS)] + (f" {i // len(PRODUCT_WORDS) + 1}" if i >= 16 else "")
     roll = rng.random()
     features = [f"feat_{w}" for w in rng.sample(["sso", "audit", "export", "api", "priority", "seats"], 2)]
-    metadata = ({"features": " ".join(features)} if roll < 0.3 else
-                {"features": ",".join(features)} if roll < 0.5 else {})
+    metadata = (
+        {"features": " ".join(features)} if roll < 0.3 else {"features": ",".join(features)} if roll < 0.5 else {}
+    )
     return {
-        "id": ids("prod_"), "object": "product", "active": rng.random() > 0.1, "created": created,
-        "default_price": None, "description": rng.choice([None, f"The {name} plan"]), "images": [],
-        "livemode": False, "marketing_features": [], "metadata": metadata, "name": name,
-        "package_dimensions": None, "shippable": None, "statement_descriptor": None, "tax_code": None,
-        "type": "service", "unit_label": None, "updated": created + 3600, "url": None,
+        "id": ids("prod_"),
+        "object": "product",
+        "active": rng.random() > 0.1,
+        "created": created,
+        "default_price": None,
+        "description": rng.choice([None, f"The {name} plan"]),
+        "images": [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": metadata,
+        "name": name,
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": created + 3600,
+        "url": None,
     }
 
 
@@ -105,20 +178,33 @@ def _price(rng: random.Random, ids: _Ids, product: dict, created: int, k: int) -
     one_time, tiered = k % 10 == 4, k % 20 == 2
     amount = None if tiered else _amount(rng, currency)
     return {
-        "id": ids("price_"), "object": "price",
+        "id": ids("price_"),
+        "object": "price",
         "active": bool(product["active"]) and k % 7 != 6 and rng.random() > 0.08,
-        "billing_scheme": "tiered" if tiered else "per_unit", "created": created, "currency": currency,
-        "custom_unit_amount": None, "livemode": False,
+        "billing_scheme": "tiered" if tiered else "per_unit",
+        "created": created,
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": False,
         "lookup_key": rng.choice([None, None, None, f"{product['name'].lower().replace(' ', '_')}_{created}"]),
-        "metadata": {}, "nickname": rng.choice([None, f"{product['name']} {interval}ly"]),
+        "metadata": {},
+        "nickname": rng.choice([None, f"{product['name']} {interval}ly"]),
         "product": product["id"],
-        "recurring": None if one_time else {
-            "interval": interval, "interval_count": count, "meter": None, "usage_type": "licensed",
+        "recurring": None
+        if one_time
+        else {
+            "interval": interval,
+            "interval_count": count,
+            "meter": None,
+            "usage_type": "licensed",
             "trial_period_days": rng.choice([None, None, None, 14]),
         },
-        "tax_behavior": "unspecified", "tiers_mode": "graduated" if tiered else None,
-        "transform_quantity": None, "type": "one_time" if one_time else "recurring",
-        "unit_amount": amount, "unit_amount_decimal": None if amount is None else str(amount),
+        "tax_behavior": "unspecified",
+        "tiers_mode": "graduated" if tiered else None,
+        "transform_quantity": None,
+        "type": "one_time" if one_time else "recurring",
+        "unit_amount": amount,
+        "unit_amount_decimal": None if amount is None else str(amount),
     }
 
 
@@ -149,27 +235,56 @@ def _customer(rng: random.Random, ids: _Ids, i: int, created: int, previous: lis
         email = twin.swapcase() if twin and rng.random() < 0.5 else twin
     has_address = rng.random() < 0.3
     return {
-        "id": ids("cus_"), "object": "customer",
-        "address": {"city": "Springfield", "country": "US", "line1": f"{i} Main St", "line2": None,
-                    "postal_code": "12345", "state": "IL"} if has_address else None,
-        "balance": 0, "created": created, "currency": rng.choice([None, "usd"]), "default_source": None,
-        "delinquent": False, "description": None, "discount": None, "email": email, "invoice_prefix":
-        "".join(rng.choice("0123456789ABCDEF") for _ in range(8)),
-        "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
-                             "rendering_options": None},
-        "livemode": False, "metadata": {}, "name": rng.choice([name, name, name, None]),
-        "next_invoice_sequence": 1, "phone": rng.choice([None, None, f"+1555{i % 10_000_000:07d}"]),
-        "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
+        "id": ids("cus_"),
+        "object": "customer",
+        "address": {
+            "city": "Springfield",
+            "country": "US",
+            "line1": f"{i} Main St",
+            "line2": None,
+            "postal_code": "12345",
+            "state": "IL",
+        }
+        if has_address
+        else None,
+        "balance": 0,
+        "created": created,
+        "currency": rng.choice([None, "usd"]),
+        "default_source": None,
+        "delinquent": False,
+        "description": None,
+        "discount": None,
+        "email": email,
+        "invoice_prefix": "".join(rng.choice("0123456789ABCDEF") for _ in range(8)),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": {},
+        "name": rng.choice([name, name, name, None]),
+        "next_invoice_sequence": 1,
+        "phone": rng.choice([None, None, f"+1555{i % 10_000_000:07d}"]),
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
     }
 
 
-def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, pool: list[dict],
-                  now: int) -> dict:
+def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, pool: list[dict], now: int) -> dict:
     first = rng.choice(pool)
     rec = first["recurring"]
-    mates = [p for p in pool if p is not first and p["currency"] == first["currency"]
-             and p["recurring"]["interval"] == rec["interval"]
-             and p["recurring"]["interval_count"] == rec["interval_count"]]
+    mates = [
+        p
+        for p in pool
+        if p is not first
+        and p["currency"] == first["currency"]
+        and p["recurring"]["interval"] == rec["interval"]
+        and p["recurring"]["interval_count"] == rec["interval_count"]
+    ]
     prices = [first, *rng.sample(mates, min(len(mates), rng.choice([0, 0, 0, 1, 1, 2])))]
     status = _weighted(rng, STATUS_WEIGHTS)
     sub_id = ids("sub_")
@@ -188,40 +303,82 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
             start, end = trial_start, trial_end
         else:
             start, end = period_around(created, rec["interval"], rec["interval_count"], reference)
-        items.append({
-            "id": ids("si_"), "object": "subscription_item", "billing_thresholds": None,
-            "created": created + k, "current_period_end": end, "current_period_start": start,
-            "discounts": [], "metadata": {}, "price": _copy_price(price),
-            "quantity": 1 if rng.random() < 0.8 else rng.randint(2, 10), "subscription": sub_id,
-            "tax_rates": [],
-        })
+        items.append(
+            {
+                "id": ids("si_"),
+                "object": "subscription_item",
+                "billing_thresholds": None,
+                "created": created + k,
+                "current_period_end": end,
+                "current_period_start": start,
+                "discounts": [],
+                "metadata": {},
+                "price": _copy_price(price),
+                "quantity": 1 if rng.random() < 0.8 else rng.randint(2, 10),
+                "subscription": sub_id,
+                "tax_rates": [],
+            }
+        )
     cancel_at_period_end = status == "active" and rng.random() < 0.05
     if cancel_at_period_end:
         cancel_at = items[0]["current_period_end"]
     return {
-        "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
+        "id": sub_id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": created, "billing_cycle_anchor_config": None, "cancel_at": cancel_at,
-        "cancel_at_period_end": cancel_at_period_end, "canceled_at": canceled_at,
-        "cancellation_details": {"comment": None, "feedback": None,
-                                 "reason": "cancellation_requested" if canceled_at else None},
-        "collection_method": "charge_automatically", "created": created, "currency": first["currency"],
-        "customer": customer["id"], "days_until_due": None, "default_payment_method": None,
-        "default_source": None, "default_tax_rates": [], "description": None, "discounts": [],
-        "ended_at": ended_at, "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
-        "items": {"object": "list", "data": items, "has_more": False,
-                  "url": f"/v1/subscription_items?subscription={sub_id}"},
-        "latest_invoice": None, "livemode": False, "metadata": {}, "next_pending_invoice_item_invoice": None,
-        "on_behalf_of": None, "pause_collection": None, "pending_invoice_item_interval": None,
-        "pending_setup_intent": None, "pending_update": None, "schedule": None, "start_date": created,
-        "status": status, "test_clock": None, "transfer_data": None, "trial_end": trial_end,
+        "billing_cycle_anchor": created,
+        "billing_cycle_anchor_config": None,
+        "cancel_at": cancel_at,
+        "cancel_at_period_end": cancel_at_period_end,
+        "canceled_at": canceled_at,
+        "cancellation_details": {
+            "comment": None,
+            "feedback": None,
+            "reason": "cancellation_requested" if canceled_at else None,
+        },
+        "collection_method": "charge_automatically",
+        "created": created,
+        "currency": first["currency"],
+        "customer": customer["id"],
+        "days_until_due": None,
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "ended_at": ended_at,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+        },
+        "latest_invoice": None,
+        "livemode": False,
+        "metadata": {},
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None,
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": created,
+        "status": status,
+        "test_clock": None,
+        "transfer_data": None,
+        "trial_end": trial_end,
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
         "trial_start": trial_start,
     }
 
 
-def generate_account(n_customers: int, *, seed: int = 0, n_products: int | None = None,
-                     now: int = 1_767_225_600) -> dict[str, list[dict]]:
+def generate_account(
+    n_customers: int, *, seed: int = 0, n_products: int | None = None, now: int = 1_767_225_600
+) -> dict[str, list[dict]]:
     """A Stripe-shaped account: products, prices, customers and one subscription per customer."""
     rng = random.Random(seed)
     ids = _Ids(rng)
@@ -231,8 +388,10 @@ def generate_account(n_customers: int, *, seed: int = 0, n_products: int | None 
     for i in range(n_prod):
         product = _product(rng, ids, i, origin - i * 3600)
         products.append(product)
-        own = [_price(rng, ids, product, product["created"] + 60 * (4 - j), len(prices) + j)
-               for j in range(4 if i == 0 else rng.randint(1, 4))]
+        own = [
+            _price(rng, ids, product, product["created"] + 60 * (4 - j), len(prices) + j)
+            for j in range(4 if i == 0 else rng.randint(1, 4))
+        ]
         actives = [p for p in own if p["active"]]
         product["default_price"] = actives[0]["id"] if actives else None
         prices.extend(own)
@@ -259,8 +418,10 @@ def write_account(account: dict[str, list[dict]], directory: str | Path) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconcile.testing.generate",
-                                     description="Write a deterministic synthetic Stripe account (JSON).")
+    parser = argparse.ArgumentParser(
+        prog="python -m reconcile.testing.generate",
+        description="Write a deterministic synthetic Stripe account (JSON).",
+    )
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--products", type=int, default=None)

@@ -84,8 +84,15 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _send(self, status: int, body: str | bytes, *, headers: dict[str, str] | None = None,
-              content_type: str = "application/json", length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: str | bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        length: int | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -109,8 +116,11 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
             return
         query: dict[str, Any] = {}
         for key, value in pairs:
-            query[key] = [*query[key], value] if isinstance(query.get(key), list) else (
-                [query[key], value] if key in query else value)
+            query[key] = (
+                [*query[key], value]
+                if isinstance(query.get(key), list)
+                else ([query[key], value] if key in query else value)
+            )
         self.fake.record(method, path, query)
         fault = self.fake.take_fault(path)
         if fault is not None and self._fault(fault):
@@ -159,8 +169,11 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
         if len(parts) >= 2 and parts[0] == "v1" and not self.fake.allow(parts[1]):
             return 429, _envelope(RATE_LIMIT_MESSAGE, code="rate_limit"), {}
         if method != "GET":
-            return 405, _envelope(f"The fake Stripe (a test double) is read-only: {method} {path} is not "
-                                  "supported."), {}
+            return (
+                405,
+                _envelope(f"The fake Stripe (a test double) is read-only: {method} {path} is not supported."),
+                {},
+            )
         status, text = handle_get(self.fake, path, pairs)
         return status, text, {}
 
@@ -176,8 +189,10 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
         elif scheme.lower() != "bearer":
             key = ""
         if not key:
-            return ("You did not provide an API key. You need to provide your API key in the Authorization "
-                    "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+            return (
+                "You did not provide an API key. You need to provide your API key in the Authorization "
+                "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+            )
         expected = self.fake.api_key
         if not KEY_PATTERN.match(key) or (expected is not None and key != expected):
             return f"Invalid API Key provided: {mask_key(key)}"
