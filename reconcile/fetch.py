@@ -36,12 +36,22 @@ class Page:
     has_more: bool
     requested_at: datetime
 
+    @property
+    def last_id(self) -> str:
+        return self.data[-1]["id"]
+
 
 class TokenBucket:
-    """At most ``rate`` requests a second per endpoint on average, shared by every thread."""
+    """At most ``rate`` requests a second per endpoint, and ``total`` in all, shared by every thread.
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
-        self.rate = rate
+    Each request reserves the next free slot of its endpoint and of the account, then sleeps until
+    that slot: requests are spaced evenly instead of bursting into 429s.
+    """
+
+    def __init__(
+        self, rate: float, total: float | None = None, clock: Callable[[], float] = time.monotonic, sleep=time.sleep
+    ):
+        self.rate, self.total = rate, total
         self._clock, self._sleep = clock, sleep
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -49,8 +59,10 @@ class TokenBucket:
     def take(self, endpoint: str) -> None:
         with self._lock:
             now = self._clock()
-            start = max(now, self._next.get(endpoint, now))
+            start = max(now, self._next.get(endpoint, now), self._next.get("*", now) if self.total else now)
             self._next[endpoint] = start + 1.0 / self.rate
+            if self.total:
+                self._next["*"] = start + 1.0 / self.total
         if start > now:
             self._sleep(start - now)
 
@@ -86,10 +98,11 @@ class Fetcher:
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=config.timeout),
         )
-        self.bucket = TokenBucket(config.rate_limit, sleep=sleep)
+        self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
         self.retries = 0
+        self.latency = 0.0  # a moving average of request durations, in seconds
 
     # -- one request -------------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
@@ -106,8 +119,10 @@ class Fetcher:
             requested_at = datetime.now(timezone.utc)
             with self._count_lock:
                 self.requests += 1
+            began = time.monotonic()
             try:
                 response = self.client.raw_request("get", path, **params)
+                self._observe(time.monotonic() - began)
             except stripe.StripeError as exc:
                 reason = self._retry_reason(exc)
                 if reason is None or attempt >= self.config.max_retries:
@@ -123,6 +138,10 @@ class Fetcher:
             if not isinstance(body, dict):
                 raise FetchError(f"Stripe answered {what} with JSON that is not an object.")
             return body, requested_at
+
+    def _observe(self, seconds: float) -> None:
+        with self._count_lock:
+            self.latency = seconds if not self.latency else 0.8 * self.latency + 0.2 * seconds
 
     @staticmethod
     def _retry_reason(exc: stripe.StripeError) -> str | None:
@@ -168,25 +187,28 @@ class Fetcher:
         starting_after: str | None = None,
         max_pages: int | None = None,
     ) -> Iterator[Page]:
-        """Every page of a list, newest first; ``max_pages`` stops early (a windowed run)."""
+        """Every page of a list, newest first, one after the other; ``max_pages`` stops early."""
         params = dict(params or {})
         params["limit"] = limit or self.config.page_size
         cursor = starting_after
         count = 0
         while True:
-            query = dict(params, starting_after=cursor) if cursor else params
-            body, requested_at = self.get(path, query)
-            data, has_more = body.get("data"), body.get("has_more")
-            if not isinstance(data, list) or not isinstance(has_more, bool):
-                raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
-            yield Page(data, has_more, requested_at)
+            page = self.page(path, dict(params, starting_after=cursor) if cursor else params)
+            yield page
             count += 1
-            if not has_more or not data or (max_pages is not None and count >= max_pages):
+            if not page.has_more or not page.data or (max_pages is not None and count >= max_pages):
                 return
-            last = data[-1]
-            cursor = last.get("id") if isinstance(last, dict) else None
-            if not isinstance(cursor, str):
-                raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
+            cursor = page.last_id
+
+    def page(self, path: str, query: dict) -> Page:
+        """One list page, checked for the shape Stripe documents."""
+        body, requested_at = self.get(path, query)
+        data, has_more = body.get("data"), body.get("has_more")
+        if not isinstance(data, list) or not isinstance(has_more, bool):
+            raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
+        if data and not (isinstance(data[-1], dict) and isinstance(data[-1].get("id"), str)):
+            raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
+        return Page(data, has_more, requested_at)
 
 
 def _first_line(text: str | None) -> str:

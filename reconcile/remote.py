@@ -18,6 +18,7 @@ from .fetch import Fetcher, Page, assert_no_transaction
 from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
 from .progress import Progress
 from .snapshot import Rejected, Snapshot
+from .walk import walk
 
 
 @dataclass(frozen=True)
@@ -81,45 +82,50 @@ class _Builder:
         )
 
 
-def _walk(fetcher: Fetcher, path: str, params: dict, window: Window | None, resource: str, b: _Builder):
-    """Pages of one listing; records the next cursor of a windowed run."""
+def _walk(ctx: _Context, path: str, params: dict, window: Window | None, resource: str):
+    """Pages of one listing; records the next cursor of a windowed run, or that the listing is whole."""
+    b, fetcher = ctx.builder, ctx.fetcher
     if window and window.active:
         pages = list(fetcher.pages(path, params, limit=window.limit, starting_after=window.starting_after, max_pages=1))
         last = pages[-1] if pages else None
         if last and last.has_more and last.data:
-            b.next_cursor[resource] = last.data[-1]["id"]
-        return pages
+            b.next_cursor[resource] = last.last_id
+        yield from pages
+        return
+    yield from walk(fetcher, ctx.pool, path, params)
     b.complete.add(resource)
-    return fetcher.pages(path, params)
 
 
-def _list_products(fetcher: Fetcher, b: _Builder) -> None:
-    parse = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
-    for active in ("true", "false"):
-        for page in fetcher.pages("/v1/products", {"active": active}):
-            b.progress.page("products", len(page.data))
-            for obj in page.data:
-                b.add("Product", b.products, parse, obj, page.requested_at)
-    for active in ("true", "false"):
-        for page in fetcher.pages("/v1/prices", {"active": active}):
-            b.progress.page("prices", len(page.data))
-            for obj in page.data:
-                b.add("Price", b.prices, parse_price, obj, page.requested_at)
-    b.complete.update({"products", "prices"})
+def _list_products(ctx: _Context, active: str) -> None:
+    b = ctx.builder
+    for page in _walk(ctx, "/v1/products", {"active": active}, None, "products"):
+        b.progress.page("products", len(page.data))
+        for obj in page.data:
+            b.add("Product", b.products, lambda o: parse_product(o, b.features_key), obj, page.requested_at)
 
 
-def _list_customers(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
-    for page in _walk(fetcher, "/v1/customers", {}, window, "customers", b):
+def _list_prices(ctx: _Context, active: str) -> None:
+    b = ctx.builder
+    for page in _walk(ctx, "/v1/prices", {"active": active}, None, "prices"):
+        b.progress.page("prices", len(page.data))
+        for obj in page.data:
+            b.add("Price", b.prices, parse_price, obj, page.requested_at)
+
+
+def _list_customers(ctx: _Context, window: Window | None) -> None:
+    b = ctx.builder
+    for page in _walk(ctx, "/v1/customers", {}, window, "customers"):
         b.progress.page("customers", len(page.data))
         for obj in page.data:
             b.add("StripeUser", b.customers, parse_customer, obj, page.requested_at)
 
 
-def _list_subscriptions(fetcher: Fetcher, b: _Builder, window: Window | None) -> None:
-    for page in _walk(fetcher, "/v1/subscriptions", {"status": "all"}, window, "subscriptions", b):
+def _list_subscriptions(ctx: _Context, window: Window | None) -> None:
+    b = ctx.builder
+    for page in _walk(ctx, "/v1/subscriptions", {"status": "all"}, window, "subscriptions"):
         b.progress.page("subscriptions", len(page.data))
         for obj in page.data:
-            _add_subscription(fetcher, b, obj, page)
+            _add_subscription(ctx.fetcher, b, obj, page)
 
 
 def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
@@ -166,6 +172,13 @@ def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, re
     b.add(model, target, parse, body, requested_at)
 
 
+@dataclass
+class _Context:
+    fetcher: Fetcher
+    builder: _Builder
+    pool: ThreadPoolExecutor  # runs page requests; each listing is walked by a thread of its own
+
+
 def fetch_remote(
     config: Config,
     resources: Iterable[str],
@@ -177,20 +190,26 @@ def fetch_remote(
 ) -> Snapshot:
     """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
 
-    "products" brings prices with it. Listings run concurrently; the builder's dicts are disjoint
-    per resource, so the threads never write the same one.
+    "products" brings prices with it, active and archived. Every listing is walked at once, each
+    by its own thread, their page requests sharing one pool and the fetcher's rate limit. A
+    listing's records go to its own dict, so no two threads write the same key.
     """
     assert_no_transaction()
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key, progress=progress or Progress())
-    jobs = {
-        "products": lambda: _list_products(fetcher, b),
-        "customers": lambda: _list_customers(fetcher, b, window),
-        "subscriptions": lambda: _list_subscriptions(fetcher, b, window),
-    }
-    wanted = [jobs[r] for r in dict.fromkeys(resources)]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), config.concurrency))) as pool:
-        for future in [pool.submit(job) for job in wanted]:
-            future.result()
+    resources = list(dict.fromkeys(resources))
+    with ThreadPoolExecutor(config.concurrency, thread_name_prefix="stripe-page") as pages:
+        ctx = _Context(fetcher, b, pages)
+        jobs = []
+        if "products" in resources:
+            jobs += [lambda a=a: _list_products(ctx, a) for a in ("true", "false")]
+            jobs += [lambda a=a: _list_prices(ctx, a) for a in ("true", "false")]
+        if "customers" in resources:
+            jobs.append(lambda: _list_customers(ctx, window))
+        if "subscriptions" in resources:
+            jobs.append(lambda: _list_subscriptions(ctx, window))
+        with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="stripe-list") as lists:
+            for future in [lists.submit(job) for job in jobs]:
+                future.result()
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot()

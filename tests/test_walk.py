@@ -1,0 +1,58 @@
+"""Concurrent walks of a list return exactly what a sequential walk returns."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconcile.conf import get_config
+from reconcile.remote import fetch_remote
+from reconcile.testing.generate import generate_account
+
+RESOURCES = ("products", "customers", "subscriptions")
+
+
+def records(snapshot):
+    return (snapshot.products, snapshot.prices, snapshot.customers, snapshot.subscriptions, snapshot.complete)
+
+
+@pytest.fixture
+def slow_account(start_fake):
+    account = generate_account(700, seed=21)
+    return account, start_fake(account, latency=0.06)
+
+
+def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings):
+    account, fake = slow_account
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "CONCURRENCY": 1}
+    sequential = fetch_remote(get_config(), RESOURCES)
+    plain = len(fake.requests)
+    assert not any("created[gte]" in r.query or "created[lt]" in r.query for r in fake.requests)
+    fake.reset_requests()
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "CONCURRENCY": 8, "RATE_LIMIT": 25.0}
+    concurrent = fetch_remote(get_config(), RESOURCES)
+    assert records(concurrent) == records(sequential)
+    assert len(concurrent.customers) == sum(not c.get("deleted") for c in account["customers"])
+    split = [r for r in fake.requests if "created[lt]" in r.query]
+    assert split, "the walk never split"
+    assert len(fake.requests) <= plain + 16  # a split costs at most a partial page per part
+
+
+def test_a_fast_link_stays_sequential_with_the_minimum_of_requests(start_fake, reconcile_settings):
+    account = generate_account(450, seed=2)
+    fake = start_fake(account)
+    snapshot = fetch_remote(get_config(), ["customers"])
+    assert len(snapshot.customers) == sum(not c.get("deleted") for c in account["customers"])
+    assert [r.query.get("starting_after") is None for r in fake.requests].count(True) == 1
+    assert len(fake.requests) == -(-len(snapshot.customers) // 100)
+
+
+def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
+    from reconcile.fetch import TokenBucket
+
+    now = [0.0]
+    slept = []
+    bucket = TokenBucket(rate=10, total=15, clock=lambda: now[0], sleep=slept.append)
+    for _ in range(3):
+        bucket.take("customers")
+    bucket.take("prices")
+    assert slept == pytest.approx([0.1, 0.2, 0.2 + 1 / 15])  # prices waits for the account-wide slot
