@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -18,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -93,6 +95,14 @@ class ReadOnlyMixin:
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = None
+
+    def get_fields(self, request, obj=None):
+        """The model's fields, ``synced_at`` (bookkeeping, inherited first) moved last."""
+        fields = list(super().get_fields(request, obj))
+        if "synced_at" in fields:
+            fields.remove("synced_at")
+            fields.append("synced_at")
+        return fields
 
     def link(self, obj: Model | None, text: Any = None) -> SafeString | str:
         return admin_link(obj, text, self.admin_site.name)
@@ -195,9 +205,13 @@ class SubscriptionInline(ReadOnlyTabularInline):
 
 @admin.register(StripeUser)
 class StripeUserAdmin(ReadOnlyAdmin):
-    list_display = ("customer_id", "email", "name", "user")
+    list_display = ("customer_id", "email", "name", "user_link")
     list_select_related = ("user",)
     inlines = (SubscriptionInline,)
+
+    @admin.display(description="user", ordering="user")
+    def user_link(self, obj: StripeUser):
+        return self.link(obj.user) if obj.user_id else None
 
     def get_search_fields(self, request):
         return ("customer_id", "email", "name", *_user_email_field("user__"))
@@ -272,6 +286,15 @@ def _dicts(value: Any) -> list[Mapping]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
+def _when(value: datetime | None) -> str:
+    """A time to the second (the admin's default format drops seconds), in the current time zone."""
+    if value is None:
+        return "-"
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -295,7 +318,7 @@ def _change_lines(changes: Any) -> SafeString:
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "command", "outcome", "duration_display", "counts_summary")
+    list_display = ("started", "command", "outcome", "duration_display", "counts_summary")
     list_filter = ("outcome", "command")
     search_fields = ("command", "outcome")
     fieldsets = (
@@ -305,8 +328,8 @@ class SyncRunAdmin(ReadOnlyAdmin):
                 "fields": (
                     "command",
                     "outcome",
-                    "started_at",
-                    "finished_at",
+                    "started",
+                    "finished",
                     "duration_display",
                     "options_display",
                     "counts_summary",
@@ -330,8 +353,8 @@ class SyncRunAdmin(ReadOnlyAdmin):
     readonly_fields = (
         "command",
         "outcome",
-        "started_at",
-        "finished_at",
+        "started",
+        "finished",
         "duration_display",
         "options_display",
         "counts_summary",
@@ -346,6 +369,14 @@ class SyncRunAdmin(ReadOnlyAdmin):
     @staticmethod
     def _report(obj: SyncRun) -> Mapping:
         return obj.report if isinstance(obj.report, Mapping) else {}
+
+    @admin.display(description="started at", ordering="started_at")
+    def started(self, obj: SyncRun) -> str:
+        return _when(obj.started_at)
+
+    @admin.display(description="finished at", ordering="finished_at")
+    def finished(self, obj: SyncRun) -> str:
+        return _when(obj.finished_at)
 
     @admin.display(description="duration")
     def duration_display(self, obj: SyncRun) -> str:
