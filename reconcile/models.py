@@ -83,7 +83,9 @@ class StripeUser(StripeRow):
 
 class Subscription(StripeRow):
     id = models.CharField(max_length=255, primary_key=True)
-    stripe_user = models.ForeignKey(StripeUser, on_delete=models.CASCADE, related_name="subscriptions")
+    stripe_user = models.ForeignKey(
+        StripeUser, on_delete=models.CASCADE, related_name="subscriptions", verbose_name="Stripe customer"
+    )
     status = models.CharField(max_length=32, db_index=True)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
@@ -115,7 +117,7 @@ class SubscriptionItem(StripeRow):
 class SyncRun(models.Model):
     """One applied run (dry runs are not recorded), written in the run's own transaction."""
 
-    started_at = models.DateTimeField()
+    started_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField()
     command = models.CharField(max_length=64)
     options = models.JSONField(default=dict, blank=True)

@@ -143,7 +143,9 @@ def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | No
                     command=options.command,
                     options=_options_json(options),
                     outcome="applied" if not result.conflicts else "applied with conflicts",
-                    counts=dict(result.counts),
+                    counts={**result.counts, "conflict": len(result.conflicts)}
+                    if result.conflicts
+                    else dict(result.counts),
                     report=report,
                 )
     finally:
