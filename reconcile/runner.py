@@ -68,8 +68,11 @@ class Built:
 
 
 def _local_side(config: Config, resources: tuple[str, ...]):
+    """The stored records, and the users by email when customers may be created or linked
+    (a subscriptions run records the customers its subscriptions need)."""
     local = load_local(resources)
-    directory = load_directory(config.user_email_field) if "customers" in resources else None
+    wanted = "customers" in resources or "subscriptions" in resources
+    directory = load_directory(config.user_email_field) if wanted else None
     return local, directory
 
 
@@ -80,6 +83,7 @@ def build_plan(
     *,
     fetcher: Fetcher | None = None,
     progress: Progress | None = None,
+    fingerprint: bool = False,
 ) -> Built:
     """Fetch Stripe's side (no transaction open), then load ours and diff."""
     fetcher = fetcher or Fetcher(config)
@@ -92,7 +96,8 @@ def build_plan(
         create_map = config.user_create_map
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
-    return Built(plan, dict(remote.fetched_at), planfile.fingerprint(local, directory), fetcher.requests)
+    state = planfile.fingerprint(local, directory) if fingerprint else ""
+    return Built(plan, dict(remote.fetched_at), state, fetcher.requests)
 
 
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
@@ -113,7 +118,11 @@ def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | No
             if options.apply_plan:
                 built, header = _from_file(options.apply_plan, resources, config)
             else:
-                built, header = build_plan(config, resources, options.window, fetcher=fetcher, progress=progress), None
+                built = build_plan(
+                    config, resources, options.window, fetcher=fetcher, progress=progress,
+                    fingerprint=bool(options.plan_out),
+                )
+                header = None
             progress.close()
             out.write(render(built.plan, options.fmt, options.verbosity))
             if options.plan_out:
