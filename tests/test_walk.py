@@ -37,13 +37,17 @@ def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings)
     assert len(fake.requests) <= plain + 16  # a split costs at most a partial page per part
 
 
-def test_a_fast_link_stays_sequential_with_the_minimum_of_requests(start_fake, reconcile_settings):
-    account = generate_account(450, seed=2)
-    fake = start_fake(account)
-    snapshot = fetch_remote(get_config(), ["customers"])
-    assert len(snapshot.customers) == sum(not c.get("deleted") for c in account["customers"])
-    assert [r.query.get("starting_after") is None for r in fake.requests].count(True) == 1
-    assert len(fake.requests) == -(-len(snapshot.customers) // 100)
+@pytest.mark.parametrize(
+    ("latency", "rate", "concurrency", "expected"),
+    [(0.005, 10_000, 8, 1), (0.04, 100, 8, 1), (0.3, 25, 8, 8), (0.1, 25, 8, 3), (0.3, 25, 4, 4), (0.3, 2, 8, 1)],
+)
+def test_a_walk_splits_only_when_latency_not_the_rate_limit_is_what_binds(latency, rate, concurrency, expected):
+    from types import SimpleNamespace
+
+    from reconcile.walk import parallelism
+
+    fetcher = SimpleNamespace(latency=latency, config=SimpleNamespace(rate_limit=rate, concurrency=concurrency))
+    assert parallelism(fetcher) == expected
 
 
 def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
