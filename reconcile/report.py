@@ -41,14 +41,24 @@ def summary_line(plan: Plan) -> str:
 
 def _change_detail(change: Change) -> str:
     if isinstance(change.old, dict) and isinstance(change.new, dict):
-        delta = DeepDiff(change.old, change.new, verbose_level=2)
-        parts = [f"+{k[6:-2]}" for k in delta.get("dictionary_item_added", {})]
-        parts += [f"-{k[6:-2]}" for k in delta.get("dictionary_item_removed", {})]
-        parts += [
-            f"{k[6:-2]}: {v['old_value']!r} -> {v['new_value']!r}" for k, v in delta.get("values_changed", {}).items()
-        ]
-        return f"{change.field}: " + ", ".join(sorted(parts))
+        tree = DeepDiff(change.old, change.new, view="tree")
+        key = lambda item: repr(item.path(output_format="list")[0])  # noqa: E731
+        added = sorted(f"+{key(i)}" for i in tree.get("dictionary_item_added", []))
+        removed = sorted(f"-{key(i)}" for i in tree.get("dictionary_item_removed", []))
+        changed = sorted(
+            f"{key(i)}: {i.t1!r} -> {i.t2!r}" for kind in ("values_changed", "type_changes") for i in tree.get(kind, [])
+        )
+        return f"{change.field}: " + ", ".join(added + removed + changed)
     return change.describe()
+
+
+def _closing_line(plan: Plan) -> str:
+    if not plan.in_sync:
+        return summary_line(plan)
+    if plan.operations:
+        counts = plan.summary()
+        return f"No changes detected (reported only: {counts['orphan']} orphaned, {counts['skip']} skipped)."
+    return "No changes detected."
 
 
 def render_text(plan: Plan, verbosity: int = 1) -> str:
@@ -64,13 +74,7 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     if plan.notes:
         lines.append("Notes:")
         lines.extend(f"  ? {note.describe()}" for note in plan.notes)
-    if not plan.in_sync:
-        lines.append(summary_line(plan))
-    elif plan.operations:
-        counts = plan.summary()
-        lines.append(f"No changes detected (reported only: {counts['orphan']} orphaned, {counts['skip']} skipped).")
-    else:
-        lines.append("No changes detected.")
+    lines.append(_closing_line(plan))
     for resource, cursor in sorted(plan.next_cursor.items()):
         lines.append(f"More {resource} in Stripe: run again with --starting_after {cursor} for the next window.")
     return "\n".join(lines) + "\n"
@@ -128,14 +132,17 @@ def _cell(text: str) -> str:
 
 def render_markdown(plan: Plan, verbosity: int = 1) -> str:
     lines = ["### Stripe reconcile plan", ""]
-    if plan.in_sync:
+    if not plan.operations:
         lines.append("**No changes detected.** The database agrees with Stripe.")
     else:
-        lines += [f"**{summary_line(plan)}**", "", "| | Action | Model | Id | Details |", "|---|---|---|---|---|"]
+        lines += [f"**{_closing_line(plan)}**", "", "| | Action | Model | Id | Details |", "|---|---|---|---|---|"]
         for op in plan.operations:
-            details = getattr(op, "reason", None) or "; ".join(_change_detail(c) for c in getattr(op, "changes", ()))
             if op.action is Action.CREATE:
                 details = op.describe()
+            else:
+                details = getattr(op, "reason", None) or "; ".join(
+                    _change_detail(c) for c in getattr(op, "changes", ())
+                )
             lines.append(
                 f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
             )

@@ -1,0 +1,139 @@
+"""Reports are the product: exact text, JSON and markdown for a literal plan. No database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from reconcile.plan import (
+    Change,
+    Create,
+    CreateUser,
+    LinkUser,
+    Note,
+    Orphan,
+    Plan,
+    RecreateItems,
+    Skip,
+    Update,
+)
+from reconcile.report import render
+from reconcile.snapshot import ItemRec, ProductRec
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+PLAN = Plan(
+    operations=(
+        Create("Product", "prod_new", ProductRec("prod_new", "Pro", None, True, {}, ())),
+        Update(
+            "Product",
+            "prod_old",
+            None,
+            (Change("name", "Old", "New"), Change("metadata", {"a": "1", "b": "2"}, {"a": "9", "c": "3"})),
+        ),
+        Skip("Price", "price_bad", "currency 'zzz' is not an ISO 4217 code"),
+        CreateUser("cus_2", (("email", "x@y.io"), ("username", "x@y.io"))),
+        LinkUser("cus_1", 7, "a@b.io"),
+        Update("Subscription", "sub_1", None, (Change("status", "active", "canceled"), Change("ended_at", None, T))),
+        Orphan("Subscription", "sub_gone"),
+        RecreateItems("sub_1", (ItemRec("si_1", "price_1", 1, T, T),), (ItemRec("si_1", "price_1", 2, T, T),)),
+    ),
+    notes=(Note("StripeUser", "cus_3", "2 users share 'z@y.io' (4, 5); linked none"),),
+)
+
+
+def test_text_report_at_default_verbosity():
+    assert render(PLAN) == (
+        "Products:\n"
+        "  + create Product prod_new (Pro)\n"
+        "  ~ update Product prod_old: name, metadata\n"
+        "Prices:\n"
+        "  ! skip Price price_bad: currency 'zzz' is not an ISO 4217 code\n"
+        "Users:\n"
+        "  @ create user for StripeUser cus_2 (email='x@y.io', username='x@y.io')\n"
+        "Customers:\n"
+        "  = link StripeUser cus_1 to user 7 (a@b.io)\n"
+        "Subscriptions:\n"
+        "  ~ update Subscription sub_1: status, ended_at\n"
+        "  - orphan Subscription sub_gone: stored here, absent from Stripe (kept)\n"
+        "Subscription items:\n"
+        "  ± recreate items of Subscription sub_1: 1 -> 1\n"
+        "Notes:\n"
+        "  ? StripeUser cus_3: 2 users share 'z@y.io' (4, 5); linked none\n"
+        "Plan: 1 to create, 2 to update, 1 item sets to recreate, 1 users to link, 1 users to create, "
+        "1 orphaned, 1 skipped.\n"
+    )
+
+
+def test_text_report_shows_field_changes_at_verbosity_2():
+    lines = render(PLAN, verbosity=2).splitlines()
+    assert lines[2:5] == [
+        "  ~ update Product prod_old: name, metadata",
+        "      name: 'Old' -> 'New'",
+        "      metadata: +'c', -'b', 'a': '1' -> '9'",
+    ]
+    assert "      ended_at: None -> 2026-03-01T12:00:00Z" in lines
+    assert "      items: ['si_1'] -> ['si_1']" in lines
+
+
+def test_empty_plan_says_no_changes_detected():
+    assert render(Plan()) == "No changes detected.\n"
+    assert render(Plan(operations=(Orphan("Product", "prod_x"),))) == (
+        "Products:\n"
+        "  - orphan Product prod_x: stored here, absent from Stripe (kept)\n"
+        "No changes detected (reported only: 1 orphaned, 0 skipped).\n"
+    )
+
+
+def test_json_report():
+    report = json.loads(render(PLAN, "json"))
+    assert report["schema"] == "reconcile.plan/v1" and report["in_sync"] is False
+    assert report["summary"] == {
+        "create": 1,
+        "update": 2,
+        "recreate_items": 1,
+        "link_user": 1,
+        "create_user": 1,
+        "orphan": 1,
+        "skip": 1,
+    }
+    assert report["operations"][0] == {
+        "action": "create",
+        "symbol": "+",
+        "model": "Product",
+        "id": "prod_new",
+        "changes": [
+            {"field": "name", "old": None, "new": "Pro"},
+            {"field": "description", "old": None, "new": None},
+            {"field": "active", "old": None, "new": True},
+            {"field": "metadata", "old": None, "new": {}},
+            {"field": "features", "old": None, "new": []},
+        ],
+        "reason": None,
+        "description": "create Product prod_new (Pro)",
+    }
+    assert report["operations"][5]["changes"][1] == {"field": "ended_at", "old": None, "new": "2026-03-01T12:00:00Z"}
+    assert report["operations"][2]["reason"] == "currency 'zzz' is not an ISO 4217 code"
+    assert report["notes"] == [
+        {"model": "StripeUser", "id": "cus_3", "message": "2 users share 'z@y.io' (4, 5); linked none"}
+    ]
+    assert json.loads(render(Plan(), "json"))["in_sync"] is True
+
+
+def test_markdown_report():
+    text = render(PLAN, "markdown")
+    assert text.startswith(
+        "### Stripe reconcile plan\n\n"
+        "**Plan: 1 to create, 2 to update, 1 item sets to recreate, 1 users to link, 1 users to create, 1 orphaned, "
+        "1 skipped.**\n\n| | Action | Model | Id | Details |\n|---|---|---|---|---|\n"
+        "| + | create | Product | `prod_new` | create Product prod_new (Pro) |\n"
+    )
+    assert "| ~ | update | Subscription | `sub_1` | status: 'active' -> 'canceled'; ended_at: None -> " in text
+    assert text.endswith("Notes:\n\n- StripeUser cus_3: 2 users share 'z@y.io' (4, 5); linked none\n")
+    assert render(Plan(), "markdown") == (
+        "### Stripe reconcile plan\n\n**No changes detected.** The database agrees with Stripe.\n"
+    )
+
+
+def test_markdown_escapes_pipes():
+    plan = Plan(operations=(Skip("Product", "prod_x", "name has a | pipe"),))
+    assert "| name has a \\| pipe |" in render(plan, "markdown")
