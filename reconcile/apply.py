@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
@@ -21,7 +21,7 @@ from django.db import connections, models, transaction
 
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, SubscriptionRec
+from .snapshot import RENAMED, ItemRec, column_values, columns
 
 KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
 
@@ -30,42 +30,6 @@ def _batches(seq: Sequence, size: int) -> Iterable[list]:
     it = iter(seq)
     while chunk := list(islice(it, size)):
         yield chunk
-
-
-def _product(r: ProductRec) -> dict[str, Any]:
-    return {"name": r.name, "description": r.description, "active": r.active, "metadata": r.metadata}
-
-
-def _price(r: PriceRec) -> dict[str, Any]:
-    return {
-        "product_id": r.product_id,
-        "amount": r.amount,
-        "currency": r.currency,
-        "frequency": r.frequency,
-        "active": r.active,
-        "nickname": r.nickname,
-    }
-
-
-def _customer(r: CustomerRec) -> dict[str, Any]:
-    return {"email": r.email, "name": r.name}
-
-
-def _subscription(r: SubscriptionRec) -> dict[str, Any]:
-    return {
-        "stripe_user_id": r.customer_id,
-        "status": r.status,
-        "current_period_start": r.current_period_start,
-        "current_period_end": r.current_period_end,
-        "cancel_at": r.cancel_at,
-        "cancel_at_period_end": r.cancel_at_period_end,
-        "canceled_at": r.canceled_at,
-        "ended_at": r.ended_at,
-        "trial_start": r.trial_start,
-        "trial_end": r.trial_end,
-        "created": r.created,
-        "metadata": r.metadata,
-    }
 
 
 def _item(subscription_id: str, r: ItemRec) -> SubscriptionItem:
@@ -83,15 +47,13 @@ def _item(subscription_id: str, r: ItemRec) -> SubscriptionItem:
 class Spec:
     model: type[models.Model]
     pk: str
-    values: Callable[[Any], dict[str, Any]]
-    renamed: Mapping[str, str] = field(default_factory=dict)  # record field -> model field
 
 
 SPECS: dict[str, Spec] = {
-    "Product": Spec(Product, "id", _product),
-    "Price": Spec(Price, "id", _price),
-    "StripeUser": Spec(StripeUser, "customer_id", _customer),
-    "Subscription": Spec(Subscription, "id", _subscription, {"customer_id": "stripe_user_id"}),
+    "Product": Spec(Product, "id"),
+    "Price": Spec(Price, "id"),
+    "StripeUser": Spec(StripeUser, "customer_id"),
+    "Subscription": Spec(Subscription, "id"),
 }
 
 
@@ -150,7 +112,7 @@ class Applier:
                 if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
                     self.result.conflicts.append(Skip(model, op.id, KEPT))
                     continue
-                row = spec.model(**{spec.pk: op.id}, **spec.values(op.record), synced_at=at)
+                row = spec.model(**{spec.pk: op.id}, **column_values(op.record), synced_at=at)
                 if isinstance(op, Create) and op.id not in stored:
                     if links and op.id in links:
                         row.user_id = links[op.id]
@@ -159,9 +121,9 @@ class Applier:
                 elif op.id in stored:
                     changed.append(row)
                     fields |= (
-                        set(spec.values(op.record))
+                        set(columns(type(op.record)))
                         if isinstance(op, Create)
-                        else {spec.renamed.get(c.field, c.field) for c in op.changes if c.field != "features"}
+                        else {RENAMED.get(c.field, c.field) for c in op.changes if c.field != "features"}
                     )
                 self.written[model].add(op.id)
             spec.model.objects.bulk_create(inserts)

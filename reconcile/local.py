@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .remote import KnownIds
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec, columns
 from .users import UserDirectory, Validator, normalize_email
 
 _CHUNK = 2000
@@ -25,6 +25,11 @@ def known_ids() -> KnownIds:
     )
 
 
+def _rows(model, record_type: type, pk: str, *extra: str):
+    """(pk, compared fields..., extra..., synced_at) per row: one query, read in chunks."""
+    return model.objects.values_list(pk, *columns(record_type), *extra, "synced_at").iterator(_CHUNK)
+
+
 def load_local(resources: Iterable[str]) -> Snapshot:
     """The database's side of the resources named ("products" includes prices and features)."""
     resources = set(resources)
@@ -35,22 +40,16 @@ def load_local(resources: Iterable[str]) -> Snapshot:
         links: dict[str, list[str]] = defaultdict(list)
         for product_id, feature_id in ProductFeature.objects.values_list("product_id", "feature_id").iterator(_CHUNK):
             links[product_id].append(feature_id)
-        for pid, name, description, active, metadata, synced_at in Product.objects.values_list(
-            "id", "name", "description", "active", "metadata", "synced_at"
-        ).iterator(_CHUNK):
-            products[pid] = ProductRec(pid, name, description, active, metadata or {}, tuple(sorted(links[pid])))
+        for pid, *values, synced_at in _rows(Product, ProductRec, "id"):
+            products[pid] = ProductRec(pid, *values, features=tuple(sorted(links[pid])))
             synced[("Product", pid)] = synced_at
-        for row in Price.objects.values_list(
-            "id", "product_id", "amount", "currency", "frequency", "active", "nickname", "synced_at"
-        ).iterator(_CHUNK):
-            prices[row[0]] = PriceRec(*row[:7])
-            synced[("Price", row[0])] = row[7]
+        for pid, *values, synced_at in _rows(Price, PriceRec, "id"):
+            prices[pid] = PriceRec(pid, *values)
+            synced[("Price", pid)] = synced_at
         features = frozenset(Feature.objects.values_list("id", flat=True))
     if "customers" in resources:
-        for cid, email, name, user_id, synced_at in StripeUser.objects.values_list(
-            "customer_id", "email", "name", "user_id", "synced_at"
-        ).iterator(_CHUNK):
-            customers[cid] = CustomerRec(cid, email, name, user_id)
+        for cid, *values, user_id, synced_at in _rows(StripeUser, CustomerRec, "customer_id", "user_id"):
+            customers[cid] = CustomerRec(cid, *values, user_id=user_id)
             synced[("StripeUser", cid)] = synced_at
     if "subscriptions" in resources:
         items: dict[str, list[ItemRec]] = defaultdict(list)
@@ -58,27 +57,9 @@ def load_local(resources: Iterable[str]) -> Snapshot:
             "subscription_id", "id", "price_id", "quantity", "current_period_start", "current_period_end"
         ).iterator(_CHUNK):
             items[sid].append(ItemRec(*fields))
-        for row in Subscription.objects.values_list(
-            "id",
-            "stripe_user_id",
-            "status",
-            "current_period_start",
-            "current_period_end",
-            "cancel_at",
-            "cancel_at_period_end",
-            "canceled_at",
-            "ended_at",
-            "trial_start",
-            "trial_end",
-            "created",
-            "metadata",
-            "synced_at",
-        ).iterator(_CHUNK):
-            sid = row[0]
-            subscriptions[sid] = SubscriptionRec(
-                *row[:12], row[12] or {}, tuple(sorted(items.get(sid, ()), key=lambda i: i.id))
-            )
-            synced[("Subscription", sid)] = row[13]
+        for sid, *values, synced_at in _rows(Subscription, SubscriptionRec, "id"):
+            subscriptions[sid] = SubscriptionRec(sid, *values, items=tuple(sorted(items.get(sid, ()), key=_by_id)))
+            synced[("Subscription", sid)] = synced_at
     return Snapshot(
         products=products,
         prices=prices,
@@ -87,6 +68,10 @@ def load_local(resources: Iterable[str]) -> Snapshot:
         features=features,
         synced_at={k: v for k, v in synced.items() if v is not None},
     )
+
+
+def _by_id(item: ItemRec) -> str:
+    return item.id
 
 
 def load_directory(email_field: str) -> UserDirectory:

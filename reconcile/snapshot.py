@@ -92,6 +92,20 @@ FIELDS: dict[type, tuple[str, ...]] = {
     ),
 }
 
+# Where a record's field is stored, where the model's column has another name.
+RENAMED: dict[str, str] = {"customer_id": "stripe_user_id"}
+
+
+def columns(record_type: type) -> tuple[str, ...]:
+    """The model columns holding ``FIELDS[record_type]``, in the same order."""
+    return tuple(RENAMED.get(name, name) for name in FIELDS[record_type])
+
+
+def column_values(record: Any) -> dict[str, Any]:
+    """A record's compared fields as model column values."""
+    return {RENAMED.get(name, name): getattr(record, name) for name in FIELDS[type(record)]}
+
+
 # Model label of each record type (the report and the JSON schema use these names).
 MODEL_OF: dict[type, str] = {
     ProductRec: "Product",
