@@ -119,7 +119,11 @@ def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | No
                 built, header = _from_file(options.apply_plan, resources, config)
             else:
                 built = build_plan(
-                    config, resources, options.window, fetcher=fetcher, progress=progress,
+                    config,
+                    resources,
+                    options.window,
+                    fetcher=fetcher,
+                    progress=progress,
                     fingerprint=bool(options.plan_out),
                 )
                 header = None

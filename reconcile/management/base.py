@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from ..errors import ReconcileError
 from ..remote import Window
@@ -81,8 +82,19 @@ class SyncCommand(BaseCommand):
             outcome = execute(run, self.stdout, self.stderr)
         except ReconcileError as exc:
             raise CommandError(str(exc), returncode=2) from None
+        except DatabaseError as exc:
+            raise CommandError(
+                f"The database failed while applying ({type(exc).__name__}: {_first_line(exc)}). "
+                "The transaction was rolled back: nothing was written.",
+                returncode=2,
+            ) from None
         if outcome.exit_code == EXIT_DRIFT:
             sys.exit(EXIT_DRIFT)
 
     def command_name(self) -> str:
         return self.__module__.rsplit(".", 1)[-1]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"
