@@ -8,7 +8,7 @@ are read when the matching ``RECONCILE`` keys are absent.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -49,7 +49,7 @@ PRIVILEGED_USER_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class Config:
-    api_key: str
+    api_key: str = field(repr=False)  # kept out of reprs: tracebacks with locals, error trackers
     api_base: str | None
     api_version: str | None
     features_metadata_key: str

@@ -26,6 +26,21 @@ from .conf import Config
 from .errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
+_KEY = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
+
+
+class RedactKeys(logging.Filter):
+    """stripe-python logs Stripe's error bodies, which show a key's prefix and last characters
+    ("sk_test_****abcd"); rewrite any key-shaped text before a handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _KEY.search(message):
+            record.msg, record.args = _KEY.sub(r"\1_\2_[redacted]", message), None
+        return True
+
+
+logging.getLogger("stripe").addFilter(RedactKeys())
 
 KEY_HINT = "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
 
@@ -103,6 +118,7 @@ class Fetcher:
         self.requests = 0
         self.retries = 0
         self.latency = 0.0  # a moving average of request durations, in seconds
+        self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
     # -- one request -------------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
@@ -115,6 +131,8 @@ class Fetcher:
         what = _describe(path, params)
         attempt = 0
         while True:
+            if self.cancelled.is_set():
+                raise Cancelled(f"{what} not sent: another request failed")
             self.bucket.take(_endpoint(path))
             requested_at = datetime.now(timezone.utc)
             with self._count_lock:
@@ -209,6 +227,10 @@ class Fetcher:
         if data and not (isinstance(data[-1], dict) and isinstance(data[-1].get("id"), str)):
             raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
         return Page(data, has_more, requested_at)
+
+
+class Cancelled(FetchError):
+    """A request not sent because the run already failed; the first error is the one reported."""
 
 
 def _first_line(text: str | None) -> str:

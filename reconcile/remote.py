@@ -8,13 +8,13 @@ product, a customer). Objects that do not parse become ``Rejected`` entries, nev
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from .conf import Config
 from .errors import FetchError
-from .fetch import Fetcher, Page, assert_no_transaction
+from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
 from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
 from .progress import Progress
 from .snapshot import Rejected, Snapshot
@@ -209,7 +209,13 @@ def fetch_remote(
         if "subscriptions" in resources:
             jobs.append(lambda: _list_subscriptions(ctx, window))
         with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="stripe-list") as lists:
-            for future in [lists.submit(job) for job in jobs]:
-                future.result()
+            futures = [lists.submit(job) for job in jobs]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    fetcher.cancelled.set()  # the other listings stop at their next request
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
+            if first is not None:
+                raise first
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot()

@@ -42,6 +42,7 @@ def reconcile_settings(settings):
         "MAX_RETRIES": 3,
         "TIMEOUT": 5.0,
         "RATE_LIMIT": 10_000.0,
+        "RATE_LIMIT_TOTAL": 10_000.0,
         # One request in flight: request counts stay exact even on a loaded machine, where a slow
         # loopback could otherwise make a walk split (tests/test_walk.py covers concurrent walks).
         "CONCURRENCY": 1,

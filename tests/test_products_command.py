@@ -150,7 +150,8 @@ def test_unreachable_base_url_is_a_clear_error(reconcile_settings):
     result = run("update_stripe_products")  # http://127.0.0.1:9: nothing listens there
     assert result.code == 2
     assert re.search(
-        r"Could not reach http://127.0.0.1:9 for GET /v1/(products|prices)\?active=(true|false)&limit=100 after 4 tries",
+        r"Could not reach http://127.0.0.1:9 for GET /v1/(products|prices)\?active=(true|false)&limit=100 "
+        r"after 4 tries",
         result.err,
     )
 

@@ -61,6 +61,8 @@ def _envelope(message: str, *, type_: str = "invalid_request_error", code: str |
 
 class FakeStripeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two sends: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "FakeStripe/1 (test double)"
     fake: FakeStripe  # set on the subclass built by serve()
 
@@ -255,7 +257,9 @@ class RunningServer:
         self.port = self.httpd.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="fake-stripe", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-stripe", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -1,0 +1,1 @@
+"""Helpers shared by the fault, lock, secrets, property and lost-write tests."""
