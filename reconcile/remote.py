@@ -96,28 +96,14 @@ def _walk(ctx: _Context, path: str, params: dict, window: Window | None, resourc
     b.complete.add(resource)
 
 
-def _list_products(ctx: _Context, active: str) -> None:
+def _list(ctx: _Context, resource: str, model: str, parse: Callable, params: dict, window: Window | None = None):
+    """Walk one listing into the builder's dict of that resource."""
     b = ctx.builder
-    for page in _walk(ctx, "/v1/products", {"active": active}, None, "products"):
-        b.progress.page("products", len(page.data))
+    target = getattr(b, resource)
+    for page in _walk(ctx, f"/v1/{resource}", params, window, resource):
+        b.progress.page(resource, len(page.data))
         for obj in page.data:
-            b.add("Product", b.products, lambda o: parse_product(o, b.features_key), obj, page.requested_at)
-
-
-def _list_prices(ctx: _Context, active: str) -> None:
-    b = ctx.builder
-    for page in _walk(ctx, "/v1/prices", {"active": active}, None, "prices"):
-        b.progress.page("prices", len(page.data))
-        for obj in page.data:
-            b.add("Price", b.prices, parse_price, obj, page.requested_at)
-
-
-def _list_customers(ctx: _Context, window: Window | None) -> None:
-    b = ctx.builder
-    for page in _walk(ctx, "/v1/customers", {}, window, "customers"):
-        b.progress.page("customers", len(page.data))
-        for obj in page.data:
-            b.add("StripeUser", b.customers, parse_customer, obj, page.requested_at)
+            b.add(model, target, parse, obj, page.requested_at)
 
 
 def _list_subscriptions(ctx: _Context, window: Window | None) -> None:
@@ -202,10 +188,12 @@ def fetch_remote(
         ctx = _Context(fetcher, b, pages)
         jobs = []
         if "products" in resources:
-            jobs += [lambda a=a: _list_products(ctx, a) for a in ("true", "false")]
-            jobs += [lambda a=a: _list_prices(ctx, a) for a in ("true", "false")]
+            product = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
+            for active in ("true", "false"):
+                jobs.append(lambda a=active: _list(ctx, "products", "Product", product, {"active": a}))
+                jobs.append(lambda a=active: _list(ctx, "prices", "Price", parse_price, {"active": a}))
         if "customers" in resources:
-            jobs.append(lambda: _list_customers(ctx, window))
+            jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
         if "subscriptions" in resources:
             jobs.append(lambda: _list_subscriptions(ctx, window))
         with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="stripe-list") as lists:
