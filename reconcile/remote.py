@@ -162,7 +162,7 @@ def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, re
 class _Context:
     fetcher: Fetcher
     builder: _Builder
-    pool: ThreadPoolExecutor  # runs page requests; each listing is walked by a thread of its own
+    pool: ThreadPoolExecutor | None  # runs page requests; each listing is walked by a thread of its own
 
 
 def fetch_remote(
@@ -184,18 +184,20 @@ def fetch_remote(
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key, progress=progress or Progress())
     resources = list(dict.fromkeys(resources))
-    with ThreadPoolExecutor(config.concurrency, thread_name_prefix="stripe-page") as pages:
-        ctx = _Context(fetcher, b, pages)
-        jobs = []
-        if "products" in resources:
-            product = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
-            for active in ("true", "false"):
-                jobs.append(lambda a=active: _list(ctx, "products", "Product", product, {"active": a}))
-                jobs.append(lambda a=active: _list(ctx, "prices", "Price", parse_price, {"active": a}))
-        if "customers" in resources:
-            jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
-        if "subscriptions" in resources:
-            jobs.append(lambda: _list_subscriptions(ctx, window))
+    jobs: list[Callable[[], None]] = []
+    ctx = _Context(fetcher, b, None)
+    if "products" in resources:
+        product = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
+        for active in ("true", "false"):
+            jobs.append(lambda a=active: _list(ctx, "products", "Product", product, {"active": a}))
+            jobs.append(lambda a=active: _list(ctx, "prices", "Price", parse_price, {"active": a}))
+    if "customers" in resources:
+        jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
+    if "subscriptions" in resources:
+        jobs.append(lambda: _list_subscriptions(ctx, window))
+    # CONCURRENCY requests in flight per listing; the rate limit is shared by all of them.
+    with ThreadPoolExecutor(config.concurrency * max(1, len(jobs)), thread_name_prefix="stripe-page") as pages:
+        ctx.pool = pages
         with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="stripe-list") as lists:
             futures = [lists.submit(job) for job in jobs]
             for future in as_completed(futures):

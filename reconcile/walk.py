@@ -1,14 +1,15 @@
 """Walk a whole Stripe list with several requests in flight, when latency is what limits.
 
 A list is newest first. After a page, the objects still to come are those after its last object,
-all created no later than it. When more requests in flight would help, the walk splits that rest
-at a time ``mid`` into two disjoint parts, each walked on its own:
+all created no later than it. When more requests in flight would help, the walk cuts that rest at
+created times b1 > b2 > ... > bk into disjoint parts, each walked on its own:
 
-- created >= mid, after the cursor (the part this walk continues), and
-- created <  mid, from its newest (a new part; every such object comes after the cursor).
+- created >= b1, after the cursor (the part this walk continues),
+- b2 <= created < b1, ..., bk <= created < b(k-1), from their newest, and
+- created < bk (whatever is older).
 
-Parts never overlap and together hold exactly the rest, so the union of all pages is the list a
-sequential walk returns. Splitting pays off only when one request takes longer than the rate
+Every object with created < b1 comes after the cursor, so the parts never overlap and together hold
+exactly the rest: the union of all pages is the list a sequential walk returns. Splitting pays off only when one request takes longer than the rate
 limit's spacing (``latency * rate > 1``) and a real network round trip (50 ms or more); on
 loopback or a fast link it would only add requests, so the walk stays sequential and makes the
 minimum number of requests.
@@ -25,6 +26,7 @@ from .fetch import Fetcher, Page
 
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
 MIN_LATENCY = 0.05  # seconds: below a real network round trip, splitting only adds requests
+AHEAD = 3  # parts queued per request in flight: the rate limit, not the round trips, paces the walk
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,29 @@ def walk(fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict) ->
             part = pending.pop(future)
             page = future.result()
             yield page
-            if not page.has_more or not page.data:
-                continue
-            rest = Part(part.gte, part.lt, page.last_id)
-            last_created = page.data[-1].get("created")
-            low = part.gte if part.gte is not None else STRIPE_EPOCH
-            if len(pending) + 1 < parallelism(fetcher) and isinstance(last_created, int) and last_created - low > 1:
-                mid = low + (last_created - low) // 2
-                submit(Part(part.gte, mid, None))
-                rest = Part(mid, part.lt, page.last_id)
-            submit(rest)
+            if page.has_more and page.data:
+                for new in split(part, page, AHEAD * parallelism(fetcher) - len(pending)):
+                    submit(new)
+
+
+def split(part: Part, page: Page, slots: int) -> list[Part]:
+    """The parts that cover what remains of ``part`` after ``page``: the part itself, continued
+    after the page's last object, cut into up to ``slots`` parts when there are slots.
+
+    The cuts assume the objects keep the density the page showed: each new part spans the time
+    that ~95 objects took, so that most fit one page, and the last part takes whatever is older.
+    """
+    rest = Part(part.gte, part.lt, page.last_id)
+    first, last = page.data[0].get("created"), page.data[-1].get("created")
+    if slots < 2 or not isinstance(first, int) or not isinstance(last, int):
+        return [rest]
+    low = part.gte if part.gte is not None else STRIPE_EPOCH
+    width = max(1, (first - last) * 95 // max(len(page.data) - 1, 1))
+    bounds = [last - width * k for k in range(1, slots)]
+    bounds = [b for b in bounds if b > low]
+    if not bounds:
+        return [rest]
+    parts = [Part(bounds[0], part.lt, page.last_id)]
+    parts += [Part(lower, upper, None) for upper, lower in zip(bounds, bounds[1:])]
+    parts.append(Part(part.gte, bounds[-1], None))
+    return parts

@@ -60,3 +60,23 @@ def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
         bucket.take("customers")
     bucket.take("prices")
     assert slept == pytest.approx([0.1, 0.2, 0.2 + 1 / 15])  # prices waits for the account-wide slot
+
+
+def test_split_parts_are_disjoint_and_cover_the_rest():
+    from datetime import datetime, timezone
+
+    from reconcile.fetch import Page
+    from reconcile.walk import Part, split
+
+    page = Page(
+        [{"id": f"cus_{i}", "created": 2_000_000_000 - 10 * i} for i in range(100)], True, datetime.now(timezone.utc)
+    )
+    parts = split(Part(), page, 4)
+    assert parts[0] == Part(2_000_000_000 - 990 - 950, None, "cus_99")
+    assert [(p.gte, p.lt) for p in parts[1:]] == [
+        (2_000_000_000 - 990 - 950 * 2, 2_000_000_000 - 990 - 950),
+        (2_000_000_000 - 990 - 950 * 3, 2_000_000_000 - 990 - 950 * 2),
+        (None, 2_000_000_000 - 990 - 950 * 3),
+    ]
+    assert split(Part(), page, 1) == [Part(None, None, "cus_99")]
+    assert split(Part(gte=2_000_000_000 - 1000), page, 4) == [Part(2_000_000_000 - 1000, None, "cus_99")]
