@@ -70,7 +70,9 @@ def walk(fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict) ->
             page = future.result()
             yield page
             if page.has_more and page.data:
-                for new in split(part, page, AHEAD * parallelism(fetcher) - len(pending)):
+                wanted = parallelism(fetcher)
+                slots = AHEAD * wanted - len(pending) if wanted > 1 else 1
+                for new in split(part, page, slots):
                     submit(new)
 
 
