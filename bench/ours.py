@@ -1,0 +1,247 @@
+"""One measured run of reconcile's ``pull_stripe``, in a process of its own (so that peak RSS is per run).
+
+    python -m bench.ours --db-url URL --api-base URL migrate
+    python -m bench.ours --db-url URL --api-base URL pull [--unthrottled] [--create-users] [--profile DIR]
+
+Prints one JSON object on stdout. Django is set up and the database connection opened before the
+clock starts; the clock covers ``reconcile.runner.execute`` only. SQL statements are counted with
+``connection.execute_wrapper`` on the run's connection (every statement the ORM sends, including
+SAVEPOINTs; not the BEGIN/COMMIT that the drivers issue themselves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process in MiB: VmHWM (per address space, so a parent's size cannot leak in
+    through fork), else ``resource.getrusage``'s ru_maxrss."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class StatementCounter:
+    """A ``connection.execute_wrapper`` counting statements by their first keyword."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter = Counter()
+
+    def __call__(self, execute, sql, params, many, context):
+        stripped = sql.lstrip()
+        self.kinds[stripped.split(None, 1)[0].upper() if stripped else "?"] += 1
+        return execute(sql, params, many, context)
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(self.kinds[k] for k in WRITES)
+
+
+class Discard:
+    """A text sink: the report is rendered (that is part of the run) but not kept."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+    def write(self, text: str) -> int:
+        self.chars += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def configure(db_url: str, api_base: str, unthrottled: bool, create_users: bool) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    os.environ["BENCH_DATABASE_URL"] = db_url
+    os.environ["BENCH_API_BASE"] = api_base
+    os.environ["BENCH_UNTHROTTLED"] = "1" if unthrottled else ""
+    os.environ["BENCH_CREATE_USERS"] = "1" if create_users else ""
+    import django
+
+    django.setup()
+
+
+def migrate() -> dict:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return {"migrated": True}
+
+
+def pull(profile_dir: Path | None = None, label: str = "run") -> dict:
+    from dataclasses import asdict
+
+    from django.db import connection
+
+    from reconcile.conf import get_config
+    from reconcile.runner import Options, execute
+
+    config = {k: v for k, v in asdict(get_config()).items() if k not in ("api_key", "api_base")}
+    connection.ensure_connection()
+    counter = StatementCounter()
+    out, err = Discard(), Discard()
+    options = Options(command="pull_stripe", resources=("products", "customers", "subscriptions"))
+    rss_before = current_rss_mib()
+    profiler = _Profiler(profile_dir, label) if profile_dir else None
+    started = time.perf_counter()
+    with connection.execute_wrapper(counter), profiler or contextlib.nullcontext():
+        outcome = execute(options, out, err)
+    wall = time.perf_counter() - started
+    summary = Counter(op.action.key for op in outcome.plan.operations)
+    return {
+        "wall": wall,
+        "requests": outcome.requests,
+        "sql": dict(counter.kinds),
+        "sql_total": counter.total,
+        "sql_writes": counter.writes,
+        "exit_code": outcome.exit_code,
+        "applied": outcome.applied,
+        "counts": dict(outcome.counts),
+        "plan": dict(summary),
+        "report_chars": out.chars + err.chars,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "profiles": profiler.files if profiler else [],
+        "config": config,
+    }
+
+
+class _Profiler:
+    """Profiles the run's main thread, and every thread-pool job (the fetch runs its listings and
+    page requests on ``ThreadPoolExecutor`` threads) into one combined profile, with pyinstrument
+    when it is installed, else cProfile. Optional: the benchmark itself needs neither."""
+
+    def __init__(self, directory: Path, label: str) -> None:
+        import threading
+
+        self.directory, self.label = directory, label
+        self.files: list[str] = []
+        self._lock = threading.Lock()
+        self._threads: list = []
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            import pyinstrument  # noqa: F401
+
+            self.kind = "pyinstrument"
+        except ImportError:
+            self.kind = "cprofile"
+
+    def _start(self):
+        if self.kind == "pyinstrument":
+            from pyinstrument import Profiler
+
+            prof = Profiler(interval=0.001, async_mode="disabled")
+            prof.start()
+            return prof
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        return prof
+
+    def _stop(self, prof):
+        if self.kind == "pyinstrument":
+            return prof.stop()  # a Session
+        prof.disable()
+        return prof
+
+    def _write(self, results: list, name: str) -> None:
+        if not results:
+            return
+        path = self.directory / f"{self.label}-{name}.txt"
+        if self.kind == "pyinstrument":
+            from pyinstrument.renderers import ConsoleRenderer
+            from pyinstrument.session import Session
+
+            session = results[0]
+            for other in results[1:]:
+                session = Session.combine(session, other)
+            path.write_text(ConsoleRenderer(unicode=False, color=False, show_all=False).render(session))
+            flat = self.directory / f"{self.label}-{name}-flat.txt"
+            flat.write_text(ConsoleRenderer(unicode=False, color=False, flat=True).render(session))
+            self.files.append(str(flat))
+        else:
+            import io
+            import pstats
+
+            buf = io.StringIO()
+            stats = pstats.Stats(results[0], stream=buf)
+            for other in results[1:]:
+                stats.add(other)
+            stats.sort_stats("cumulative").print_stats(80)
+            path.write_text(buf.getvalue())
+        self.files.append(str(path))
+
+    def __enter__(self):
+        from concurrent.futures import thread
+
+        self._original = original = thread._WorkItem.run
+        profiler = self
+
+        def run(item, *args, **kwargs):
+            prof = profiler._start()
+            try:
+                return original(item, *args, **kwargs)
+            finally:
+                result = profiler._stop(prof)
+                with profiler._lock:
+                    profiler._threads.append(result)
+
+        thread._WorkItem.run = run
+        self._main = self._start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from concurrent.futures import thread
+
+        main = self._stop(self._main)
+        thread._WorkItem.run = self._original
+        self._write([main], "main")
+        with self._lock:
+            self._write(self._threads, "threads")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ours", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("migrate", "pull"))
+    parser.add_argument("--db-url", required=True)
+    parser.add_argument("--api-base", required=True)
+    parser.add_argument("--unthrottled", action="store_true", help="lift reconcile's client-side rate limits")
+    parser.add_argument("--create-users", action="store_true", help="set USER_CREATE_DEFAULTS_ATTRIBUTE_MAP")
+    parser.add_argument("--profile", type=Path, default=None, help="write profiles into this directory")
+    parser.add_argument("--label", default="run")
+    args = parser.parse_args(argv)
+    configure(args.db_url, args.api_base, args.unthrottled, args.create_users)
+    result = migrate() if args.action == "migrate" else pull(args.profile, args.label)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

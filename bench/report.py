@@ -1,0 +1,443 @@
+"""The benchmark's output: the table on stdout, the targets with met / not met, docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .scenarios import ROOT, Row
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+COLUMNS = ("scenario", "db", "N", "objects", "API requests", "SQL statements", "wall s", "objects/s", "peak RSS MiB")
+
+
+# -- formatting ----------------------------------------------------------------------------------------
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def row_cells(row: Row) -> list[str]:
+    return [
+        row.scenario,
+        row.db,
+        _n(row.n),
+        _n(row.objects),
+        _n(row.requests),
+        _n(row.sql),
+        f"{row.wall:.2f}",
+        _n(row.objects_per_s),
+        f"{row.peak_rss_mib:.0f}",
+    ]
+
+
+def text_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    right = [i > 1 for i in range(len(header))]
+
+    def line(cells):
+        cells = zip(cells, widths, right, strict=True)
+        return "  ".join(str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in cells)
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def md_table(
+    header: list[str] | tuple[str, ...], rows: list[list[str]], right_from: int = 2, right_to: int | None = None
+) -> str:
+    """Columns ``right_from`` .. ``right_to`` (exclusive; default: to the end) are right-aligned."""
+    end = len(header) if right_to is None else right_to
+    align = ["---:" if right_from <= i < end else "---" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# -- the side by side -------------------------------------------------------------------------------
+
+SBS_COLUMNS = (
+    "tool",
+    "db",
+    "objects stored",
+    "API requests",
+    "SQL statements",
+    "SQL / object",
+    "wall s",
+    "objects/s",
+    "peak RSS MiB",
+)
+
+
+def sbs_rows(pairs: list[dict]) -> list[list[str]]:
+    rows = []
+    for pair in pairs:
+        ours, theirs = pair["ours"], pair["theirs"]
+        rows.append(
+            [
+                "reconcile",
+                pair["db"],
+                _n(ours["objects"]),
+                _n(ours["requests"]),
+                _n(ours["sql"]),
+                f"{ours['sql'] / max(ours['objects'], 1):.4f}",
+                f"{ours['wall']:.2f}",
+                _n(ours["objects_per_s"]),
+                f"{ours['peak_rss_mib']:.0f}",
+            ]
+        )
+        rows.append(
+            [
+                "drf-stripe-subscription 1.2.2",
+                pair["db"],
+                _n(theirs["objects_stored"]),
+                _n(theirs["requests"]),
+                _n(theirs["sql"]),
+                f"{theirs['sql'] / max(theirs['objects_stored'], 1):.2f}",
+                f"{theirs['wall']:.2f}",
+                _n(theirs["objects_per_s"]),
+                f"{theirs['peak_rss_mib']:.0f}",
+            ]
+        )
+    return rows
+
+
+def ratios(pair: dict) -> dict:
+    ours, theirs = pair["ours"], pair["theirs"]
+    speed = ours["objects_per_s"] / theirs["objects_per_s"] if theirs["objects_per_s"] else float("inf")
+    ours_spo = ours["sql"] / max(ours["objects"], 1)
+    theirs_spo = theirs["sql"] / max(theirs["objects_stored"], 1)
+    return {"speed": speed, "sql_per_object": theirs_spo / ours_spo if ours_spo else float("inf")}
+
+
+def ratio_lines(pairs: list[dict]) -> list[str]:
+    out = []
+    for pair in pairs:
+        r = ratios(pair)
+        out.append(
+            f"{pair['db']}: objects/s reconcile / peer = {r['speed']:.1f}x; "
+            f"SQL statements per object peer / reconcile = {r['sql_per_object']:.0f}x"
+        )
+    return out
+
+
+def finding_rows(stripe_run: dict) -> list[list[str]]:
+    rows = []
+    for step in stripe_run["steps"]:
+        errors = "; ".join(f"{e['error']} (pages: {e['pages']})" for e in step["errors"]) or "none"
+        rows.append([step["step"], _n(step["pages"]), _n(step["failed_pages"]), f"{step['seconds']:.1f}", errors])
+    return rows
+
+
+# -- targets ----------------------------------------------------------------------------------------
+
+
+def targets(rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) triples; verdict is "met", "not met" or "not measured"."""
+    out: list[tuple[str, str, str]] = []
+    bad = [r for r in rows if not (r.requests == r.expected_requests == r.fake_requests)]
+    seen = ", ".join(sorted({f"{r.requests}/{r.expected_requests}" for r in rows}))
+    out.append(
+        (
+            "API requests minimal (sync scenarios): one per page of 100 (products and prices listed active and "
+            "archived, customers, subscriptions with status=all) plus item overflow pages, no retrieves, no retries",
+            f"made / needed: {seen}" + (f"; off in {len(bad)} run(s)" if bad else ""),
+            "met" if rows and not bad else "not met" if rows else "not measured",
+        )
+    )
+    firsts = [r for r in rows if r.scenario == "first pull"]
+    if firsts:
+        worst = max(r.sql / r.objects * 100 for r in firsts)
+        out.append(
+            (
+                "SQL statements on a first pull: at most 1 per 100 objects",
+                f"{worst:.2f} per 100 objects (worst database)",
+                "met" if worst <= 1 else "not met",
+            )
+        )
+    noops = [r for r in rows if r.scenario == "no-op re-pull"]
+    if noops:
+        writes = max(r.sql_writes for r in noops)
+        out.append(
+            ("No writes on a no-op re-pull", f"{writes} INSERT/UPDATE/DELETE", "met" if writes == 0 else "not met")
+        )
+    if sbs and sbs.get("pairs") and sbs["n"] == 10_000:
+        speeds = [ratios(p)["speed"] for p in sbs["pairs"]]
+        out.append(
+            (
+                "N=10,000, zero latency: at least 20x the peer's objects/s",
+                ", ".join(f"{p['db']} {s:.1f}x" for p, s in zip(sbs["pairs"], speeds, strict=False)),
+                "met" if min(speeds) >= 20 else "not met",
+            )
+        )
+    else:
+        out.append(
+            (
+                "N=10,000, zero latency: at least 20x the peer's objects/s",
+                "the side by side ran at another N or not at all",
+                "not measured",
+            )
+        )
+    large = n >= 100_000
+    for scenario, goal in (("first pull", 5_000), ("no-op re-pull", 10_000)):
+        picked = [r for r in rows if r.scenario == scenario]
+        name = f"N=100,000 {scenario}: at least {goal:,} objects/s"
+        if large and picked:
+            worst = min(r.objects_per_s for r in picked)
+            out.append(
+                (
+                    name,
+                    ", ".join(f"{r.db} {_n(r.objects_per_s)}" for r in picked),
+                    "met" if worst >= goal else "not met",
+                )
+            )
+        else:
+            out.append((name, f"this run: N={n:,}", "not measured"))
+    name = "N=100,000: peak RSS at most ~1 KB (1 KiB) per object"
+    if large and rows:
+        per = max(r.peak_rss_mib * 1024 * 1024 / r.objects for r in rows)
+        out.append(
+            (
+                name,
+                f"up to {per / 1024:.2f} KiB per object (peak RSS / objects, worst run)",
+                "met" if per <= 1024 * 1.05 else "not met",
+            )
+        )
+    else:
+        out.append((name, f"this run: N={n:,}", "not measured"))
+    if latency_row:
+        b = latency_row.extra["bounds"]["rate_limit_bound"]
+        ratio = latency_row.wall / b if b else float("inf")
+        out.append(
+            (
+                "Latency-bound first pull within 1.25x the rate-limit bound",
+                f"{latency_row.wall:.2f} s against {b:.2f} s = {ratio:.1f}x",
+                "met" if ratio <= 1.25 else "not met",
+            )
+        )
+    return out
+
+
+# -- the machine ----------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def postgres_version(url: str) -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+    except Exception:  # noqa: BLE001 - only for the report
+        return "not reachable"
+
+
+def machine(postgres_url: str | None) -> dict:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {
+        "nproc": str(cores),
+        "CPU": _cpu_model(),
+        "RAM": _ram_gib(),
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "Django": _version("Django"),
+        "stripe (reconcile)": _version("stripe"),
+        "SQLite": sqlite3.sqlite_version,
+        "PostgreSQL": postgres_version(postgres_url) if postgres_url else "not used",
+    }
+    info["reconcile commit"] = _commit()
+    return info
+
+
+def _commit() -> str:
+    """HEAD, and whether reconcile/ had changes not yet committed when the run started."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "reconcile"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return f"{head} + uncommitted changes in reconcile/" if dirty else head
+
+
+# -- docs/benchmarks.md -----------------------------------------------------------------------------
+
+HEADER = (Path(__file__).parent / "header.md").read_text()  # the static part of docs/benchmarks.md
+
+
+def section_key(n: int, large: bool) -> str:
+    return "large" if large else ("default" if n == 10_000 else f"n{n}")
+
+
+def section_title(key: str, n: int) -> str:
+    return {"default": "N = 10,000 (`make bench`)", "large": "N = 100,000 (`make bench-large`)"}.get(key, f"N = {n:,}")
+
+
+def render_section(key: str, data: dict) -> str:
+    n = data["n"]
+    rows = [Row(**r) for r in data["rows"]]
+    latency = Row(**data["latency"]) if data.get("latency") else None
+    sbs = data.get("side_by_side")
+    out = [f"<!-- bench:{key}:start -->", f"## {section_title(key, n)}", ""]
+    out += [f"Run {data['when']} with `{data['command']}` in {data['seconds']:.0f} s.", ""]
+    out += [md_table(["machine", ""], [[k, v] for k, v in data["machine"].items()], right_from=9), ""]
+    out += ["### Sync scenarios", "", md_table(COLUMNS, [row_cells(r) for r in rows]), ""]
+    repeated = [r for r in rows if r.extra.get("walls")]
+    if repeated:
+        out += [
+            "Rows with several runs show the median run; all walls: "
+            + "; ".join(f"{r.scenario} {r.db} " + ", ".join(f"{w:.2f}" for w in r.extra["walls"]) for r in repeated)
+            + ".",
+            "",
+        ]
+    if rows:
+        r0 = rows[0]
+        out += [
+            f"{r0.objects:,} objects = "
+            + ", ".join(f"{v:,} {k}" for k, v in data["objects"].items() if k not in ("objects", "subscription_items"))
+            + f"; plus {r0.items:,} subscription items (written, not counted).",
+            "",
+        ]
+    drift = data.get("drift")
+    if drift:
+        out += [
+            f"Drift made in the fake before the drift re-pulls: products renamed {drift['products_renamed']:,}, "
+            f"subscriptions canceled {drift['subscriptions_canceled']:,}, customer emails changed "
+            f"{drift['customer_emails_changed']:,} ({drift['updates']:,} updates expected).",
+            "",
+        ]
+    out += ["SQL statements by kind:", ""]
+    out += [
+        md_table(
+            ["scenario", "db", "statements by kind", "applied"],
+            [
+                [
+                    r.scenario,
+                    r.db,
+                    ", ".join(f"{k} {v}" for k, v in sorted(r.sql_kinds.items())),
+                    ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()) if v) or "nothing",
+                ]
+                for r in rows
+            ],
+            right_from=9,
+        ),
+        "",
+    ]
+    if latency:
+        out += ["### Latency-bound first pull", "", md_table(COLUMNS, [row_cells(latency)]), ""]
+        out += [f"- {line}" for line in latency_lines(latency)] + [""]
+    if sbs:
+        out += [f"### Side by side (peer-compatible variant, N={sbs['n']:,})", ""]
+        out += [md_table(SBS_COLUMNS, sbs_rows(sbs["pairs"])), ""]
+        out += [f"- {line}" for line in ratio_lines(sbs["pairs"])] + [""]
+        versions = next((p["theirs"]["versions"] for p in sbs["pairs"]), {})
+        if versions:
+            out += ["Peer environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", ""]
+        if sbs.get("stripe_data"):
+            run = sbs["stripe_data"]
+            out += [
+                f"**The peer on the generator's account as is** (N={run['n']:,}, {run['db']}): stored "
+                + ", ".join(f"{v:,} {k}" for k, v in run["rows"].items())
+                + ".",
+                "",
+            ]
+            out += [
+                md_table(
+                    ["command", "pages", "failed pages", "seconds", "errors"],
+                    finding_rows(run),
+                    right_from=1,
+                    right_to=4,
+                ),
+                "",
+            ]
+    verdicts = targets(rows, latency, sbs, n)  # recomputed, so that a re-render uses today's rules
+    out += [
+        "### Targets",
+        "",
+        md_table(["target", "measured", "verdict"], [list(t) for t in verdicts], right_from=9),
+        "",
+    ]
+    out.append(f"<!-- bench:{key}:end -->")
+    return "\n".join(out)
+
+
+def latency_lines(row: Row) -> list[str]:
+    b = row.extra["bounds"]
+    config = row.extra.get("config", {})
+    settings = ", ".join(
+        f"{k.upper()} {config[k]:g}"
+        for k in ("rate_limit", "rate_limit_total", "concurrency")
+        if isinstance(config.get(k), (int, float))
+    )
+    return [
+        f"Fake: {row.extra['latency']:g} s per request, {row.extra['rate_limit']:g} requests/s per endpoint. "
+        f"reconcile's settings: {settings or 'its defaults'}.",
+        f"Requests needed per endpoint: {_endpoints(b['needed'])}; made: {_endpoints(row.extra['by_endpoint'])} "
+        f"({row.requests} in all, {row.rate_limited} answered 429).",
+        f"Rate-limit bound (largest endpoint / {row.extra['rate_limit']:g} per s) {b['rate_limit_bound']:.2f} s; "
+        f"under one limit for the whole account it would be {b['total_limit_bound']:.2f} s; one page at a time "
+        f"per listing would take {b['sequential_paging']:.2f} s.",
+        f"Wall {row.wall:.2f} s = {row.wall / b['rate_limit_bound']:.2f}x the rate-limit bound.",
+    ]
+
+
+def _endpoints(by_endpoint: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(by_endpoint.items()))
+
+
+_SECTION = re.compile(r"<!-- bench:(?P<key>[\w-]+):start -->.*?<!-- bench:(?P=key):end -->", re.S)
+_ORDER = {"default": 0, "large": 1}
+
+
+def write_docs(key: str, data: dict, path: Path = DOCS) -> Path:
+    """Rewrite the header, replace this run's section, keep the other runs' sections."""
+    sections: dict[str, str] = {}
+    if path.exists():
+        for m in _SECTION.finditer(path.read_text()):
+            sections[m.group("key")] = m.group(0)
+    sections[key] = render_section(key, data)
+    ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")
+    return path
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

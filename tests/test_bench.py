@@ -1,0 +1,107 @@
+"""The benchmark's machinery (``bench/``), reconcile's side only, at a tiny N on SQLite.
+
+Each run goes through the same code as ``make bench``: the fake Stripe (a test double) in a process
+of its own, reconcile in a fresh process per run. The counts a row reports must be the ones the data
+implies; timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.accounts import build, expected_requests, objects, pages, peer_compatible
+from bench.fakeproc import FakeProcess
+from bench.report import targets
+from bench.scenarios import Db, bounds, measured, reset_database, run_ours
+
+N, SEED = 50, 3
+
+
+def test_pages_of_a_list():
+    assert [pages(n) for n in (0, 1, 100, 101, 250)] == [1, 1, 1, 2, 3]
+
+
+def test_expected_requests_follow_the_listing():
+    account = build(N, SEED)
+    need = expected_requests(account)
+    products_active = sum(1 for p in account["products"] if p["active"])
+    assert need["products"] == pages(products_active) + pages(len(account["products"]) - products_active)
+    assert need["customers"] == need["subscriptions"] == pages(N)
+    assert need["subscription_items"] == 0  # 1-3 items each: all within the embedded page
+    assert need["total"] == sum(v for k, v in need.items() if k not in ("total", "listings"))
+
+
+def test_bounds_of_the_latency_run():
+    need = {
+        "products": 2,
+        "prices": 2,
+        "customers": 20,
+        "subscriptions": 20,
+        "subscription_items": 0,
+        "total": 44,
+        "listings": {"customers": 20, "subscriptions status=all": 20, "products active=true": 1},
+    }
+    b = bounds(need, latency=0.3, rate=25.0)
+    assert b["rate_limit_bound"] == pytest.approx(0.8)
+    assert b["total_limit_bound"] == pytest.approx(44 / 25)
+    assert b["sequential_paging"] == pytest.approx(6.0)
+
+
+def test_peer_variant_fits_what_the_peer_can_read():
+    account = peer_compatible(build(N, SEED))
+    assert len(account["prices"]) <= 100 and len(account["products"]) <= 100
+    assert all(p["unit_amount"] is not None for p in account["prices"])
+    emails = [c["email"].lower() for c in account["customers"]]
+    assert all(emails) and len(set(emails)) == len(emails)
+    assert all("current_period_start" in s and s["status"] != "paused" for s in account["subscriptions"])
+
+
+def _tables_written(account: dict) -> int:
+    """Tables a first pull inserts into: one bulk INSERT each at this size, plus the SyncRun row."""
+    features = any(p["metadata"].get("features") for p in account["products"])
+    # Product, Price, StripeUser, Subscription, SubscriptionItem (+ Feature, ProductFeature) + SyncRun
+    return 5 + (2 if features else 0) + 1
+
+
+def test_rows_report_the_counts_the_data_implies(tmp_path):
+    account = build(N, SEED)
+    need = expected_requests(account)
+    made = {k: v for k, v in need.items() if k not in ("total", "listings") and v}
+    count = objects(account)
+    db = Db.sqlite(tmp_path / "bench.sqlite3")
+    with FakeProcess(N, SEED) as fake:
+        reset_database(db)
+        run_ours("migrate", db, fake.url)
+        first = measured("first pull", db, fake, N, unthrottled=True)
+        noop = measured("no-op re-pull", db, fake, N, unthrottled=True)
+        drift = fake.call("drift", fraction=0.01, seed=SEED + 1)
+        after = measured("drift re-pull", db, fake, N, unthrottled=True)
+
+    for row in (first, noop, after):
+        assert (
+            row.objects
+            == count["objects"]
+            == sum(count[r] for r in ("products", "prices", "customers", "subscriptions"))
+        )
+        assert row.items == count["subscription_items"]
+        assert row.requests == row.fake_requests == row.expected_requests == need["total"]
+        assert row.extra["by_endpoint"] == made
+        assert row.rate_limited == 0
+        assert row.sql == sum(row.sql_kinds.values())
+        assert row.sql_writes == sum(row.sql_kinds.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
+        assert row.wall > 0 and row.peak_rss_mib > 0
+
+    assert first.sql_kinds["INSERT"] == _tables_written(account)
+    assert first.sql_writes == first.sql_kinds["INSERT"]  # nothing to update or delete in an empty database
+    assert first.plan.get("create", 0) >= count["objects"]
+
+    assert noop.sql_writes == 0 and noop.plan == {} and noop.counts == {}
+
+    assert drift == {"products_renamed": 1, "subscriptions_canceled": 1, "customer_emails_changed": 1, "updates": 3}
+    assert after.plan == {"update": drift["updates"]}
+    assert after.sql_kinds.get("UPDATE") == 3  # one bulk UPDATE per model: Product, StripeUser, Subscription
+    assert after.sql_kinds.get("INSERT") == 1 and "DELETE" not in after.sql_kinds  # the SyncRun row only
+
+    verdicts = {t.split(" (")[0].split(":")[0]: v for t, _, v in targets([first, noop, after], None, None, N)}
+    assert verdicts["API requests minimal"] == "met"
+    assert verdicts["No writes on a no-op re-pull"] == "met"
