@@ -19,6 +19,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connections, models, transaction
 
+from .bulk import insert
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from .snapshot import RENAMED, ItemRec, column_values, columns
@@ -32,15 +33,15 @@ def _batches(seq: Sequence, size: int) -> Iterable[list]:
         yield chunk
 
 
-def _item(subscription_id: str, r: ItemRec) -> SubscriptionItem:
-    return SubscriptionItem(
-        id=r.id,
-        subscription_id=subscription_id,
-        price_id=r.price_id,
-        quantity=r.quantity,
-        current_period_start=r.current_period_start,
-        current_period_end=r.current_period_end,
-    )
+ITEM_COLUMNS = (
+    "id",
+    "subscription_id",
+    "price_id",
+    "quantity",
+    "current_period_start",
+    "current_period_end",
+    "synced_at",
+)
 
 
 @dataclass(frozen=True)
@@ -112,21 +113,20 @@ class Applier:
                 if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
                     self.result.conflicts.append(Skip(model, op.id, KEPT))
                     continue
-                row = spec.model(**{spec.pk: op.id}, **column_values(op.record), synced_at=at)
                 if isinstance(op, Create) and op.id not in stored:
-                    if links and op.id in links:
-                        row.user_id = links[op.id]
-                    inserts.append(row)
+                    row = (op.id, *column_values(op.record).values(), at)
+                    inserts.append(row + ((links or {}).get(op.id),) if model == "StripeUser" else row)
                     self.inserted[model].add(op.id)
                 elif op.id in stored:
-                    changed.append(row)
+                    changed.append(spec.model(**{spec.pk: op.id}, **column_values(op.record), synced_at=at))
                     fields |= (
                         set(columns(type(op.record)))
                         if isinstance(op, Create)
                         else {RENAMED.get(c.field, c.field) for c in op.changes if c.field != "features"}
                     )
                 self.written[model].add(op.id)
-            spec.model.objects.bulk_create(inserts)
+            names = (spec.pk, *columns(type(batch[0].record)), "synced_at")
+            insert(spec.model, names + (("user_id",) if model == "StripeUser" else ()), inserts, self.batch_size)
             if changed:
                 spec.model.objects.bulk_update(changed, sorted(fields))
             self.result.counts["create"] += len(inserts)
@@ -143,9 +143,8 @@ class Applier:
             stale = [op.id for op in batch if op.id not in self.inserted["Product"]]
             if stale:
                 ProductFeature.objects.filter(product_id__in=stale).delete()
-            ProductFeature.objects.bulk_create(
-                [ProductFeature(product_id=op.id, feature_id=f) for op in batch for f in op.record.features]
-            )
+            links = [(op.id, f) for op in batch for f in op.record.features]
+            insert(ProductFeature, ("product_id", "feature_id"), links, self.batch_size)
 
     # -- users -----------------------------------------------------------------------------------
     def users(self, creates: list[CreateUser], links: list[LinkUser]) -> dict[str, Any]:
@@ -189,12 +188,25 @@ class Applier:
         new = [(op.id, op.record.items) for op in creates if op.id in self.inserted["Subscription"]]
         for batch in _batches(recreates, self.batch_size):
             SubscriptionItem.objects.filter(subscription_id__in=[op.subscription_id for op in batch]).delete()
-            SubscriptionItem.objects.bulk_create(
-                [_item(op.subscription_id, item) for op in batch for item in op.new], batch_size=self.batch_size
-            )
+            self.insert_items((op.subscription_id, op.new) for op in batch)
             self.result.counts["recreate_items"] += len(batch)
-        rows = [_item(sid, item) for sid, items in new for item in items]
-        SubscriptionItem.objects.bulk_create(rows, batch_size=self.batch_size)
+        self.insert_items(new)
+
+    def insert_items(self, subscriptions: Iterable[tuple[str, tuple[ItemRec, ...]]]) -> None:
+        rows = (
+            (
+                i.id,
+                sid,
+                i.price_id,
+                i.quantity,
+                i.current_period_start,
+                i.current_period_end,
+                self.stamp("Subscription", sid),
+            )
+            for sid, items in subscriptions
+            for i in items
+        )
+        insert(SubscriptionItem, ITEM_COLUMNS, rows, self.batch_size)
 
 
 def _lift_sqlite_parameter_limit(alias: str = "default") -> None:

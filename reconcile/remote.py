@@ -195,10 +195,12 @@ def fetch_remote(
         jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
     if "subscriptions" in resources:
         jobs.append(lambda: _list_subscriptions(ctx, window))
-    # CONCURRENCY requests in flight per listing; the rate limit is shared by all of them.
-    with ThreadPoolExecutor(config.concurrency * max(1, len(jobs)), thread_name_prefix="stripe-page") as pages:
+    # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
+    # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
+    listings = max(1, len(jobs)) if config.concurrency > 1 else 1
+    with ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page") as pages:
         ctx.pool = pages
-        with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="stripe-list") as lists:
+        with ThreadPoolExecutor(listings, thread_name_prefix="stripe-list") as lists:
             futures = [lists.submit(job) for job in jobs]
             for future in as_completed(futures):
                 if future.exception() is not None:

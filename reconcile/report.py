@@ -100,8 +100,10 @@ def _record_changes(op: Operation) -> list[dict[str, Any]]:
     return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in getattr(op, "changes", ())]
 
 
-def as_dict(plan: Plan) -> dict[str, Any]:
-    return {
+def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
+    """The JSON report; ``max_operations`` keeps the first ones only (the audit of a huge run)."""
+    shown = plan.operations if max_operations is None else plan.operations[:max_operations]
+    report = {
         "schema": SCHEMA,
         "in_sync": plan.in_sync,
         "summary": plan.summary(),
@@ -115,11 +117,14 @@ def as_dict(plan: Plan) -> dict[str, Any]:
                 "reason": getattr(op, "reason", None),
                 "description": op.describe(),
             }
-            for op in plan.operations
+            for op in shown
         ],
         "notes": [{"model": n.model, "id": n.id, "message": n.message} for n in plan.notes],
         "next_cursor": dict(sorted(plan.next_cursor.items())),
     }
+    if len(shown) < len(plan.operations):
+        report["operations_omitted"] = len(plan.operations) - len(shown)
+    return report
 
 
 def render_json(plan: Plan, verbosity: int = 1) -> str:

@@ -9,10 +9,11 @@ created times b1 > b2 > ... > bk into disjoint parts, each walked on its own:
 - created < bk (whatever is older).
 
 Every object with created < b1 comes after the cursor, so the parts never overlap and together hold
-exactly the rest: the union of all pages is the list a sequential walk returns. Splitting pays off only when one request takes longer than the rate
-limit's spacing (``latency * rate > 1``) and a real network round trip (50 ms or more); on
-loopback or a fast link it would only add requests, so the walk stays sequential and makes the
-minimum number of requests.
+exactly the rest: the union of all pages is the list a sequential walk returns.
+
+Splitting pays off only when one request takes longer than the rate limit's spacing
+(``latency * rate > 1``) and a real network round trip (50 ms or more); on loopback or a fast
+link it would only add requests, so the walk stays sequential and makes the minimum of requests.
 """
 
 from __future__ import annotations
@@ -94,6 +95,6 @@ def split(part: Part, page: Page, slots: int) -> list[Part]:
     if not bounds:
         return [rest]
     parts = [Part(bounds[0], part.lt, page.last_id)]
-    parts += [Part(lower, upper, None) for upper, lower in zip(bounds, bounds[1:])]
+    parts += [Part(lower, upper, None) for upper, lower in zip(bounds, bounds[1:], strict=False)]
     parts.append(Part(part.gte, bounds[-1], None))
     return parts

@@ -43,8 +43,8 @@ def reconcile_settings(settings):
         "TIMEOUT": 5.0,
         "RATE_LIMIT": 10_000.0,
         "RATE_LIMIT_TOTAL": 10_000.0,
-        # One request in flight: request counts stay exact even on a loaded machine, where a slow
-        # loopback could otherwise make a walk split (tests/test_walk.py covers concurrent walks).
+        # One request at a time, listings in turn: request counts and order stay exact even on a
+        # loaded machine (tests/test_walk.py covers concurrent walks); vcrpy is not thread-safe.
         "CONCURRENCY": 1,
     }
     return settings
