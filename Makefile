@@ -31,7 +31,7 @@ test-postgres: setup
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check reconcile tests demo scripts
+	$(VENV)/bin/ruff check reconcile tests demo scripts bench
 
 cassettes: setup
 	$(PY) scripts/record_cassettes.py

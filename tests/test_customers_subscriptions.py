@@ -244,3 +244,10 @@ def test_pull_stripe_fetches_everything_before_writing_anything(fake_stripe):
     assert result.code == 2
     assert "Stripe refused GET /v1/subscriptions?status=all&limit=100 (HTTP 400)" in result.err
     assert (Product.objects.count(), StripeUser.objects.count()) == (0, 0)
+
+
+def test_customers_recorded_by_a_subscriptions_run_are_linked_to_their_users(fake_stripe):
+    bob = User.objects.create_user("bob", "Bob.Jones@example.com")
+    result = run("update_stripe_subscriptions")
+    assert "  = link StripeUser cus_DemoBob0000001 to user" in result.out
+    assert StripeUser.objects.get(customer_id="cus_DemoBob0000001").user_id == bob.pk
