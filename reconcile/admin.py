@@ -134,15 +134,25 @@ class PriceInline(ReadOnlyTabularInline):
         return format_amount(obj.amount, obj.currency)
 
 
-class ProductFeatureInline(ReadOnlyTabularInline):
-    model = ProductFeature
-    fields = ("feature",)
-    readonly_fields = fields
-    verbose_name = "feature"
-    verbose_name_plural = "features"
+def _links_inline(shows: str) -> type[ReadOnlyTabularInline]:
+    """ProductFeature rows seen from one side: a product's features, or a feature's products."""
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("feature")
+    class LinksInline(ReadOnlyTabularInline):
+        model = ProductFeature
+        fields = (shows,)
+        readonly_fields = fields
+        verbose_name = shows
+        verbose_name_plural = f"{shows}s"
+
+        def get_queryset(self, request):
+            return super().get_queryset(request).select_related(shows)
+
+    LinksInline.__name__ = f"ProductFeature{shows.title()}Inline"
+    return LinksInline
+
+
+ProductFeatureInline = _links_inline("feature")
+LinkedProductInline = _links_inline("product")
 
 
 @admin.register(Product)
@@ -163,17 +173,6 @@ class PriceAdmin(ReadOnlyAdmin):
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Price) -> str:
         return format_amount(obj.amount, obj.currency)
-
-
-class LinkedProductInline(ReadOnlyTabularInline):
-    model = ProductFeature
-    fields = ("product",)
-    readonly_fields = fields
-    verbose_name = "product"
-    verbose_name_plural = "products"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("product")
 
 
 @admin.register(Feature)
