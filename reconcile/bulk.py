@@ -54,7 +54,8 @@ def insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[tup
     quote = connection.ops.quote_name
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = max(1, min(batch_size, connection.features.max_query_params // len(fields)))
+    limit = connection.features.max_query_params or 65_535  # None: no limit but the protocol's (PostgreSQL)
+    per_statement = max(1, min(batch_size, limit // len(fields)))
     count = 0
     with connection.cursor() as cursor:
         for batch in batches(rows, per_statement):
