@@ -9,6 +9,7 @@ concurrent requests under the rate limit. Never call this inside a database tran
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -113,6 +114,9 @@ class Fetcher:
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=config.timeout),
         )
+        requestor = getattr(self.client, "_requestor", None)
+        fast = all(hasattr(requestor, name) for name in ("request_raw", "_interpret_response"))
+        self._requestor = requestor if fast else None
         self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
@@ -139,7 +143,7 @@ class Fetcher:
                 self.requests += 1
             began = time.monotonic()
             try:
-                response = self.client.raw_request("get", path, **params)
+                body = self._send(path, params)
                 self._observe(time.monotonic() - began)
             except stripe.StripeError as exc:
                 reason = self._retry_reason(exc)
@@ -152,10 +156,30 @@ class Fetcher:
                     self.retries += 1
                 self._sleep(delay)
                 continue
-            body = response.data
             if not isinstance(body, dict):
                 raise FetchError(f"Stripe answered {what} with JSON that is not an object.")
             return body, requested_at
+
+    def _send(self, path: str, params: dict):
+        """One GET through stripe-python (its auth, headers, API version, error classes).
+
+        ``raw_request`` decodes every body into OrderedDicts, a third of the time a page of 100
+        subscriptions costs; when the client exposes its requestor (stripe-python 16), successful
+        bodies are decoded with plain ``json.loads`` and everything else still goes through the
+        SDK's own response handling, so errors are the SDK's.
+        """
+        requestor = self._requestor
+        if requestor is None:
+            return self.client.raw_request("get", path, **params).data
+        rbody, rcode, rheaders = requestor.request_raw(
+            "get", path, params=params, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
+        )
+        if 200 <= rcode < 300:
+            try:
+                return json.loads(rbody)
+            except ValueError:
+                pass  # the SDK raises its own error for a body that is not JSON
+        return requestor._interpret_response(rbody, rcode, rheaders, "V1").data
 
     def _observe(self, seconds: float) -> None:
         with self._count_lock:

@@ -342,3 +342,21 @@ def test_odd_objects_are_skipped_with_the_reason_and_the_rest_is_applied(start_f
     }
     expected = expected_state(clean, skip_subscriptions={HEIDI, "sub_DemoGrace00002", "sub_DemoCarol00001"})
     assert stored_state() == expected
+
+
+@pytest.mark.django_db
+def test_the_sdk_path_and_the_fast_path_read_the_same(fake_stripe):
+    """Without stripe-python's requestor at hand, requests go through ``raw_request``: same data,
+    same errors."""
+    from reconcile.conf import get_config
+    from reconcile.errors import FetchError
+    from reconcile.fetch import Fetcher
+
+    fast, plain = Fetcher(get_config()), Fetcher(get_config())
+    plain._requestor = None
+    assert fast._requestor is not None
+    for path, params in (("/v1/customers", {"limit": 3}), ("/v1/subscriptions", {"status": "all", "limit": 100})):
+        assert fast.get(path, params)[0] == plain.get(path, params)[0]
+    for fetcher in (fast, plain):
+        with pytest.raises(FetchError, match="No such customer: 'cus_nope'"):
+            fetcher.get("/v1/customers/cus_nope")
