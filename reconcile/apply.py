@@ -8,29 +8,24 @@ reported as a conflict; a row created meanwhile is updated rather than inserted 
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import islice
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import connections, models, transaction
 
-from .bulk import insert
+from .bulk import batches, insert
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from .snapshot import RENAMED, ItemRec, column_values, columns
 
 KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
-
-
-def _batches(seq: Sequence, size: int) -> Iterable[list]:
-    it = iter(seq)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 ITEM_COLUMNS = (
@@ -104,7 +99,7 @@ class Applier:
     # -- products, prices, customers, subscriptions ---------------------------------------------
     def upsert(self, model: str, creates: list[Create], updates: list[Update], links: Mapping | None = None):
         spec = SPECS[model]
-        for batch in _batches(creates + updates, self.batch_size):
+        for batch in batches(creates + updates, self.batch_size):
             ids = [op.id for op in batch]
             stored = dict(spec.model.objects.select_for_update().filter(pk__in=ids).values_list(spec.pk, "synced_at"))
             inserts, changed, fields = [], [], {"synced_at"}
@@ -139,7 +134,7 @@ class Applier:
             if op.id in self.written["Product"]
             and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
         ]
-        for batch in _batches(touched, self.batch_size):
+        for batch in batches(touched, self.batch_size):
             stale = [op.id for op in batch if op.id not in self.inserted["Product"]]
             if stale:
                 ProductFeature.objects.filter(product_id__in=stale).delete()
@@ -151,11 +146,11 @@ class Applier:
         """Create users (unusable password, never staff or superuser); return customer -> user pk."""
         result = {op.customer_id: op.user_id for op in links}
         user_model = get_user_model()
-        for batch in _batches(creates, self.batch_size):
+        for batch in batches(creates, self.batch_size):
             users = []
             for op in batch:
                 user = user_model(**dict(op.fields))
-                user.set_unusable_password()
+                user.password = unusable_password()
                 for flag in ("is_staff", "is_superuser"):
                     if hasattr(user, flag):
                         setattr(user, flag, False)
@@ -186,7 +181,7 @@ class Applier:
         conflicted = {c.id for c in self.result.conflicts if c.model == "Subscription"}
         recreates = [op for op in recreates if op.subscription_id not in conflicted]
         new = [(op.id, op.record.items) for op in creates if op.id in self.inserted["Subscription"]]
-        for batch in _batches(recreates, self.batch_size):
+        for batch in batches(recreates, self.batch_size):
             SubscriptionItem.objects.filter(subscription_id__in=[op.subscription_id for op in batch]).delete()
             self.insert_items((op.subscription_id, op.new) for op in batch)
             self.result.counts["recreate_items"] += len(batch)
@@ -207,6 +202,12 @@ class Applier:
             for i in items
         )
         insert(SubscriptionItem, ITEM_COLUMNS, rows, self.batch_size)
+
+
+def unusable_password() -> str:
+    """What ``set_unusable_password()`` stores (the "!" prefix, then random text), from one call to
+    the OS's random source instead of 40 calls of ``secrets.choice``."""
+    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
 
 
 def _lift_sqlite_parameter_limit(alias: str = "default") -> None:

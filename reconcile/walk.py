@@ -12,7 +12,7 @@ Every object with created < b1 comes after the cursor, so the parts never overla
 exactly the rest: the union of all pages is the list a sequential walk returns.
 
 Splitting pays off only when one request takes longer than the rate limit's spacing
-(``latency * rate > 1``) and a real network round trip (50 ms or more); on loopback or a fast
+(``latency * rate > 1``) and longer than 150 ms (a round trip to Stripe); on loopback or a fast
 link it would only add requests, so the walk stays sequential and makes the minimum of requests.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .fetch import Fetcher, Page
 
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
-MIN_LATENCY = 0.05  # seconds: below a real network round trip, splitting only adds requests
+MIN_LATENCY = 0.15  # seconds: below, the client (its own CPU, loopback, a LAN) is what limits, not round trips
 AHEAD = 3  # parts queued per request in flight: the rate limit, not the round trips, paces the walk
 
 

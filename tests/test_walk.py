@@ -18,7 +18,7 @@ def records(snapshot):
 @pytest.fixture
 def slow_account(start_fake):
     account = generate_account(700, seed=21)
-    return account, start_fake(account, latency=0.06)
+    return account, start_fake(account, latency=0.16)
 
 
 def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings):
@@ -39,7 +39,7 @@ def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings)
 
 @pytest.mark.parametrize(
     ("latency", "rate", "concurrency", "expected"),
-    [(0.005, 10_000, 8, 1), (0.04, 100, 8, 1), (0.3, 25, 8, 8), (0.1, 25, 8, 3), (0.3, 25, 4, 4), (0.3, 2, 8, 1)],
+    [(0.005, 10_000, 8, 1), (0.1, 100, 8, 1), (0.3, 25, 8, 8), (0.2, 25, 8, 5), (0.3, 25, 4, 4), (0.3, 2, 8, 1)],
 )
 def test_a_walk_splits_only_when_latency_not_the_rate_limit_is_what_binds(latency, rate, concurrency, expected):
     from types import SimpleNamespace

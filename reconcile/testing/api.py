@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -139,8 +140,35 @@ def _limit(params: dict[str, Any]) -> int:
     return limit
 
 
+def _created_span(keys: list[int], created: Any) -> tuple[int, int]:
+    """The index range of a newest-first list that a ``created`` range can match, by bisection on
+    ``keys`` (minus each ``created``, ascending), so a narrow range costs a page, not a scan."""
+    if not isinstance(created, dict):
+        return 0, len(keys)
+    start, stop = 0, len(keys)
+    for op, raw in created.items():
+        try:
+            bound = -int(raw)
+        except (TypeError, ValueError):
+            continue  # the filter itself reports the bad value
+        if op == "lt":
+            start = max(start, bisect_right(keys, bound))
+        elif op == "lte":
+            start = max(start, bisect_left(keys, bound))
+        elif op == "gte":
+            stop = min(stop, bisect_right(keys, bound))
+        elif op == "gt":
+            stop = min(stop, bisect_left(keys, bound))
+    return start, max(start, stop)
+
+
 def _page(
-    objs: list[dict], positions: dict[str, int], params: dict[str, Any], kind: str, preds: list[Callable[[dict], bool]]
+    objs: list[dict],
+    positions: dict[str, int],
+    params: dict[str, Any],
+    kind: str,
+    preds: list[Callable[[dict], bool]],
+    span: tuple[int, int],
 ) -> tuple[list[dict], bool]:
     limit = _limit(params)
     after, before = params.get("starting_after"), params.get("ending_before")
@@ -156,10 +184,11 @@ def _page(
             param="starting_after" if after else "ending_before",
             code="resource_missing",
         )
+    low, high = span
     if before is not None:
-        indices = range(positions[before] - 1, -1, -1)
+        indices = range(min(positions[before], high) - 1, low - 1, -1)
     else:
-        indices = range(positions[after] + 1 if after is not None else 0, len(objs))
+        indices = range(max(positions[after] + 1 if after is not None else 0, low), high)
     page: list[dict] = []
     for i in indices:
         if all(p(objs[i]) for p in preds):
@@ -258,10 +287,12 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
     with fake.lock:
         if resource == "subscription_items":
             objs, positions, preds = _items_of(fake, params)
+            span = (0, len(objs))
         else:
             objs, positions = fake.sorted_objects(resource)
             preds = _filters(resource, params)
-        page, has_more = _page(objs, positions, params, SINGULAR[resource], preds)
+            span = _created_span(fake.created_keys(resource), params.get("created"))
+        page, has_more = _page(objs, positions, params, SINGULAR[resource], preds, span)
         data = ",".join(_with_expansions(fake, resource, o, paths) for o in page)
     return f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"},"url":"{url}"}}'
 

@@ -119,6 +119,7 @@ class FakeStripe:
     def _invalidate(self) -> None:
         self._sorted: dict[str, list[dict]] = {}
         self._positions: dict[str, dict[str, int]] = {}
+        self._keys: dict[str, list[int]] = {}
         self._encoded: dict[str, dict[str, str]] = {r: {} for r in RESOURCES}
         self._items: dict[str, dict] | None = None
 
@@ -134,6 +135,15 @@ class FakeStripe:
                 self._sorted[resource] = objs
                 self._positions[resource] = {o["id"]: i for i, o in enumerate(objs)}
             return self._sorted[resource], self._positions[resource]
+
+    def created_keys(self, resource: str) -> list[int]:
+        """Minus each object's ``created``, in the order of ``sorted_objects`` (so ascending)."""
+        with self.lock:
+            keys = self._keys.get(resource)
+            if keys is None:
+                objs, _ = self.sorted_objects(resource)
+                keys = self._keys[resource] = [-(o.get("created") or 0) for o in objs]
+            return keys
 
     def get(self, resource: str, obj_id: str) -> dict | None:
         """The stored object (not a copy: do not mutate), an item for ``subscription_items``."""
