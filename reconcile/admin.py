@@ -435,29 +435,25 @@ class SyncRunAdmin(ReadOnlyAdmin):
             return format_html("{}{}", table, more)
         return table
 
-    @admin.display(description="conflicts")
-    def conflicts_display(self, obj: SyncRun):
-        conflicts = _dicts(self._report(obj).get("conflicts"))
-        if not conflicts:
+    def _model_id_table(self, obj: SyncRun, key: str, text: str):
+        """The report's ``key`` list (conflicts or notes) as a table of model, id and ``text``."""
+        entries = _dicts(self._report(obj).get(key))
+        if not entries:
             return "none"
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ((_text(c.get("model")), _text(c.get("id")), _text(c.get("reason"))) for c in conflicts),
+            ((_text(e.get("model")), _text(e.get("id")), _text(e.get(text))) for e in entries),
         )
-        return _table(("model", "id", "reason"), rows, "reconcile-conflicts")
+        return _table(("model", "id", text), rows, f"reconcile-{key}")
+
+    @admin.display(description="conflicts")
+    def conflicts_display(self, obj: SyncRun):
+        return self._model_id_table(obj, "conflicts", "reason")
 
     @admin.display(description="notes")
     def notes_display(self, obj: SyncRun):
-        notes = _dicts(self._report(obj).get("notes"))
-        if not notes:
-            return "none"
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ((_text(n.get("model")), _text(n.get("id")), _text(n.get("message"))) for n in notes),
-        )
-        return _table(("model", "id", "message"), rows, "reconcile-notes")
+        return self._model_id_table(obj, "notes", "message")
 
     @admin.display(description="next cursor")
     def next_cursor_display(self, obj: SyncRun):
