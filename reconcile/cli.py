@@ -82,6 +82,11 @@ def _sync_command(name: str, command: str, summary: str, windowed: bool) -> clic
             help="Print the plan; exit 1 when applying would change the database, 0 when in sync.",
         ),
         click.Option(
+            ["--strict"],
+            is_flag=True,
+            help="With --check: orphans and skipped objects count as drift too.",
+        ),
+        click.Option(
             ["--format", "fmt"],
             type=click.Choice(["text", "json", "markdown"]),
             default="text",

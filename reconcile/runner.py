@@ -40,6 +40,7 @@ class Options:
     resources: tuple[str, ...]
     dry_run: bool = False
     check: bool = False
+    strict: bool = False  # with check: orphans and skips count as drift too
     fmt: str = "text"
     verbosity: int = 1
     window: Window = field(default_factory=Window)
@@ -160,7 +161,8 @@ def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None
                 )
                 err.write(f"Saved the plan to {options.plan_out}; apply it with --apply-plan {options.plan_out}.\n")
             if not options.writing:
-                code = EXIT_DRIFT if options.check and not built.plan.in_sync else EXIT_OK
+                drift = not built.plan.in_sync or (options.strict and bool(built.plan.operations))
+                code = EXIT_DRIFT if options.check and drift else EXIT_OK
                 return Outcome(built.plan, code, requests=built.requests)
             if not built.plan.writes:
                 return Outcome(built.plan, EXIT_OK, requests=built.requests)

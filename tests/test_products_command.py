@@ -182,3 +182,13 @@ def test_stripe_is_never_called_inside_a_transaction(fake_stripe):
     assert result.code == 2
     assert "does not call Stripe inside a database transaction" in result.err
     assert fake_stripe.requests == []
+
+
+def test_strict_check_counts_orphans_and_skips_as_drift(fake_stripe):
+    run("update_stripe_products")
+    fake_stripe.remove("prices", "price_DemoLegacyMo1")
+    assert run("update_stripe_products", "--check").code == 0  # an orphan: no run can fix it
+    strict = run("update_stripe_products", "--check", "--strict")
+    assert strict.code == 1 and "  - orphan Price price_DemoLegacyMo1" in strict.out
+    misuse = run("update_stripe_products", "--strict")
+    assert misuse.code == 2 and "--strict goes with --check" in misuse.err

@@ -23,6 +23,11 @@ class SyncCommand(BaseCommand):
             "--check", action="store_true", help="Print the plan; exit 1 when it is not empty, 0 when in sync."
         )
         parser.add_argument(
+            "--strict",
+            action="store_true",
+            help="With --check: orphans and skipped objects count as drift too (exit 1).",
+        )
+        parser.add_argument(
             "--format", choices=("text", "json", "markdown"), default="text", help="Report format (default: text)."
         )
         parser.add_argument(
@@ -65,6 +70,7 @@ class SyncCommand(BaseCommand):
             resources=self.resources,
             dry_run=options["dry_run"],
             check=options["check"],
+            strict=options["strict"],
             fmt=options["format"],
             verbosity=options["verbosity"],
             window=Window(limit, options.get("starting_after")),
@@ -72,6 +78,8 @@ class SyncCommand(BaseCommand):
             apply_plan=options["apply_plan"],
             progress=options["progress"],
         )
+        if run.strict and not run.check:
+            raise CommandError("--strict goes with --check.", returncode=2)
         if run.apply_plan and (run.plan_out or run.dry_run or run.check or run.window.active):
             raise CommandError(
                 "--apply-plan applies a saved plan as it is: it takes none of --dry-run, --check, --plan-out, "
