@@ -349,21 +349,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
         ),
         ("Raw report", {"classes": ("collapse",), "fields": ("report_json",)}),
     )
-    readonly_fields = (
-        "command",
-        "outcome",
-        "started",
-        "finished",
-        "duration_display",
-        "options_display",
-        "counts_summary",
-        "report_summary",
-        "operations_display",
-        "conflicts_display",
-        "notes_display",
-        "next_cursor_display",
-        "report_json",
-    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
     @staticmethod
     def _report(obj: SyncRun) -> Mapping:
