@@ -15,19 +15,19 @@ from typing import TextIO
 
 from django.db import transaction
 
-from . import planfile
-from .apply import apply_plan
 from .conf import Config, get_config
-from .diff import UserPolicy, diff
+from .core import planfile
+from .core.diff import UserPolicy, diff
+from .core.plan import Plan
+from .core.report import as_dict, render
+from .db.apply import apply_plan
+from .db.local import known_ids, load_directory, load_local, make_validator
+from .db.lock import run_lock
 from .errors import PlanFileError
-from .fetch import Fetcher
-from .local import known_ids, load_directory, load_local, make_validator
-from .lock import run_lock
 from .models import SyncRun
-from .plan import Plan
 from .progress import Progress, make_progress
-from .remote import Window, fetch_remote
-from .report import as_dict, render
+from .stripe.fetch import Fetcher
+from .stripe.remote import Window, fetch_remote
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 ORDER = ("products", "customers", "subscriptions")

@@ -7,10 +7,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from reconcile.apply import apply_plan
-from reconcile.diff import diff
-from reconcile.local import load_local
-from reconcile.snapshot import PriceRec, ProductRec, Snapshot
+from reconcile.core.diff import diff
+from reconcile.core.snapshot import PriceRec, ProductRec, Snapshot
+from reconcile.db.apply import apply_plan
+from reconcile.db.local import load_local
 from reconcile.testing.generate import generate_account
 from tests.conftest import run
 

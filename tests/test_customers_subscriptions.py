@@ -227,7 +227,7 @@ def test_dry_run_leaves_every_table_unchanged(fake_stripe):
 
 
 def test_pull_stripe_applies_all_or_nothing(fake_stripe, monkeypatch):
-    from reconcile import apply as apply_module
+    from reconcile.db import apply as apply_module
 
     def boom(self, creates, recreates):
         raise RuntimeError("database went away")

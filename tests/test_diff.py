@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from reconcile.diff import UserPolicy, diff
-from reconcile.plan import Action, Change, Create, CreateUser, LinkUser, Orphan, RecreateItems, Skip, Update
-from reconcile.remote import KnownIds
-from reconcile.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
-from reconcile.users import UserDirectory
+from reconcile.core.diff import UserPolicy, diff
+from reconcile.core.plan import Action, Change, Create, CreateUser, LinkUser, Orphan, RecreateItems, Skip, Update
+from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
+from reconcile.core.users import UserDirectory
+from reconcile.stripe.remote import KnownIds
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 2, 1, tzinfo=timezone.utc)

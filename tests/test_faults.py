@@ -12,8 +12,8 @@ import signal
 import pytest
 from django.db import DatabaseError, connection
 
-from reconcile.fetch import Fetcher
 from reconcile.models import Price, Product, StripeUser, Subscription
+from reconcile.stripe.fetch import Fetcher
 from reconcile.testing.fakestripe import Fault, serve
 from reconcile.testing.generate import generate_account
 from tests.conftest import FAKE_KEY, demo_data, run
@@ -350,7 +350,7 @@ def test_the_sdk_path_and_the_fast_path_read_the_same(fake_stripe):
     same errors."""
     from reconcile.conf import get_config
     from reconcile.errors import FetchError
-    from reconcile.fetch import Fetcher
+    from reconcile.stripe.fetch import Fetcher
 
     fast, plain = Fetcher(get_config()), Fetcher(get_config())
     plain._requestor = None

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from reconcile.lock import BUSY
+from reconcile.db.lock import BUSY
 from reconcile.testing.fakestripe import FakeStripe, serve
 from tests.conftest import FAKE_KEY, demo_data
 from tests.helpers.procs import GatedFake, child_database_url, row_counts, start_command, wait_for_first_request

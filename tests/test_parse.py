@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from reconcile.parse import BadObject, feature_ids, parse_customer, parse_price, parse_product, parse_subscription
+from reconcile.core.parse import BadObject, feature_ids, parse_customer, parse_price, parse_product, parse_subscription
 from tests.conftest import stripe_fixture
 
 

@@ -100,7 +100,7 @@ def test_apply_plan_takes_no_other_mode(fake_stripe, plan_path):
 def test_plan_round_trip_keeps_every_operation_kind(fake_stripe, plan_path, reconcile_settings):
     from django.contrib.auth.models import User
 
-    from reconcile import planfile
+    from reconcile.core import planfile
 
     reconcile_settings.RECONCILE = {
         **reconcile_settings.RECONCILE,
@@ -115,8 +115,8 @@ def test_plan_round_trip_keeps_every_operation_kind(fake_stripe, plan_path, reco
     fake_stripe.remove("products", "prod_DemoLegacy001")
     run("pull_stripe", "--plan-out", plan_path)
     from reconcile.conf import get_config
-    from reconcile.remote import Window
     from reconcile.runner import build_plan
+    from reconcile.stripe.remote import Window
 
     built = build_plan(get_config(), ("products", "customers", "subscriptions"), Window())
     _, plan, _ = planfile.read(plan_path)

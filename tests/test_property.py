@@ -1,6 +1,6 @@
 """Properties of diff + apply over random states (hypothesis).
 
-1. Snapshot level: random remote and local snapshots (the records of reconcile/snapshot.py), the
+1. Snapshot level: random remote and local snapshots (the records of reconcile/core/snapshot.py), the
    local one stored in the database. After the apply, the database is the remote snapshot's
    projection, except rows kept (newer locally) or skipped (a missing reference) and orphans, which
    stay as they were; a second diff plans no write; diffing alone writes nothing.
@@ -19,11 +19,11 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.apply import apply_plan
-from reconcile.diff import diff
-from reconcile.local import known_ids, load_local
+from reconcile.core.diff import diff
+from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from reconcile.db.apply import apply_plan
+from reconcile.db.local import known_ids, load_local
 from reconcile.models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
-from reconcile.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.testing.generate import generate_account
 from tests.conftest import run
 from tests.helpers.dbstate import clear_db, dump_db, expected_state, stored_state

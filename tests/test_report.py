@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from reconcile.plan import (
+from reconcile.core.plan import (
     Change,
     Create,
     CreateUser,
@@ -17,8 +17,8 @@ from reconcile.plan import (
     Skip,
     Update,
 )
-from reconcile.report import render
-from reconcile.snapshot import ItemRec, ProductRec
+from reconcile.core.report import render
+from reconcile.core.snapshot import ItemRec, ProductRec
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 PLAN = Plan(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconcile.conf import get_config
-from reconcile.remote import fetch_remote
+from reconcile.stripe.remote import fetch_remote
 from reconcile.testing.generate import generate_account
 
 RESOURCES = ("products", "customers", "subscriptions")
@@ -44,14 +44,14 @@ def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings)
 def test_a_walk_splits_only_when_latency_not_the_rate_limit_is_what_binds(latency, rate, concurrency, expected):
     from types import SimpleNamespace
 
-    from reconcile.walk import parallelism
+    from reconcile.stripe.walk import parallelism
 
     fetcher = SimpleNamespace(latency=latency, config=SimpleNamespace(rate_limit=rate, concurrency=concurrency))
     assert parallelism(fetcher) == expected
 
 
 def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
-    from reconcile.fetch import TokenBucket
+    from reconcile.stripe.fetch import TokenBucket
 
     now = [0.0]
     slept = []
@@ -65,8 +65,8 @@ def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
 def test_split_parts_are_disjoint_and_cover_the_rest():
     from datetime import datetime, timezone
 
-    from reconcile.fetch import Page
-    from reconcile.walk import Part, split
+    from reconcile.stripe.fetch import Page
+    from reconcile.stripe.walk import Part, split
 
     page = Page(
         [{"id": f"cus_{i}", "created": 2_000_000_000 - 10 * i} for i in range(100)], True, datetime.now(timezone.utc)

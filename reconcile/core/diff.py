@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
-from .remote import KnownIds
-from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, KnownIds, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
 
 MODEL_ORDER = ("Feature", "Product", "Price", "User", "StripeUser", "Subscription", "SubscriptionItem")

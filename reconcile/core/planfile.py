@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core import signing
 
-from .errors import PlanFileError
+from ..errors import PlanFileError
 from .plan import Change, Create, CreateUser, LinkUser, Note, Orphan, Plan, RecreateItems, Skip, Update
 from .report import as_dict
 from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec

@@ -118,6 +118,15 @@ RESOURCES = ("products", "prices", "customers", "subscriptions")
 RESOURCE_MODEL = {"products": "Product", "prices": "Price", "customers": "StripeUser", "subscriptions": "Subscription"}
 
 
+@dataclass(frozen=True)
+class KnownIds:
+    """Ids stored locally, so that phase 2 fetches only what neither side has."""
+
+    products: frozenset[str] = frozenset()
+    prices: frozenset[str] = frozenset()
+    customers: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A Stripe object that could not be read, with the reason (it becomes a skip operation)."""

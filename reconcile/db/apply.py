@@ -20,10 +20,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import connections, models, transaction
 
+from ..core.plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
+from ..core.snapshot import RENAMED, ItemRec, column_values, columns
+from ..models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 from .bulk import batches, insert
-from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
-from .plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
-from .snapshot import RENAMED, ItemRec, column_values, columns
 
 KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
 

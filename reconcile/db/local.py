@@ -8,10 +8,9 @@ from collections.abc import Iterable
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
-from .remote import KnownIds
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec, columns
-from .users import UserDirectory, Validator, normalize_email
+from ..core.snapshot import CustomerRec, ItemRec, KnownIds, PriceRec, ProductRec, Snapshot, SubscriptionRec, columns
+from ..core.users import UserDirectory, Validator, normalize_email
+from ..models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
 
 _CHUNK = 2000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.db import connections
 
-from .errors import ConcurrentRunError
+from ..errors import ConcurrentRunError
 
 LOCK_KEY = zlib.crc32(b"reconcile.sync")  # a stable 32-bit advisory lock id
 BUSY = "Another reconcile run is applying to this database right now. Wait for it to finish, then run again."

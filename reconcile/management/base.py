@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ..errors import ReconcileError
-from ..remote import Window
 from ..runner import EXIT_DRIFT, Options, execute
+from ..stripe.remote import Window
 
 
 class SyncCommand(BaseCommand):

@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 import stripe
 from django.db import connections
 
-from .conf import Config
-from .errors import ConfigError, FetchError, TransactionError
+from ..conf import Config
+from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")

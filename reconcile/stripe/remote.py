@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .conf import Config
-from .errors import FetchError
+from ..conf import Config
+from ..core.parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
+from ..core.snapshot import KnownIds, Rejected, Snapshot
+from ..errors import FetchError
+from ..progress import Progress
 from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
-from .parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
-from .progress import Progress
-from .snapshot import Rejected, Snapshot
 from .walk import walk
 
 
@@ -31,15 +31,6 @@ class Window:
     @property
     def active(self) -> bool:
         return self.limit is not None or self.starting_after is not None
-
-
-@dataclass
-class KnownIds:
-    """Ids stored locally, so that phase 2 fetches only what neither side has."""
-
-    products: frozenset[str] = frozenset()
-    prices: frozenset[str] = frozenset()
-    customers: frozenset[str] = frozenset()
 
 
 @dataclass
