@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core import checks
@@ -9,6 +11,7 @@ from django.core.exceptions import FieldDoesNotExist
 
 from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, PRIVILEGED_USER_FIELDS, raw_settings
 
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")
 _POSITIVE_INTS = {"PAGE_SIZE": (1, 100), "BATCH_SIZE": (1, 100_000), "MAX_RETRIES": (0, 20), "CONCURRENCY": (1, 32)}
 
 
@@ -42,11 +45,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     if base and not (isinstance(base, str) and base.startswith(("http://", "https://"))):
         errors.append(checks.Error("RECONCILE['API_BASE'] must be an http(s) URL.", id="reconcile.E004"))
     key = s["API_KEY"]
-    if key and not (isinstance(key, str) and key.startswith(("sk_", "rk_"))):
+    if isinstance(key, str):
+        key = key.strip()  # a trailing line break (a key read from a file) is stripped when the key is read
+    if key and not (isinstance(key, str) and key.startswith(("sk_", "rk_")) and _KEY_CHARACTERS.fullmatch(key)):
         errors.append(
             checks.Error(
                 "RECONCILE['API_KEY'] does not look like a Stripe secret key (sk_...) or restricted key (rk_...).",
-                hint="A publishable key (pk_...) cannot list customers or subscriptions.",
+                hint="A publishable key (pk_...) cannot list customers or subscriptions; a key holds letters, "
+                "digits and underscores only (no space or line break inside).",
                 id="reconcile.E005",
             )
         )

@@ -27,8 +27,11 @@ def _setup(settings: str | None, database: str | None) -> None:
         os.environ["RECONCILE_DATABASE"] = database
     module = settings or os.environ.get("DJANGO_SETTINGS_MODULE") or EMBEDDED
     os.environ["DJANGO_SETTINGS_MODULE"] = module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if module != EMBEDDED and os.getcwd() not in sys.path:
+        # Your project's settings live in the current directory, as with manage.py; appended, not
+        # prepended, so that a file there (a stray stripe.py) can never shadow an installed package.
+        # The built-in settings need nothing from the current directory and import nothing from it.
+        sys.path.append(os.getcwd())
     django.setup()
     if module == EMBEDDED:
         from django.core.management import call_command

@@ -81,7 +81,9 @@ def raw_settings() -> dict[str, Any]:
 def get_config() -> Config:
     s = raw_settings()
     return Config(
-        api_key=s["API_KEY"] or "",
+        # A key read from a file or a secret store often ends with a line break: strip it here, so
+        # that it never reaches an HTTP header (where requests would print it whole in its error).
+        api_key=(s["API_KEY"] or "").strip() if isinstance(s["API_KEY"], str) else "",
         api_base=(s["API_BASE"] or None),
         api_version=s["API_VERSION"] or None,
         features_metadata_key=s["FEATURES_METADATA_KEY"],

@@ -28,6 +28,12 @@ from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")  # every Stripe key: sk_/rk_, test_/live_, then letters and digits
+
+
+def redact(text: str) -> str:
+    """Key-shaped text replaced: for any exception text that may carry a request header."""
+    return _KEY.sub(r"\1_\2_[redacted]", text)
 
 
 class RedactKeys(logging.Filter):
@@ -37,7 +43,7 @@ class RedactKeys(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if _KEY.search(message):
-            record.msg, record.args = _KEY.sub(r"\1_\2_[redacted]", message), None
+            record.msg, record.args = redact(message), None
         return True
 
 
@@ -105,6 +111,11 @@ class Fetcher:
     def __init__(self, config: Config, *, sleep: Callable[[float], None] = time.sleep, client=None):
         if not config.api_key:
             raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
+        if not KEY_CHARACTERS.fullmatch(config.api_key):
+            raise ConfigError(
+                "The Stripe API key has a character no Stripe key has (a space, a line break or a control "
+                f"character?). {KEY_HINT}"
+            )
         self.config = config
         self._sleep = sleep
         self.client = client or stripe.StripeClient(
@@ -211,12 +222,12 @@ class Fetcher:
             return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
         if isinstance(exc, stripe.APIConnectionError):
             base = self.config.api_base or "Stripe"
-            return FetchError(f"Could not reach {base} for {what}{tries}: {_network_reason(exc.user_message)}")
+            return FetchError(f"Could not reach {base} for {what}{tries}: {redact(_network_reason(exc.user_message))}")
         if status is not None and 200 <= status < 300:
             return FetchError(f"Stripe answered {what} with a body that is not JSON (HTTP {status}){request_id}.")
         if status is not None and status >= 500 or status == 429:
             return FetchError(f"Stripe kept failing on {what}{tries}: HTTP {status}{request_id}.")
-        message = _first_line(exc.user_message) or type(exc).__name__
+        message = redact(_first_line(exc.user_message)) or type(exc).__name__
         return FetchError(f"Stripe refused {what} (HTTP {status}): {message}{request_id}", status)
 
     # -- lists -------------------------------------------------------------------------------------
