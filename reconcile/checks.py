@@ -82,6 +82,7 @@ def _check_user_fields(s: dict) -> list[checks.CheckMessage]:
                 id="reconcile.E007",
             )
         ]
+    errors.extend(_missing_unique_fields(user_model, mapping))
     for field, attribute in sorted(mapping.items()):
         if field in PRIVILEGED_USER_FIELDS or field.startswith("is_") and field != "is_active":
             errors.append(
@@ -117,4 +118,22 @@ def _check_user_fields(s: dict) -> list[checks.CheckMessage]:
                     id="reconcile.E010",
                 )
             )
+    return errors
+
+
+def _missing_unique_fields(user_model, mapping: dict) -> list[checks.CheckMessage]:
+    """A unique field without a default (``username`` on Django's User) that the map does not set:
+    the first created user would get ``""`` and the second would fail the whole run."""
+    errors = []
+    for field in user_model._meta.concrete_fields:
+        if field.primary_key or not field.unique or field.null or field.has_default() or field.name in mapping:
+            continue
+        errors.append(
+            checks.Error(
+                f"USER_CREATE_DEFAULTS_ATTRIBUTE_MAP does not set {field.name!r}, a unique field of "
+                f"{user_model._meta.label} that has no default: every created user would need one.",
+                hint=f"Add {field.name!r} to the map, e.g. {{{field.name!r}: 'email'}}.",
+                id="reconcile.E011",
+            )
+        )
     return errors

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TextIO
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from .conf import Config, get_config
 from .core import planfile
@@ -23,6 +23,7 @@ from .core.report import as_dict, render
 from .db.apply import apply_plan
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
+from .db.storable import screen, stored_ids
 from .errors import PlanFileError
 from .models import SyncRun
 from .progress import Progress, make_progress
@@ -30,6 +31,7 @@ from .stripe.fetch import Fetcher
 from .stripe.remote import Window, fetch_remote
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's convention for SIGINT
 ORDER = ("products", "customers", "subscriptions")
 AUDIT_OPERATIONS = 1000  # operations kept in a SyncRun's report; the summary counts them all
 
@@ -94,6 +96,7 @@ def build_plan(
     remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known, progress=progress)
     (progress or Progress()).phase("diffing")
     local, directory = _local_side(config, resources)
+    remote = screen(remote, stored_ids(local, known), collation=connection.vendor == "mysql")
     policy = None
     if directory is not None:
         create_map = config.user_create_map

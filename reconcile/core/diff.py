@@ -90,6 +90,8 @@ def _subscription_blocks(remote: Snapshot, local: Snapshot, known: KnownIds, bad
     for sub in remote.subscriptions.values():
         if sub.customer_id not in customers:
             why = "is deleted in Stripe" if sub.customer_id in remote.deleted_customers else "could not be fetched"
+            if any(r.model == "StripeUser" and r.id == sub.customer_id for r in remote.rejected):
+                why = "was skipped"
             blocked[sub.id] = f"its customer {sub.customer_id} {why} and is not stored"
             continue
         missing = sorted({i.price_id for i in sub.items} - prices)

@@ -100,6 +100,9 @@ def _object_id(obj: Any, expected: str) -> str:
     return value
 
 
+object_id = _object_id  # for the fetch, which checks a subscription's id before listing its items
+
+
 def feature_ids(metadata: dict, key: str) -> tuple[str, ...]:
     """Feature ids listed in a product's metadata, separated by spaces or commas; empty tokens ignored."""
     value = metadata.get(key)

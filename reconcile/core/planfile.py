@@ -9,8 +9,12 @@ does not match (the file was edited) or the database no longer has that fingerpr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import stat
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,7 +118,31 @@ def write(
         "fetched_at": [[model, oid, at.isoformat()] for (model, oid), at in sorted(fetched_at.items())],
     }
     body["signature"] = signing.Signer(salt=SALT).signature(_canonical(body))
-    Path(path).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    _write_private(Path(path), (json.dumps(body, indent=1, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (a plan holds customers' emails and names), refusing to
+    follow a symlink (which could point the write at any file the user may write)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PlanFileError(f"Cannot write the plan to {path}: it is a symlink, which a plan never follows.") from None
+        raise PlanFileError(f"Cannot write the plan to {path}: {exc.strerror}.") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular:
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: tighten it
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(data)
+    except OSError as exc:
+        if regular:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # never leave half a plan behind
+        raise PlanFileError(f"Cannot write the plan to {path}: {exc.strerror}.") from None
+    finally:
+        os.close(fd)
 
 
 def read(path: str | Path) -> tuple[dict, Plan, dict]:
@@ -123,6 +151,8 @@ def read(path: str | Path) -> tuple[dict, Plan, dict]:
         body = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc}") from None
+    except RecursionError:
+        raise PlanFileError(f"Cannot read the plan file {path}: it is nested too deeply.") from None
     if not isinstance(body, dict) or body.get("schema") != SCHEMA:
         raise PlanFileError(f"{path} is not a reconcile plan file ({SCHEMA}).")
     signature = body.pop("signature", None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from ..core.escape import escape
 from ..errors import ReconcileError
-from ..runner import EXIT_DRIFT, Options, execute
+from ..runner import EXIT_DRIFT, EXIT_INTERRUPTED, Options, execute
 from ..stripe.remote import Window
 
 
@@ -89,11 +91,16 @@ class SyncCommand(BaseCommand):
         try:
             outcome = execute(run, self.stdout, self.stderr)
         except ReconcileError as exc:
-            raise CommandError(str(exc), returncode=2) from None
+            raise CommandError(escape(str(exc)), returncode=2) from None
         except DatabaseError as exc:
+            raise CommandError(_database_message(exc, run.writing), returncode=2) from None
+        except KeyboardInterrupt:
+            raise CommandError("Interrupted: nothing was written.", returncode=EXIT_INTERRUPTED) from None
+        except Exception as exc:  # a bug: exit 2 like any error, never 1, which --check users read as drift
+            self.stderr.write(traceback.format_exc())
             raise CommandError(
-                f"The database failed while applying ({type(exc).__name__}: {_first_line(exc)}). "
-                "The transaction was rolled back: nothing was written.",
+                f"reconcile failed unexpectedly ({type(exc).__name__}: {_first_line(exc)}). This is a bug: please "
+                "report it with the traceback above. Nothing was written.",
                 returncode=2,
             ) from None
         if outcome.exit_code == EXIT_DRIFT:
@@ -103,6 +110,19 @@ class SyncCommand(BaseCommand):
         return self.__module__.rsplit(".", 1)[-1]
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "no detail"
+    return escape(text.splitlines()[0]) if text else "no detail"
+
+
+def _database_message(exc: DatabaseError, writing: bool) -> str:
+    detail = f"{type(exc).__name__}: {_first_line(exc)}"
+    busy = "locked" in str(exc).lower()
+    if not writing:  # a dry run, a check or --plan-out: it only reads
+        why = " Another process is writing to it and held its lock too long." if busy else ""
+        return f"The database failed while reading ({detail}).{why} This run writes nothing: nothing was written."
+    why = " Another process is writing to it and held its lock too long." if busy else ""
+    return (
+        f"The database failed while applying ({detail}).{why} "
+        "The transaction was rolled back: nothing was written."
+    )

@@ -244,12 +244,16 @@ class Fetcher:
         params = dict(params or {})
         params["limit"] = limit or self.config.page_size
         cursor = starting_after
+        seen = {starting_after} if starting_after else set()
         count = 0
         while True:
-            page = self.page(path, dict(params, starting_after=cursor) if cursor else params)
+            query = dict(params, starting_after=cursor) if cursor else params
+            page = self.page(path, query)
+            if page.has_more:
+                check_cursor(path, query, page, seen)
             yield page
             count += 1
-            if not page.has_more or not page.data or (max_pages is not None and count >= max_pages):
+            if not page.has_more or (max_pages is not None and count >= max_pages):
                 return
             cursor = page.last_id
 
@@ -261,7 +265,24 @@ class Fetcher:
             raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
         if data and not (isinstance(data[-1], dict) and isinstance(data[-1].get("id"), str)):
             raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
+        if has_more and not data:  # taken as the end, it would make every stored row an orphan
+            raise FetchError(
+                f"Stripe answered {_describe(path, query)} with an empty page that says it has more: "
+                "the list cannot be read to its end. Nothing was written."
+            )
         return Page(data, has_more, requested_at)
+
+
+def check_cursor(path: str, query: dict, page: Page, seen: set[str]) -> None:
+    """Stop a list that would never end: a page whose last object is a cursor already used (a
+    server or proxy that ignores ``starting_after`` sends the same page again and again)."""
+    cursor = page.last_id
+    if cursor in seen:
+        raise FetchError(
+            f"Stripe answered {_describe(path, query)} with a page it had already sent (the cursor {cursor} "
+            "came back): the list would never end. Nothing was written."
+        )
+    seen.add(cursor)
 
 
 class Cancelled(FetchError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..conf import Config
-from ..core.parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
+from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
 from ..core.snapshot import KnownIds, Rejected, Snapshot
 from ..errors import FetchError
 from ..progress import Progress
@@ -107,13 +107,14 @@ def _list_subscriptions(ctx: _Context, window: Window | None) -> None:
 
 def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
     def parse(obj):
-        items = obj.get("items") if isinstance(obj, dict) else None
+        sid = object_id(obj, "subscription")  # before its items are paged: they are listed by its id
+        items = obj.get("items")
         if not isinstance(items, dict) or not isinstance(items.get("data"), list):
             raise BadObject("field 'items' should be a list object")
         data = items["data"]
         if items.get("has_more"):
             data = [
-                item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data
+                item for p in fetcher.pages("/v1/subscription_items", {"subscription": sid}) for item in p.data
             ]
         rec, prices = parse_subscription(obj, data)
         for price in prices:

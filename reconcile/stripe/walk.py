@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from .fetch import Fetcher, Page
+from .fetch import Fetcher, Page, check_cursor
 
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
 MIN_LATENCY = 0.15  # seconds: below, the client (its own CPU, loopback, a LAN) is what limits, not round trips
@@ -59,6 +59,7 @@ def walk(fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict) ->
     """Every page of a list, in no particular order, splitting the list while that helps."""
     limit = fetcher.config.page_size
     pending: dict[Future, Part] = {}
+    seen: set[str] = set()  # cursors used: the parts are disjoint, so an id comes back only in a loop
 
     def submit(part: Part) -> None:
         pending[pool.submit(fetcher.page, path, part.query(params, limit))] = part
@@ -69,8 +70,10 @@ def walk(fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict) ->
         for future in done:
             part = pending.pop(future)
             page = future.result()
+            if page.has_more:
+                check_cursor(path, part.query(params, limit), page, seen)
             yield page
-            if page.has_more and page.data:
+            if page.has_more:
                 wanted = parallelism(fetcher)
                 slots = AHEAD * wanted - len(pending) if wanted > 1 else 1
                 for new in split(part, page, slots):
@@ -85,7 +88,8 @@ def split(part: Part, page: Page, slots: int) -> list[Part]:
     that ~95 objects took, so that most fit one page, and the last part takes whatever is older.
     """
     rest = Part(part.gte, part.lt, page.last_id)
-    first, last = page.data[0].get("created"), page.data[-1].get("created")
+    created = [o.get("created") for o in (page.data[0], page.data[-1]) if isinstance(o, dict)]
+    first, last = created if len(created) == 2 else (None, None)  # an odd object: no cut, no guess
     if slots < 2 or not isinstance(first, int) or not isinstance(last, int):
         return [rest]
     low = part.gte if part.gte is not None else STRIPE_EPOCH
