@@ -21,6 +21,7 @@ from .core.diff import UserPolicy, diff
 from .core.plan import Plan
 from .core.report import as_dict, render
 from .db.apply import apply_plan
+from .db.identity import database_identity
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
 from .db.storable import screen, stored_ids
@@ -102,7 +103,7 @@ def build_plan(
         create_map = config.user_create_map
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
-    state = planfile.fingerprint(local, directory) if fingerprint else ""
+    state = _fingerprint(config, resources, local, directory) if fingerprint else ""
     return Built(plan, dict(remote.fetched_at), state, fetcher.requests)
 
 
@@ -161,6 +162,7 @@ def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None
                     resources=resources,
                     state=built.state,
                     fetched_at=built.fetched_at,
+                    database=database_identity(),
                 )
                 err.write(f"Saved the plan to {options.plan_out}; apply it with --apply-plan {options.plan_out}.\n")
             if not options.writing:
@@ -204,9 +206,23 @@ def _from_file(path: str, resources: tuple[str, ...], config: Config) -> tuple[B
     return Built(plan, fetched_at, header["database_fingerprint"], 0), header
 
 
+def _fingerprint(config: Config, resources: tuple[str, ...], local=None, directory=None) -> str:
+    """The state a saved plan depends on. A subscriptions plan also creates the customers, prices and
+    products its subscriptions need, so its fingerprint covers those tables too."""
+    wider = ORDER if "subscriptions" in resources else resources
+    if local is None or wider != resources:
+        local, directory = _local_side(config, wider)
+    return planfile.fingerprint(local, directory)
+
+
 def _check_state(path: str, header: dict, resources: tuple[str, ...], config: Config) -> None:
-    local, directory = _local_side(config, resources)
-    if planfile.fingerprint(local, directory) != header["database_fingerprint"]:
+    if header.get("database") != database_identity():
+        raise PlanFileError(
+            f"The plan in {path} was made for another database (another file, server or database name), "
+            "and applies only to the one it was made against. Nothing was applied. Make a new plan with "
+            "--dry-run --plan-out."
+        )
+    if _fingerprint(config, resources) != header["database_fingerprint"]:
         raise PlanFileError(
             f"The database changed since the plan in {path} was made, so that plan may no longer be right. "
             "Nothing was applied. Make a new plan with --dry-run --plan-out."

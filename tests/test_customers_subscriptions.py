@@ -233,8 +233,9 @@ def test_pull_stripe_applies_all_or_nothing(fake_stripe, monkeypatch):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(apply_module.Applier, "items", boom)
-    with pytest.raises(RuntimeError):
-        run("pull_stripe")
+    result = run("pull_stripe")
+    assert result.code == 2  # an unexpected error is exit 2, like every error, with its traceback
+    assert "RuntimeError: database went away" in result.err
     assert (Product.objects.count(), StripeUser.objects.count(), Subscription.objects.count()) == (0, 0, 0)
 
 

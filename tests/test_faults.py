@@ -227,8 +227,17 @@ def test_a_rejected_key_exits_2_naming_the_setting(start_fake):
 
 
 def test_a_key_of_the_wrong_shape_exits_2_naming_the_setting(start_fake, reconcile_settings):
-    start_fake()
+    fake = start_fake()
     reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "API_KEY": "sk_test_has spaces"}
+    result = run("update_stripe_products")
+    assert result.code == 2
+    assert "has a character no Stripe key has" in result.err and "RECONCILE['API_KEY']" in result.err
+    assert fake.requests == []  # refused before any request
+
+
+def test_a_key_stripe_rejects_exits_2_naming_the_setting(start_fake, reconcile_settings):
+    start_fake(api_key=FAKE_KEY)
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "API_KEY": "sk_test_NotTheRightKey00"}
     result = run("update_stripe_products")
     assert result.code == 2
     assert "HTTP 401" in result.err and "RECONCILE['API_KEY']" in result.err

@@ -107,8 +107,8 @@ def test_a_lone_surrogate_in_a_name_skips_that_product(start_fake):
     result = run("update_stripe_products")
     assert result.code == 0, result.err
     assert (
-        "  ! skip Product prod_DemoStarter01: field 'name' holds a lone surrogate (\\ud800), which no database can store as UTF-8\n"
-        in result.out
+        "  ! skip Product prod_DemoStarter01: field 'name' holds a lone surrogate (\\ud800), "
+        "which no database can store as UTF-8\n" in result.out
     )
     assert Product.objects.count() == 3
     json_result = run("update_stripe_products", "--check", "--format", "json")

@@ -105,12 +105,20 @@ def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
 
 # -- files ---------------------------------------------------------------------------------------
 def write(
-    path: str | Path, plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict
+    path: str | Path,
+    plan: Plan,
+    *,
+    command: str,
+    resources: tuple[str, ...],
+    state: str,
+    fetched_at: dict,
+    database: str = "",
 ) -> None:
     body = {
         "schema": SCHEMA,
         "command": command,
         "resources": list(resources),
+        "database": database,  # the identity of the database the plan was made for (a digest)
         "database_fingerprint": state,
         "report": as_dict(plan),
         "operations": [{"type": type(op).__name__, **_encode(op)} for op in plan.operations],
@@ -128,7 +136,8 @@ def _write_private(path: Path, data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise PlanFileError(f"Cannot write the plan to {path}: it is a symlink, which a plan never follows.") from None
+            why = "it is a symlink, and a plan never follows one"
+            raise PlanFileError(f"Cannot write the plan to {path}: {why}.") from None
         raise PlanFileError(f"Cannot write the plan to {path}: {exc.strerror}.") from None
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)

@@ -163,13 +163,29 @@ class Applier:
         return result
 
     def link(self, links: Mapping[str, Any]) -> None:
-        rows = [
-            StripeUser(customer_id=cid, user_id=uid)
-            for cid, uid in links.items()
-            if cid not in self.inserted["StripeUser"]
-        ]
+        """Link stored customers to users, under the lost-write guard: a row linked by someone else,
+        or written after its Stripe page was fetched, since the plan was made keeps what it has."""
+        conflicted = {c.id for c in self.result.conflicts if c.model == "StripeUser"}
+        wanted = sorted(cid for cid in links if cid not in self.inserted["StripeUser"] and cid not in conflicted)
+        rows = []
+        for batch in batches(wanted, self.batch_size):
+            stored = {
+                cid: (user_id, synced_at)
+                for cid, user_id, synced_at in StripeUser.objects.select_for_update()
+                .filter(customer_id__in=batch)
+                .values_list("customer_id", "user_id", "synced_at")
+            }
+            for cid in batch:
+                user_id, synced_at = stored.get(cid, (None, None))
+                if user_id is not None and user_id != links[cid]:
+                    reason = f"linked to user {user_id} after Stripe's page was fetched; kept that link"
+                    self.result.conflicts.append(Skip("StripeUser", cid, reason))
+                elif synced_at is not None and synced_at > self.stamp("StripeUser", cid):
+                    self.result.conflicts.append(Skip("StripeUser", cid, KEPT))
+                else:
+                    rows.append(StripeUser(customer_id=cid, user_id=links[cid]))
         StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
-        self.result.counts["link_user"] += len(links)
+        self.result.counts["link_user"] += len(links) - len(wanted) - len(conflicted & set(links)) + len(rows)
 
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:
