@@ -36,7 +36,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             errors.append(
                 checks.Error(f"RECONCILE['{key}'] must be an integer from {low} to {high}.", id="reconcile.E003")
             )
-    for key in ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL"):
+    for key in ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL", "SQLITE_BUSY_TIMEOUT"):
         if key == "RATE_LIMIT_TOTAL" and s[key] is None:
             continue
         if not isinstance(s[key], (int, float)) or isinstance(s[key], bool) or s[key] <= 0:

@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "FEATURES_METADATA_KEY": "features",
     "USER_EMAIL_FIELD": "email",
     "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP": None,  # {user_field: customer_attribute}; None: never create
+    # Link customers to staff, superuser or inactive accounts by email too. Off: Stripe does not
+    # verify emails, so anyone could type an admin's email at checkout and get the admin's account.
+    "LINK_PRIVILEGED_USERS": False,
+    "SQLITE_BUSY_TIMEOUT": 60.0,  # seconds a run waits for another writer's lock on a SQLite database
     "PAGE_SIZE": 100,  # Stripe's maximum
     "BATCH_SIZE": 500,  # rows per bulk statement
     "MAX_RETRIES": 5,  # per request, for 5xx, 429 and network errors
@@ -55,6 +59,8 @@ class Config:
     features_metadata_key: str
     user_email_field: str
     user_create_map: dict[str, str] | None
+    link_privileged_users: bool
+    sqlite_busy_timeout: float
     page_size: int
     batch_size: int
     max_retries: int
@@ -91,6 +97,8 @@ def get_config() -> Config:
         user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"])
         if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]
         else None,
+        link_privileged_users=bool(s["LINK_PRIVILEGED_USERS"]),
+        sqlite_busy_timeout=float(s["SQLITE_BUSY_TIMEOUT"]),
         page_size=int(s["PAGE_SIZE"]),
         batch_size=int(s["BATCH_SIZE"]),
         max_retries=int(s["MAX_RETRIES"]),

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
+from .core.escape import escape
 from .core.plan import Plan
 from .core.report import as_dict, render
 from .db.apply import apply_plan
@@ -78,7 +79,7 @@ def _local_side(config: Config, resources: tuple[str, ...]):
     (a subscriptions run records the customers its subscriptions need)."""
     local = load_local(resources)
     wanted = "customers" in resources or "subscriptions" in resources
-    directory = load_directory(config.user_email_field) if wanted else None
+    directory = load_directory(config.user_email_field, link_privileged=config.link_privileged_users) if wanted else None
     return local, directory
 
 
@@ -232,7 +233,7 @@ def _check_state(path: str, header: dict, resources: tuple[str, ...], config: Co
 def _applied_line(counts: dict, conflicts: list, seconds: float) -> str:
     done = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()) if n) or "nothing"
     lines = [f"Applied: {done} in {seconds:.1f}s."]
-    lines += [f"  ! conflict {c.model} {c.id}: {c.reason}" for c in conflicts]
+    lines += [escape(f"  ! conflict {c.model} {c.id}: {c.reason}") for c in conflicts]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from django.core import signing
 
 from ..errors import PlanFileError
+from .escape import json_text
 from .plan import Change, Create, CreateUser, LinkUser, Note, Orphan, Plan, RecreateItems, Skip, Update
 from .report import as_dict
 from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
@@ -98,6 +99,7 @@ def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
         "features": sorted(local.features),
         "synced_at": sorted([list(k), v.isoformat()] for k, v in local.synced_at.items()),
         "users": sorted([k, sorted(map(str, v))] for k, v in directory.by_email.items()) if directory else None,
+        "privileged": sorted([str(k), v] for k, v in directory.privileged.items()) if directory else None,
     }
     blob = json.dumps(state, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
@@ -126,7 +128,7 @@ def write(
         "fetched_at": [[model, oid, at.isoformat()] for (model, oid), at in sorted(fetched_at.items())],
     }
     body["signature"] = signing.Signer(salt=SALT).signature(_canonical(body))
-    _write_private(Path(path), (json.dumps(body, indent=1, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
+    _write_private(Path(path), (json_text(json.dumps(body, indent=1, ensure_ascii=False)) + "\n").encode())
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -181,4 +183,4 @@ def read(path: str | Path) -> tuple[dict, Plan, dict]:
 
 
 def _canonical(body: dict) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json_text(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))

@@ -11,6 +11,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
+from .escape import escape, json_text
 from .plan import Action, Change, Operation, Plan, show
 
 SCHEMA = "reconcile.plan/v1"
@@ -77,7 +78,7 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     lines.append(_closing_line(plan))
     for resource, cursor in sorted(plan.next_cursor.items()):
         lines.append(f"More {resource} in Stripe: run again with --starting_after {cursor} for the next window.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(escape(line) for line in lines) + "\n"  # one line per line: Stripe's text cannot add one
 
 
 def _jsonable(value: Any) -> Any:
@@ -128,11 +129,12 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
 
 
 def render_json(plan: Plan, verbosity: int = 1) -> str:
-    return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
+    # JSON escapes control characters itself; a lone surrogate is escaped too, so the text encodes.
+    return json_text(json.dumps(as_dict(plan), indent=2, ensure_ascii=False)) + "\n"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape(text).replace("|", "\\|")
 
 
 def render_markdown(plan: Plan, verbosity: int = 1) -> str:
@@ -149,7 +151,7 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
                     _change_detail(c) for c in getattr(op, "changes", ())
                 )
             lines.append(
-                f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
+                f"| {op.action.value} | {op.action.key} | {op.model} | `{_cell(op.id)}` | {_cell(details or op.describe())} |"
             )
     if plan.notes:
         lines += ["", "Notes:", ""] + [f"- {_cell(n.describe())}" for n in plan.notes]

@@ -73,14 +73,30 @@ def _by_id(item: ItemRec) -> str:
     return item.id
 
 
-def load_directory(email_field: str) -> UserDirectory:
-    """Every user's primary key by normalised email: one query."""
+# Flags that make an account one never linked by email (unless allowed): (field, value, what it is).
+PRIVILEGE_FLAGS = (
+    ("is_superuser", True, "a superuser account"),
+    ("is_staff", True, "a staff account"),
+    ("is_active", False, "an inactive account"),
+)
+
+
+def load_directory(email_field: str, *, link_privileged: bool = False) -> UserDirectory:
+    """Every user's primary key by normalised email, and the privileged ones: one query."""
+    user_model = get_user_model()
+    names = {f.name for f in user_model._meta.concrete_fields}
+    flags = [] if link_privileged else [flag for flag in PRIVILEGE_FLAGS if flag[0] in names]
     by_email: dict[str, list] = defaultdict(list)
-    for pk, email in get_user_model().objects.values_list("pk", email_field).iterator(_CHUNK):
+    privileged = {}
+    rows = user_model.objects.values_list("pk", email_field, *(name for name, _, _ in flags))
+    for pk, email, *values in rows.iterator(_CHUNK):
         key = normalize_email(email)
         if key:
             by_email[key].append(pk)
-    return UserDirectory({k: tuple(v) for k, v in by_email.items()})
+            what = next((what for (_, bad, what), value in zip(flags, values, strict=True) if value is bad), None)
+            if what:
+                privileged[pk] = what
+    return UserDirectory({k: tuple(v) for k, v in by_email.items()}, privileged)
 
 
 def make_validator(create_map: dict[str, str]) -> Validator:
