@@ -12,6 +12,7 @@ from django.core.exceptions import FieldDoesNotExist
 from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, PRIVILEGED_USER_FIELDS, raw_settings
 
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")
+_POSITIVE_NUMBERS = ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL")
 _POSITIVE_INTS = {"PAGE_SIZE": (1, 100), "BATCH_SIZE": (1, 100_000), "MAX_RETRIES": (0, 20), "CONCURRENCY": (1, 32)}
 
 
@@ -36,7 +37,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             errors.append(
                 checks.Error(f"RECONCILE['{key}'] must be an integer from {low} to {high}.", id="reconcile.E003")
             )
-    for key in ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL", "SQLITE_BUSY_TIMEOUT"):
+    for key in (*_POSITIVE_NUMBERS, "SQLITE_BUSY_TIMEOUT"):
         if key == "RATE_LIMIT_TOTAL" and s[key] is None:
             continue
         if not isinstance(s[key], (int, float)) or isinstance(s[key], bool) or s[key] <= 0:

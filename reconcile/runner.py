@@ -79,7 +79,9 @@ def _local_side(config: Config, resources: tuple[str, ...]):
     (a subscriptions run records the customers its subscriptions need)."""
     local = load_local(resources)
     wanted = "customers" in resources or "subscriptions" in resources
-    directory = load_directory(config.user_email_field, link_privileged=config.link_privileged_users) if wanted else None
+    directory = None
+    if wanted:
+        directory = load_directory(config.user_email_field, link_privileged=config.link_privileged_users)
     return local, directory
 
 

@@ -150,9 +150,8 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
                 details = getattr(op, "reason", None) or "; ".join(
                     _change_detail(c) for c in getattr(op, "changes", ())
                 )
-            lines.append(
-                f"| {op.action.value} | {op.action.key} | {op.model} | `{_cell(op.id)}` | {_cell(details or op.describe())} |"
-            )
+            cells = (op.action.value, op.action.key, op.model, f"`{_cell(op.id)}`", _cell(details or op.describe()))
+            lines.append("| " + " | ".join(cells) + " |")
     if plan.notes:
         lines += ["", "Notes:", ""] + [f"- {_cell(n.describe())}" for n in plan.notes]
     return "\n".join(lines) + "\n"

@@ -66,9 +66,8 @@ def plan_users(
         matches = directory.by_email.get(email, ())
         if len(matches) == 1 and matches[0] in directory.privileged:
             what = directory.privileged[matches[0]]
-            notes.append(
-                Note("StripeUser", customer.id, f"not linked to user {matches[0]}, {what} with this email: {PRIVILEGED_HINT}")
-            )
+            message = f"not linked to user {matches[0]}, {what} with this email: {PRIVILEGED_HINT}"
+            notes.append(Note("StripeUser", customer.id, message))
         elif len(matches) == 1:
             ops.append(LinkUser(customer.id, matches[0], customer.email or ""))
         elif len(matches) > 1:
