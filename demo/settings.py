@@ -69,6 +69,8 @@ RECONCILE = {
     "API_KEY": os.environ.get("STRIPE_API_KEY", ""),
     "API_BASE": os.environ.get("STRIPE_API_BASE") or None,
 }
+if os.environ.get("RECONCILE_SQLITE_BUSY_TIMEOUT"):
+    RECONCILE["SQLITE_BUSY_TIMEOUT"] = float(os.environ["RECONCILE_SQLITE_BUSY_TIMEOUT"])
 if os.environ.get("RECONCILE_USER_CREATE"):
     RECONCILE["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] = {"username": "email", "email": "email"}
 

@@ -22,6 +22,7 @@ from .core.escape import escape
 from .core.plan import Plan
 from .core.report import as_dict, render
 from .db.apply import apply_plan
+from .db.busy import sqlite_busy_timeout
 from .db.identity import database_identity
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
@@ -125,7 +126,7 @@ def _fewer_collections():
 
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
     """Run one command; raises ReconcileError on errors a person must fix."""
-    with _fewer_collections():
+    with _fewer_collections(), sqlite_busy_timeout(get_config().sqlite_busy_timeout):
         return _execute(options, out, err, fetcher)
 
 
@@ -155,7 +156,7 @@ def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None
                     fingerprint=bool(options.plan_out),
                 )
                 header = None
-            progress.close()
+            progress.pause()  # the report goes to stdout undisturbed
             out.write(render(built.plan, options.fmt, options.verbosity))
             if options.plan_out:
                 planfile.write(
@@ -174,6 +175,7 @@ def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None
                 return Outcome(built.plan, code, requests=built.requests)
             if not built.plan.writes:
                 return Outcome(built.plan, EXIT_OK, requests=built.requests)
+            progress.phase("applying")
             with transaction.atomic():
                 if header is not None:  # the database may have changed since the plan was made
                     _check_state(options.apply_plan, header, resources, config)

@@ -9,6 +9,7 @@ import traceback
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from ..conf import get_config
 from ..core.escape import escape
 from ..errors import ReconcileError
 from ..runner import EXIT_DRIFT, EXIT_INTERRUPTED, Options, execute
@@ -117,11 +118,15 @@ def _first_line(exc: BaseException) -> str:
 
 def _database_message(exc: DatabaseError, writing: bool) -> str:
     detail = f"{type(exc).__name__}: {_first_line(exc)}"
-    busy = "locked" in str(exc).lower()
+    why = ""
+    if "database is locked" in str(exc).lower():  # SQLite's words for a lock held past the busy timeout
+        wait = get_config().sqlite_busy_timeout
+        why = (
+            " Another process is writing to it and held its lock longer than "
+            f"RECONCILE['SQLITE_BUSY_TIMEOUT'] ({wait:g} s)."
+        )
     if not writing:  # a dry run, a check or --plan-out: it only reads
-        why = " Another process is writing to it and held its lock too long." if busy else ""
         return f"The database failed while reading ({detail}).{why} This run writes nothing: nothing was written."
-    why = " Another process is writing to it and held its lock too long." if busy else ""
     return (
         f"The database failed while applying ({detail}).{why} "
         "The transaction was rolled back: nothing was written."

@@ -9,6 +9,7 @@ concurrent requests under the rate limit. Never call this inside a database tran
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import random
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import stripe
 from django.db import connections
@@ -108,7 +109,7 @@ def assert_no_transaction() -> None:
 
 
 class Fetcher:
-    def __init__(self, config: Config, *, sleep: Callable[[float], None] = time.sleep, client=None):
+    def __init__(self, config: Config, *, sleep: Callable[[float], None] | None = None, client=None):
         if not config.api_key:
             raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
         if not KEY_CHARACTERS.fullmatch(config.api_key):
@@ -116,8 +117,11 @@ class Fetcher:
                 "The Stripe API key has a character no Stripe key has (a space, a line break or a control "
                 f"character?). {KEY_HINT}"
             )
+        refuse_plain_http(config)
         self.config = config
-        self._sleep = sleep
+        self.cancelled = threading.Event()  # set when the run stops (an error, Ctrl-C): every listing stops
+        # Backoffs and rate-limit waits end at once when the run stops, so Ctrl-C is never kept waiting.
+        self._sleep = sleep or self.cancelled.wait
         self.client = client or stripe.StripeClient(
             config.api_key,
             base_addresses={"api": config.api_base} if config.api_base else None,
@@ -128,12 +132,11 @@ class Fetcher:
         requestor = getattr(self.client, "_requestor", None)
         fast = all(hasattr(requestor, name) for name in ("request_raw", "_interpret_response"))
         self._requestor = requestor if fast else None
-        self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
+        self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=self._sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
         self.retries = 0
         self.latency = 0.0  # a moving average of request durations, in seconds
-        self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
     # -- one request -------------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
@@ -149,6 +152,8 @@ class Fetcher:
             if self.cancelled.is_set():
                 raise Cancelled(f"{what} not sent: another request failed")
             self.bucket.take(_endpoint(path))
+            if self.cancelled.is_set():  # stopped while waiting for the rate limit
+                raise Cancelled(f"{what} not sent: the run stopped")
             requested_at = datetime.now(timezone.utc)
             with self._count_lock:
                 self.requests += 1
@@ -283,6 +288,24 @@ def check_cursor(path: str, query: dict, page: Page, seen: set[str]) -> None:
             "came back): the list would never end. Nothing was written."
         )
     seen.add(cursor)
+
+
+def refuse_plain_http(config: Config) -> None:
+    """A live key goes over https, or over plain http to this machine only (a local proxy or test
+    server): anyone on the path of a plain http request reads the key in its Authorization header."""
+    base = config.api_base or ""
+    if not config.api_key.startswith(("sk_live_", "rk_live_")) or urlsplit(base).scheme != "http":
+        return
+    host = urlsplit(base).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"RECONCILE['API_BASE'] is {base}: a live key is never sent over plain http, except to this machine "
+            "(localhost, 127.0.0.1, ::1). Use https."
+        )
 
 
 class Cancelled(FetchError):

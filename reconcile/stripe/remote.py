@@ -8,7 +8,7 @@ product, a customer). Objects that do not parse become ``Rejected`` entries, nev
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -150,6 +150,16 @@ def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, re
     b.add(model, target, parse, body, requested_at)
 
 
+def _wait_for(futures: list, fetcher: Fetcher) -> None:
+    """Wait for every listing; when one fails, the others stop at their next request. Waits in short
+    slices: a thread blocked in a wait without a timeout would not see Ctrl-C until the wait ends."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            fetcher.cancelled.set()
+
+
 @dataclass
 class _Context:
     fetcher: Fetcher
@@ -190,16 +200,21 @@ def fetch_remote(
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
-    with ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page") as pages:
-        ctx.pool = pages
-        with ThreadPoolExecutor(listings, thread_name_prefix="stripe-list") as lists:
-            futures = [lists.submit(job) for job in jobs]
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    fetcher.cancelled.set()  # the other listings stop at their next request
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
-            if first is not None:
-                raise first
+    pages = ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page")
+    lists = ThreadPoolExecutor(listings, thread_name_prefix="stripe-list")
+    ctx.pool = pages
+    try:
+        futures = [lists.submit(job) for job in jobs]
+        _wait_for(futures, fetcher)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
+        if first is not None:
+            raise first
+    except BaseException:  # an error, or Ctrl-C (KeyboardInterrupt) in this thread
+        fetcher.cancelled.set()  # every listing stops at its next request or backoff
+        raise
+    finally:
+        lists.shutdown(wait=True, cancel_futures=True)
+        pages.shutdown(wait=True, cancel_futures=True)
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot()
