@@ -26,7 +26,7 @@ from .db.busy import sqlite_busy_timeout
 from .db.identity import database_identity
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
-from .db.storable import screen, stored_ids
+from .db.storable import json_storable, screen, stored_ids
 from .errors import PlanFileError
 from .models import SyncRun
 from .progress import Progress, make_progress
@@ -191,7 +191,7 @@ def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None
                     counts={**result.counts, "conflict": len(result.conflicts)}
                     if result.conflicts
                     else dict(result.counts),
-                    report=report,
+                    report=json_storable(report),
                 )
     finally:
         progress.close()

@@ -16,9 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.utils import timezone
 
+from reconcile.core.escape import escape
 from reconcile.db import apply as apply_module
 from reconcile.db.storable import collation_key
-from reconcile.models import Price, Product, StripeUser, Subscription, SubscriptionItem
+from reconcile.models import Price, Product, StripeUser, Subscription, SubscriptionItem, SyncRun
 from tests.conftest import FAKE_KEY, ROOT, demo_data, run
 from tests.helpers.procs import _sqlite_template, child_env
 from tests.stripe_state import expected_products, stored_products
@@ -39,6 +40,7 @@ def hostile_account() -> tuple[dict, dict[str, str]]:
         data["products"].append({**copy.deepcopy(base_product), "id": pid, "metadata": {}, **fields})
 
     product("prod_Nul", name="Nul\x00name")
+    product("prod_\x00InId", name="NUL in the id: in the report and the audit too")
     product("prod_NulMeta", metadata={"note": "a\x00b"})
     product("prod_NulKey", metadata={"k\x00": "v"})
     product("prod_" + "L" * 260, name="long id")
@@ -62,6 +64,7 @@ def hostile_account() -> tuple[dict, dict[str, str]]:
     data["subscriptions"].append(sub)
     skips = {
         "prod_Nul": "field 'name' holds a NUL character, which PostgreSQL cannot store",
+        "prod_\x00InId": "field 'id' holds a NUL character, which PostgreSQL cannot store",
         "prod_NulMeta": "field 'metadata' 'note' holds a NUL character, which PostgreSQL cannot store",
         "prod_NulKey": "field 'metadata' key 'k\\x00' holds a NUL character, which PostgreSQL cannot store",
         "prod_" + "L" * 260: "field 'id' is longer than 255 characters, the column's size",
@@ -79,7 +82,7 @@ def test_an_object_the_database_cannot_store_is_skipped_with_the_reason_and_the_
     assert result.code == 0, result.err
     for oid, reason in skips.items():
         model = {"prod": "Product", "cus": "StripeUser", "sub": "Subscription"}[oid.split("_")[0]]
-        assert f"  ! skip {model} {oid}: {reason}\n" in result.out, oid
+        assert f"  ! skip {model} {escape(oid)}: {reason}\n" in result.out, oid
     stored = set(Product.objects.values_list("id", flat=True))
     assert stored == {p["id"] for p in data["products"]} - set(skips)
     assert Product.objects.get(id="prod_Emoji").name == "Emoji \U0001f600 " + "\u00e9" * 240
@@ -88,6 +91,10 @@ def test_an_object_the_database_cannot_store_is_skipped_with_the_reason_and_the_
         SubscriptionItem.objects.filter(subscription_id="sub_BigQuantity").values_list("quantity", flat=True)
     ) == {2**31 - 1}
     assert not Subscription.objects.filter(id__in=["sub_Ancient", "sub_NulItem"]).exists()
+    audit = SyncRun.objects.get().report
+    assert {"model": "Product", "id": "prod_\\x00InId"}.items() <= next(
+        op for op in audit["operations"] if op["id"].endswith("InId")
+    ).items()  # the audit keeps a NUL escaped: PostgreSQL's jsonb cannot hold one
     again = run("pull_stripe", "--check")
     assert again.code == 0, again.out  # the skips are reported again, and nothing else
     assert again.out.endswith(f"No changes detected (reported only: 0 orphaned, {len(skips) + 1} skipped).\n")

@@ -22,6 +22,8 @@ from django.db import connection
 
 from reconcile import runner
 from reconcile.core.escape import escape
+from reconcile.db.lock import file_lock, lock_file_for
+from reconcile.errors import ConcurrentRunError
 from reconcile.models import StripeUser
 from reconcile.progress import RichProgress
 from reconcile.testing import server as fake_server
@@ -279,3 +281,19 @@ def test_progress_shows_an_applying_phase_while_the_apply_runs(fake_stripe, monk
     bar = bars[0]
     assert bar._bar.tasks[bar._phase].description == "done" and not bar._bar.live.is_started
     assert isinstance(bar, RichProgress)
+
+
+# -- the SQLite lock is keyed on the resolved file ------------------------------------------------
+def test_a_symlink_to_a_sqlite_database_takes_the_same_lock(tmp_path):
+    real = tmp_path / "data" / "db.sqlite3"
+    real.parent.mkdir()
+    real.touch()
+    link = tmp_path / "link.sqlite3"
+    link.symlink_to(real)
+    assert lock_file_for(str(link)) == lock_file_for(str(real)) == real.with_name("db.sqlite3.reconcile.lock")
+    assert lock_file_for(f"file:{link}?mode=rw") == lock_file_for(str(real))
+    with file_lock(lock_file_for(str(real))):
+        with pytest.raises(ConcurrentRunError):
+            with file_lock(lock_file_for(str(link))):
+                pass
+    assert lock_file_for(":memory:") is None and lock_file_for("file:memorydb_default?mode=memory&cache=shared") is None

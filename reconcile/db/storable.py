@@ -159,3 +159,15 @@ def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: 
         features=frozenset(f for p in kept["products"].values() for f in p.features),
         rejected=tuple(sorted(set(rejected), key=lambda r: (r.model, r.id))),
     )
+
+
+def json_storable(value: Any) -> Any:
+    """A JSON value every database's JSON column stores: NUL characters escaped (``\\x00``), which
+    PostgreSQL's jsonb refuses. For the audit's copy of a report, whose skips may quote such ids."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {json_storable(k): json_storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_storable(v) for v in value]
+    return value
