@@ -13,6 +13,7 @@ from ..conf import get_config
 from ..core.escape import escape
 from ..errors import ReconcileError
 from ..runner import EXIT_DRIFT, EXIT_INTERRUPTED, Options, execute
+from ..stripe.fetch import redact
 from ..stripe.remote import Window
 
 
@@ -98,7 +99,7 @@ class SyncCommand(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError("Interrupted: nothing was written.", returncode=EXIT_INTERRUPTED) from None
         except Exception as exc:  # a bug: exit 2 like any error, never 1, which --check users read as drift
-            self.stderr.write(traceback.format_exc())
+            self.stderr.write("\n".join(escape(line) for line in redact(traceback.format_exc()).splitlines()))
             raise CommandError(
                 f"reconcile failed unexpectedly ({type(exc).__name__}: {_first_line(exc)}). This is a bug: please "
                 "report it with the traceback above. Nothing was written.",

@@ -25,6 +25,7 @@ import stripe
 from django.db import connections
 
 from ..conf import Config
+from ..core.escape import escape
 from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ def _endpoint(path: str) -> str:
 
 
 def _describe(path: str, params: dict) -> str:
-    return f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}"
+    """A request as messages and logs show it; ids from Stripe (cursors) are escaped."""
+    return escape(f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}")
 
 
 def assert_no_transaction() -> None:
