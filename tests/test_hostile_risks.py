@@ -6,13 +6,14 @@ fake Stripe (a test double on loopback)."""
 
 from __future__ import annotations
 
-import _thread
 import io
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from reconcile.errors import ConcurrentRunError
 from reconcile.models import StripeUser
 from reconcile.progress import RichProgress
 from reconcile.testing import server as fake_server
-from reconcile.testing.fakestripe import FakeStripe, Fault
+from reconcile.testing.fakestripe import FakeStripe, Fault, serve
 from tests.conftest import FAKE_KEY, ROOT, demo_data, run
-from tests.helpers.procs import _sqlite_template, child_env
+from tests.helpers.procs import GatedFake, _sqlite_template, child_env, wait_for_first_request
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -228,28 +229,72 @@ def test_the_run_sets_the_busy_timeout_on_sqlite(fake_stripe, reconcile_settings
 
 
 # -- Ctrl-C during a fetch ------------------------------------------------------------------------
-def test_ctrl_c_during_a_fetch_stops_between_retries(start_fake, reconcile_settings):
-    """The first request fails (500) and its retry waits 5 s; Ctrl-C arrives meanwhile: the retry is
-    never sent, the other listings never start, and the run ends as interrupted."""
+def test_ctrl_c_during_a_fetch_stops_between_retries(start_fake, reconcile_settings, monkeypatch):
+    """The first request fails (500) and its retry waits 5 s; Ctrl-C reaches the main thread
+    meanwhile (raised where it waits for the listings, deterministically): the retry is never sent,
+    the other listings never start, and the run ends as interrupted."""
+    from reconcile.stripe import remote
+
     reconcile_settings.RECONCILE = {
         **reconcile_settings.RECONCILE,
         "RETRY_BASE_DELAY": 5.0,
         "RETRY_MAX_DELAY": 5.0,
         "CONCURRENCY": 1,
     }
+    failed = threading.Event()
 
-    class Interrupting(FakeStripe):
+    class Failing(FakeStripe):
         def record(self, method, path, query):
             super().record(method, path, query)
-            if len(self.requests) == 1:
-                _thread.interrupt_main()  # what Ctrl-C does to the main thread
+            failed.set()
 
-    fake = start_fake(Interrupting(demo_data()))
+    original_wait = remote.wait
+
+    def wait(*args, **kwargs):
+        if failed.wait(30):
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+        return original_wait(*args, **kwargs)
+
+    monkeypatch.setattr(remote, "wait", wait)
+    fake = start_fake(Failing(demo_data()))
     fake.inject(Fault("status", status=500, times=100))
     result = run("pull_stripe")
     assert result.code == 130
     assert result.err == "CommandError: Interrupted: nothing was written.\n"
     assert len(fake.requests) == 1
+
+
+def test_ctrl_c_stops_a_real_run_with_a_message_and_exit_130(start_fake, tmp_path):
+    """A real SIGINT to a ``manage.py pull_stripe`` whose first request is held, then answered 500:
+    the retry (0.25 s or more later) is never sent, and the run ends with a message, not a traceback."""
+    held = GatedFake(demo_data())
+    held.inject(Fault("status", status=500, times=100))
+    server = serve(held)
+    database = tmp_path / "child.sqlite3"
+    shutil.copy(_sqlite_template(), database)
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "pull_stripe"],
+        cwd=ROOT,
+        env=child_env(f"sqlite:///{database}", server.url, FAKE_KEY),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_first_request(held, child)
+        child.send_signal(signal.SIGINT)
+        time.sleep(1)  # the main thread takes the signal while the request is still held
+        held.release()
+        out, err = child.communicate(timeout=60)
+    finally:
+        held.release()
+        if child.poll() is None:
+            child.kill()
+        server.stop()
+    assert child.returncode == 130, err
+    assert err.endswith("CommandError: Interrupted: nothing was written.\n"), err
+    assert "Traceback" not in err
+    assert len(held.requests) == 1
 
 
 # -- progress shows the apply ---------------------------------------------------------------------
