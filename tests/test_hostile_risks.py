@@ -279,6 +279,9 @@ def test_ctrl_c_stops_a_real_run_with_a_message_and_exit_130(start_fake, tmp_pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A job started in the background by a non-interactive shell (CI) ignores SIGINT, and so
+        # would the child, inheriting it: give it the default disposition a terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for_first_request(held, child)

@@ -17,6 +17,8 @@ plan production's PostgreSQL or MariaDB would make. The last applies on MySQL/Ma
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -43,12 +45,15 @@ RESOURCES = {"products": "Product", "prices": "Price", "customers": "StripeUser"
 SKIPPED_FIELDS = frozenset({"user_id", "items", "features"})  # local-only, or checked on their own
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text_problem(what: str, value: str, max_length: int | None) -> str | None:
-    for char in value:
-        if "\ud800" <= char <= "\udfff":
-            return f"{what} holds a lone surrogate ({escape(char)}), which no database can store as UTF-8"
-        if char == "\x00":
-            return f"{what} holds a NUL character, which PostgreSQL cannot store"
+    found = _UNSTORABLE.search(value)
+    if found and found.group() == "\x00":
+        return f"{what} holds a NUL character, which PostgreSQL cannot store"
+    if found:
+        return f"{what} holds a lone surrogate ({escape(found.group())}), which no database can store as UTF-8"
     if max_length is not None and len(value) > max_length:
         return f"{what} is longer than {max_length} characters, the column's size"
     return None
@@ -84,13 +89,24 @@ def _value_problem(what: str, value: Any, field: models.Field | None) -> str | N
     return None
 
 
+@functools.cache
+def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field | None], ...]:
+    model = MODELS[record_type]
+    names = [f.name for f in dataclasses.fields(record_type) if f.name not in SKIPPED_FIELDS]
+    return tuple((name, _field(model, name)) for name in names)
+
+
 def problem(record: Any) -> str | None:
     """Why the database cannot store ``record`` (one of the snapshot records), or None."""
-    model = MODELS[type(record)]
-    for f in dataclasses.fields(record):
-        if f.name in SKIPPED_FIELDS:
+    for name, field in _checked_fields(type(record)):
+        value = getattr(record, name)
+        if value is None or value is True or value is False:
             continue
-        found = _value_problem(f"field {f.name!r}", getattr(record, f.name), _field(model, f.name))
+        if type(value) is str:  # the common case, checked without building a message
+            max_length = getattr(field, "max_length", None)
+            if not _UNSTORABLE.search(value) and (max_length is None or len(value) <= max_length):
+                continue
+        found = _value_problem(f"field {name!r}", value, field)
         if found:
             return found
     for feature in getattr(record, "features", ()):
