@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -91,4 +92,6 @@ def test_the_embedded_default_needs_no_project(fake_stripe, tmp_path, reconcile_
     assert again["code"] == 0 and json.loads(again["out"])["in_sync"] is True
     assert window["code"] == 0 and "--starting_after cus_" in window["out"]
     assert (tmp_path / "reconcile.sqlite3").is_file()
+    with sqlite3.connect(tmp_path / "reconcile.sqlite3") as db:  # readers never wait for the writer
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert oct((tmp_path / "reconcile.sqlite3.key").stat().st_mode & 0o777) == "0o600"

@@ -104,7 +104,22 @@ def test_ids_that_differ_only_in_case_are_one_id_to_mariadb(start_fake):
     data = demo_data()
     for pid in ("prod_Gold", "prod_gold", "prod_GOLD "):
         data["products"].append({**copy.deepcopy(data["products"][0]), "id": pid, "name": pid.strip()})
+    for sid, item_id in (("sub_ItemA", "si_Dup"), ("sub_ItemB", "si_dup")):
+        sub = copy.deepcopy(data["subscriptions"][0])
+        sub.update(id=sid)
+        sub["items"]["data"] = [dict(sub["items"]["data"][0], id=item_id, subscription=sid)]
+        data["subscriptions"].append(sub)
     start_fake(data)
+    subscriptions = run("update_stripe_subscriptions")
+    stored = set(Subscription.objects.filter(id__in=["sub_ItemA", "sub_ItemB"]).values_list("id", flat=True))
+    if connection.vendor == "mysql":
+        assert stored == {"sub_ItemA"}
+        assert (
+            "  ! skip Subscription sub_ItemB: its item si_dup is the item si_Dup to MySQL/MariaDB, whose collation "
+            "ignores case, accents and trailing spaces\n" in subscriptions.out
+        )
+    else:
+        assert stored == {"sub_ItemA", "sub_ItemB"}
     result = run("update_stripe_products")
     assert result.code == 0, result.err
     gold = set(Product.objects.filter(name__in=["prod_Gold", "prod_gold", "prod_GOLD"]).values_list("id", flat=True))

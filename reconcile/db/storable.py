@@ -138,6 +138,18 @@ def _collisions(ids: Iterable[str], stored: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def _item_collisions(subscriptions: dict, rejected: list) -> None:
+    """Items are rows of their own: two items (of any subscriptions) whose ids collate alike cannot
+    both be stored. The subscription holding the later id is skipped."""
+    owner = {item.id: sid for sid, sub in subscriptions.items() for item in sub.items}
+    for item_id, other in _collisions(owner, ()).items():
+        sid = owner[item_id]
+        if subscriptions.pop(sid, None) is not None:
+            reason = f"its item {escape(item_id)} is the item {escape(other)} to MySQL/MariaDB, whose collation "
+            reason += "ignores case, accents and trailing spaces"
+            rejected.append(Rejected("Subscription", sid, reason))
+
+
 def stored_ids(local: Snapshot, known: Any) -> dict[str, set[str]]:
     """The ids stored now, per resource: the loaded ones and the known ones (``KnownIds``)."""
     return {resource: set(getattr(local, resource)) | set(getattr(known, resource, ()) or ()) for resource in RESOURCES}
@@ -167,6 +179,8 @@ def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: 
                 kept[resource][oid] = rec
             else:
                 rejected.append(Rejected(model, oid, reason))
+    if collation:
+        _item_collisions(kept["subscriptions"], rejected)
     if len(rejected) == len(remote.rejected):
         return remote
     return dataclasses.replace(
