@@ -24,12 +24,25 @@ def writes(ctx: CaptureQueriesContext) -> list[str]:
 
 def products_snapshot(n: int, name: str = "Product") -> Snapshot:
     products = {
-        f"prod_{i:05d}": ProductRec(f"prod_{i:05d}", f"{name} {i}", None, True, {"tier": str(i % 3)}, ("feat_a",))
+        f"prod_{i:05d}": ProductRec(
+            id=f"prod_{i:05d}",
+            name=f"{name} {i}",
+            description=None,
+            active=True,
+            metadata={"tier": str(i % 3)},
+            features=("feat_a",),
+        )
         for i in range(n)
     }
     prices = {
         f"price_{i:05d}_{k}": PriceRec(
-            f"price_{i:05d}_{k}", f"prod_{i:05d}", 100 * k or None, "usd", "month_1", True, None
+            id=f"price_{i:05d}_{k}",
+            product_id=f"prod_{i:05d}",
+            amount=100 * k or None,
+            currency="usd",
+            frequency="month_1",
+            active=True,
+            nickname=None,
         )
         for i in range(n)
         for k in range(3)

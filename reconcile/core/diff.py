@@ -1,7 +1,7 @@
 """The diff: a pure function from two snapshots to a plan. No I/O, no Django.
 
 Set arithmetic on keys: remote - local = create; local - remote = orphan (only where the remote
-listing was whole); both = compare the fields in ``snapshot.FIELDS``.
+listing was whole); both = compare the fields the registry declares.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
-from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, KnownIds, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .registry import BY_NAME, BY_RECORD, MODEL_ORDER
+from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
 
-MODEL_ORDER = ("Feature", "Product", "Price", "User", "StripeUser", "Subscription", "SubscriptionItem")
 _RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
 _ACTION_RANK = {action: i for i, action in enumerate(Action)}
 
@@ -38,7 +38,7 @@ def _newer_locally(remote: Snapshot, local: Snapshot, model: str, oid: str) -> b
 def changes(local: Any, remote: Any) -> tuple[Change, ...]:
     found = tuple(
         Change(name, getattr(local, name), getattr(remote, name))
-        for name in FIELDS[type(remote)]
+        for name in BY_RECORD[type(remote)].names
         if getattr(local, name) != getattr(remote, name)
     )
     if isinstance(remote, ProductRec) and local.features != remote.features:
@@ -49,10 +49,10 @@ def changes(local: Any, remote: Any) -> tuple[Change, ...]:
 def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[str, str]) -> list[Operation]:
     """Create, update and orphan operations of one resource; ``blocked`` ids are skipped with a reason."""
     ops: list[Operation] = []
+    model = BY_NAME[resource].model
     theirs: Mapping[str, Any] = getattr(remote, resource)
     ours: Mapping[str, Any] = getattr(local, resource)
     for oid, rec in theirs.items():
-        model = MODEL_OF[type(rec)]
         if oid in blocked:
             ops.append(Skip(model, oid, blocked[oid]))
             continue
@@ -68,7 +68,7 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
             continue
         ops.append(Update(model, oid, rec, found))
     if resource in remote.complete:
-        ops.extend(Orphan(RESOURCE_MODEL[resource], oid) for oid in ours.keys() - theirs.keys())
+        ops.extend(Orphan(model, oid) for oid in ours.keys() - theirs.keys())
     return ops
 
 
@@ -145,4 +145,4 @@ def diff(
     )
 
 
-__all__ = ["diff", "changes", "UserPolicy", "PriceRec"]
+__all__ = ["diff", "changes", "UserPolicy", "MODEL_ORDER"]

@@ -20,13 +20,13 @@ from django.core import signing
 
 from ..errors import PlanFileError
 from .plan import Change, Create, CreateUser, LinkUser, Note, Orphan, Plan, RecreateItems, Skip, Update
+from .registry import RECORDS
 from .report import as_dict
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .snapshot import ItemRec, Snapshot
 from .users import UserDirectory
 
 SCHEMA = "reconcile.planfile/v1"
 SALT = "reconcile.planfile"
-RECORDS = {"Product": ProductRec, "Price": PriceRec, "StripeUser": CustomerRec, "Subscription": SubscriptionRec}
 OPS = {cls.__name__: cls for cls in (Create, Update, RecreateItems, LinkUser, CreateUser, Orphan, Skip)}
 
 

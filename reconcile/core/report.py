@@ -12,17 +12,9 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from .plan import Action, Change, Operation, Plan, show
+from .registry import HEADINGS
 
 SCHEMA = "reconcile.plan/v1"
-HEADINGS = {
-    "Feature": "Features",
-    "Product": "Products",
-    "Price": "Prices",
-    "User": "Users",
-    "StripeUser": "Customers",
-    "Subscription": "Subscriptions",
-    "SubscriptionItem": "Subscription items",
-}
 PHRASES = {
     Action.CREATE: "to create",
     Action.UPDATE: "to update",

@@ -7,13 +7,14 @@ product, a customer). Objects that do not parse become ``Rejected`` entries, nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..conf import Config
 from ..core.parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
+from ..core.registry import PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import KnownIds, Rejected, Snapshot
 from ..errors import FetchError
 from ..progress import Progress
@@ -47,6 +48,9 @@ class _Builder:
     next_cursor: dict = field(default_factory=dict)
     embedded_prices: dict = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
+
+    def parse_product(self, obj) -> object:
+        return parse_product(obj, self.features_key)
 
     def add(self, model: str, target: dict, parse: Callable, obj, requested_at: datetime) -> None:
         oid = obj.get("id") if isinstance(obj, dict) else None
@@ -87,40 +91,30 @@ def _walk(ctx: _Context, path: str, params: dict, window: Window | None, resourc
     b.complete.add(resource)
 
 
-def _list(ctx: _Context, resource: str, model: str, parse: Callable, params: dict, window: Window | None = None):
+def _list(ctx: _Context, resource: Resource, params: Mapping[str, str], window: Window | None) -> None:
     """Walk one listing into the builder's dict of that resource."""
     b = ctx.builder
-    target = getattr(b, resource)
-    for page in _walk(ctx, f"/v1/{resource}", params, window, resource):
-        b.progress.page(resource, len(page.data))
+    target = getattr(b, resource.name)
+    window = window if resource.windowed else None
+    for page in _walk(ctx, f"/v1/{resource.name}", dict(params), window, resource.name):
+        b.progress.page(resource.name, len(page.data))
+        parse = ctx.parser(resource, page)
         for obj in page.data:
-            b.add(model, target, parse, obj, page.requested_at)
+            b.add(resource.model, target, parse, obj, page.requested_at)
 
 
-def _list_subscriptions(ctx: _Context, window: Window | None) -> None:
-    b = ctx.builder
-    for page in _walk(ctx, "/v1/subscriptions", {"status": "all"}, window, "subscriptions"):
-        b.progress.page("subscriptions", len(page.data))
-        for obj in page.data:
-            _add_subscription(ctx.fetcher, b, obj, page)
-
-
-def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
-    def parse(obj):
-        items = obj.get("items") if isinstance(obj, dict) else None
-        if not isinstance(items, dict) or not isinstance(items.get("data"), list):
-            raise BadObject("field 'items' should be a list object")
-        data = items["data"]
-        if items.get("has_more"):
-            data = [
-                item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data
-            ]
-        rec, prices = parse_subscription(obj, data)
-        for price in prices:
-            b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))
-        return rec
-
-    b.add("Subscription", b.subscriptions, parse, obj, page.requested_at)
+def _parse_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page):
+    """A subscription with all its items (their overflow pages fetched); keeps the prices they embed."""
+    items = obj.get("items") if isinstance(obj, dict) else None
+    if not isinstance(items, dict) or not isinstance(items.get("data"), list):
+        raise BadObject("field 'items' should be a list object")
+    data = items["data"]
+    if items.get("has_more"):
+        data = [item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data]
+    rec, prices = parse_subscription(obj, data)
+    for price in prices:
+        b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))
+    return rec
 
 
 def _resolve_references(fetcher: Fetcher, b: _Builder, known: KnownIds) -> None:
@@ -130,7 +124,7 @@ def _resolve_references(fetcher: Fetcher, b: _Builder, known: KnownIds) -> None:
             b.add("Price", b.prices, parse_price, obj, requested_at)
     wanted_products = {p.product_id for p in b.prices.values()} - set(b.products) - known.products
     for product_id in sorted(wanted_products):
-        _retrieve(fetcher, b, "Product", b.products, lambda o: parse_product(o, b.features_key), "products", product_id)
+        _retrieve(fetcher, b, "Product", b.products, b.parse_product, "products", product_id)
     wanted_customers = {s.customer_id for s in b.subscriptions.values()} - set(b.customers) - known.customers
     for customer_id in sorted(wanted_customers):
         _retrieve(fetcher, b, "StripeUser", b.customers, parse_customer, "customers", customer_id)
@@ -155,6 +149,14 @@ class _Context:
     builder: _Builder
     pool: ThreadPoolExecutor | None  # runs page requests; each listing is walked by a thread of its own
 
+    def parser(self, resource: Resource, page: Page) -> Callable[[dict], object]:
+        """How one object of ``resource`` on ``page`` becomes a record."""
+        if resource is SUBSCRIPTIONS:
+            return lambda obj: _parse_subscription(self.fetcher, self.builder, obj, page)
+        if resource is PRODUCTS:
+            return self.builder.parse_product
+        return resource.parse
+
 
 def fetch_remote(
     config: Config,
@@ -177,15 +179,9 @@ def fetch_remote(
     resources = list(dict.fromkeys(resources))
     jobs: list[Callable[[], None]] = []
     ctx = _Context(fetcher, b, None)
-    if "products" in resources:
-        product = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
-        for active in ("true", "false"):
-            jobs.append(lambda a=active: _list(ctx, "products", "Product", product, {"active": a}))
-            jobs.append(lambda a=active: _list(ctx, "prices", "Price", parse_price, {"active": a}))
-    if "customers" in resources:
-        jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
-    if "subscriptions" in resources:
-        jobs.append(lambda: _list_subscriptions(ctx, window))
+    for resource in RESOURCES:
+        if resource.group in resources:
+            jobs += [lambda r=resource, p=params: _list(ctx, r, p, window) for params in resource.filters]
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
