@@ -85,9 +85,21 @@ def feature_ids(metadata: dict, key: str) -> tuple[str, ...]:
 
 
 # -- readers: each returns a function of the Stripe object ---------------------------------------
+def reads(key: str, kind: str, **about: Any) -> Callable[[Reader], Reader]:
+    """Label a reader with the Stripe key it reads and its kind (text, flag, when, ref, ...), so
+    tests that walk the registry know what value to change in Stripe for each field."""
+
+    def label(fn: Reader) -> Reader:
+        fn.key, fn.kind, fn.about = key, kind, about  # type: ignore[attr-defined]
+        return fn
+
+    return label
+
+
 def text(key: str, *, nullable: bool = True, max_length: int = 255) -> Reader:
     """A string; ``max_length`` 0 for a TextField. A nullable text may also be absent."""
 
+    @reads(key, "text", nullable=nullable, max_length=max_length)
     def read(obj: dict) -> str | None:
         value = get(obj, key, str, nullable=nullable, optional=nullable)
         if value is not None and max_length and len(value) > max_length:
@@ -99,17 +111,20 @@ def text(key: str, *, nullable: bool = True, max_length: int = 255) -> Reader:
 
 def flag(key: str, *, optional: bool = False) -> Reader:
     """A boolean; an optional one reads as False when absent or null."""
-    return lambda obj: bool(get(obj, key, bool, optional=True)) if optional else get(obj, key, bool)
+    if optional:
+        return reads(key, "flag")(lambda obj: bool(get(obj, key, bool, optional=True)))
+    return reads(key, "flag")(lambda obj: get(obj, key, bool))
 
 
 def when(key: str) -> Reader:
     """A Unix timestamp as an aware UTC datetime, or None."""
-    return lambda obj: timestamp(obj.get(key), key)
+    return reads(key, "when")(lambda obj: timestamp(obj.get(key), key))
 
 
 def ref(key: str) -> Reader:
-    """A reference: an id string, or an expanded object carrying one."""
+    """A reference: an id string, or an expanded object carrying one (Stripe's ``object`` ``key``)."""
 
+    @reads(key, "ref", target=key)
     def read(obj: dict) -> str:
         value = obj.get(key)
         if isinstance(value, dict):
@@ -121,9 +136,14 @@ def ref(key: str) -> Reader:
     return read
 
 
-def one_of(key: str, allowed: frozenset[str]) -> Reader:
-    def read(obj: dict) -> str:
-        value = get(obj, key, str)
+def one_of(key: str, allowed: frozenset[str], *, optional: bool = False) -> Reader:
+    """One of the values Stripe documents; an optional one may be absent or null."""
+
+    @reads(key, "one_of", allowed=allowed)
+    def read(obj: dict) -> str | None:
+        value = get(obj, key, str, optional=optional)
+        if value is None and optional:
+            return None
         if value not in allowed:
             raise BadObject(f"{key} {value!r} is not one Stripe documents")
         return value
@@ -131,6 +151,7 @@ def one_of(key: str, allowed: frozenset[str]) -> Reader:
     return read
 
 
+@reads("metadata", "metadata")
 def metadata(obj: dict) -> dict:
     value = get(obj, "metadata", dict, optional=True)
     if value is None:
@@ -141,6 +162,7 @@ def metadata(obj: dict) -> dict:
     return dict(value)
 
 
+@reads("currency", "currency")
 def currency(obj: dict) -> str:
     value = get(obj, "currency", str).lower()
     if value not in ISO_4217:
@@ -148,6 +170,7 @@ def currency(obj: dict) -> str:
     return value
 
 
+@reads("recurring", "frequency")
 def frequency(obj: dict) -> str | None:
     """A recurring price's ``"{interval}_{interval_count}"``; None for a one-time price."""
     recurring = get(obj, "recurring", dict, nullable=True, optional=True)
@@ -160,6 +183,7 @@ def frequency(obj: dict) -> str | None:
     return f"{interval}_{count}"
 
 
+@reads("unit_amount", "amount")
 def unit_amount(obj: dict) -> int | None:
     amount = get(obj, "unit_amount", int, nullable=True, optional=True)
     if amount is not None and abs(amount) >= 2**63:
@@ -167,6 +191,7 @@ def unit_amount(obj: dict) -> int | None:
     return amount
 
 
+@reads("quantity", "quantity")
 def quantity(obj: dict) -> int | None:
     value = get(obj, "quantity", int, nullable=True, optional=True)
     if value is not None and not 0 <= value < 2**31:

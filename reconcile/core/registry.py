@@ -18,6 +18,8 @@ from typing import Any
 from . import read
 from .read import Reader
 
+REQUIRED = object()
+
 
 @dataclass(frozen=True)
 class Field:
@@ -26,6 +28,7 @@ class Field:
     name: str
     read: Reader
     column: str = ""
+    default: Any = REQUIRED  # a record's default, so code that builds records may leave the field out
 
     def __post_init__(self) -> None:
         if not self.column:
@@ -61,7 +64,9 @@ class Resource:
     record: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        specs = [("id", str)] + [(f.name, Any) for f in self.fields]
+        specs: list[tuple] = [("id", str)]
+        for f in self.fields:
+            specs.append((f.name, Any) if f.default is REQUIRED else (f.name, Any, field(default=f.default)))
         specs += [(name, Any, field(default=default)) for name, default in self.extras]
         rec = make_dataclass(_record_name(self.model), specs, frozen=True, slots=True, kw_only=True)
         rec.__module__ = "reconcile.core.snapshot"

@@ -179,9 +179,11 @@ def fetch_remote(
     resources = list(dict.fromkeys(resources))
     jobs: list[Callable[[], None]] = []
     ctx = _Context(fetcher, b, None)
-    for resource in RESOURCES:
-        if resource.group in resources:
-            jobs += [lambda r=resource, p=params: _list(ctx, r, p, window) for params in resource.filters]
+    # Each group's listings filter by filter: products and prices active, then both archived.
+    rank = {r.name: n for n, r in enumerate(RESOURCES)}
+    listings = [(r, n, p) for r in RESOURCES if r.group in resources for n, p in enumerate(r.filters)]
+    for resource, _, params in sorted(listings, key=lambda listing: (rank[listing[0].group], listing[1])):
+        jobs.append(lambda r=resource, p=params: _list(ctx, r, p, window))
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
