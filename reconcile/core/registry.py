@@ -130,6 +130,7 @@ PRODUCTS = Resource(
     before=(Related("Feature", "Features"),),
 )
 
+TAX_BEHAVIORS = frozenset({"inclusive", "exclusive", "unspecified"})
 PRICES = Resource(
     name="prices",
     model="Price",
@@ -144,6 +145,8 @@ PRICES = Resource(
         Field("frequency", read.frequency),
         Field("active", read.flag("active")),
         Field("nickname", read.text("nickname")),
+        Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
+        Field("tax_behavior", read.one_of("tax_behavior", TAX_BEHAVIORS, optional=True), default=None),
     ),
 )
 
