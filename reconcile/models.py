@@ -44,7 +44,10 @@ class Price(StripeRow):
     nickname = models.CharField(max_length=255, null=True, blank=True)
     lookup_key = models.CharField(max_length=200, null=True, blank=True, db_index=True)
     tax_behavior = models.CharField(
-        max_length=16, null=True, blank=True, help_text="inclusive, exclusive or unspecified; NULL when Stripe omits it."
+        max_length=16,
+        null=True,
+        blank=True,
+        help_text="inclusive, exclusive or unspecified; NULL when Stripe omits it.",
     )
 
     def __str__(self) -> str:

@@ -28,6 +28,24 @@ def test_help_lists_every_subcommand_and_option():
         assert ("--starting_after" in page) == (name in ("customers", "subscriptions"))
 
 
+def test_cli_and_management_commands_share_every_option_and_its_help():
+    from django.core.management import load_command_class
+
+    for name, (command, _) in COMMANDS.items():
+        parser = load_command_class("reconcile", command).create_parser("manage.py", command)
+        ours = {a.dest: a.help for a in parser._actions if a.dest not in ("help", "version") and a.option_strings}
+        theirs = {p.name: p.help for p in main.commands[name].params}
+        assert {dest: ours[dest] for dest in theirs} == theirs, name
+        assert set(ours) - set(theirs) == {
+            "settings",
+            "pythonpath",
+            "traceback",
+            "no_color",
+            "force_color",
+            "skip_checks",
+        }
+
+
 @pytest.mark.django_db
 def test_cli_and_management_command_print_the_same_plan(fake_stripe):
     # Django is already set up here with the demo project's settings: the CLI uses them.
