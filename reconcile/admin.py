@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from .conf import raw_settings
+from .core.values import show
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem, SyncRun
 
 TIERED = "tiered / custom"
@@ -44,17 +45,6 @@ def format_amount(amount: int | None, currency: str) -> str:
     units, minor = divmod(abs(amount), 10**decimals)
     number = f"{units}.{minor:0{decimals}d}" if decimals else str(units)
     return f"{sign}{number} {code.upper()}".rstrip()
-
-
-def show(value: Any) -> str:
-    """A JSON value from a report, written as the text report writes values."""
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
-    return str(value)
 
 
 def admin_link(obj: Model | None, text: Any = None, site: str = "admin") -> SafeString | str:

@@ -141,7 +141,6 @@ def diff(
         operations=tuple(ops),
         notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),
         next_cursor=dict(remote.next_cursor),
-        stats={"remote": remote.count(), "local": local.count()},
     )
 
 

@@ -1,17 +1,20 @@
 """The plan: an ordered tuple of small typed operations that the report renders and apply executes.
 
-Each action's value is the symbol the text report prints (as in Terraform's plan actions).
+Every operation has ``model``, ``id``, ``action``, ``changes``, ``reason`` (skips only) and
+``describe()``; ``to_json`` / ``from_json`` are its one codec (the plan file's form). Each action's
+value is the symbol the text report prints (as in Terraform's plan actions).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from .snapshot import CustomerRec, ItemRec
+from .registry import BY_MODEL, ITEMS, RECORDS
+from .snapshot import ItemRec
+from .values import decode, encode, show
 
 
 class Action(Enum):
@@ -28,19 +31,6 @@ class Action(Enum):
         return self.name.lower()
 
 
-def show(value: Any) -> str:
-    """A field value as the report prints it."""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, tuple):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    return repr(value) if isinstance(value, str) else str(value) if not isinstance(value, dict) else _dict(value)
-
-
-def _dict(value: dict) -> str:
-    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in sorted(value.items())) + "}"
-
-
 @dataclass(frozen=True, slots=True)
 class Change:
     field: str
@@ -55,12 +45,27 @@ class Change:
 class Create:
     model: str
     id: str
-    record: Any
+    record: Any  # None for a Feature
     action = Action.CREATE
+    reason = None
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every stored field, from nothing."""
+        if self.record is None:
+            return ()
+        return tuple(
+            Change(f.name, None, getattr(self.record, f.name)) for f in fields(self.record) if f.name not in _NOT_SHOWN
+        )
 
     def describe(self) -> str:
-        label = getattr(self.record, "name", None) or getattr(self.record, "email", None)
+        resource = BY_MODEL.get(self.model)
+        labels = [getattr(self.record, name) for name in resource.label] if resource else []
+        label = next((text for text in labels if text), None)
         return f"create {self.model} {self.id}" + (f" ({label})" if label else "")
+
+
+_NOT_SHOWN = frozenset({"id", "user_id"})  # the id is the operation's; a user link is an operation of its own
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Update:
     record: Any
     changes: tuple[Change, ...]
     action = Action.UPDATE
+    reason = None
 
     def describe(self) -> str:
         return f"update {self.model} {self.id}: {', '.join(c.field for c in self.changes)}"
@@ -81,7 +87,8 @@ class RecreateItems:
     old: tuple[ItemRec, ...]
     new: tuple[ItemRec, ...]
     action = Action.RECREATE_ITEMS
-    model = "SubscriptionItem"
+    model = ITEMS.model
+    reason = None
 
     @property
     def id(self) -> str:
@@ -102,6 +109,7 @@ class LinkUser:
     email: str
     action = Action.LINK_USER
     model = "StripeUser"
+    reason = None
 
     @property
     def id(self) -> str:
@@ -122,6 +130,7 @@ class CreateUser:
     also_link: tuple[str, ...] = ()  # other customers with the same email, linked to the same new user
     action = Action.CREATE_USER
     model = "User"
+    reason = None
 
     @property
     def id(self) -> str:
@@ -142,6 +151,8 @@ class Orphan:
     model: str
     id: str
     action = Action.ORPHAN
+    changes = ()
+    reason = None
 
     def describe(self) -> str:
         return f"orphan {self.model} {self.id}: stored here, absent from Stripe (kept)"
@@ -153,6 +164,7 @@ class Skip:
     id: str
     reason: str
     action = Action.SKIP
+    changes = ()
 
     def describe(self) -> str:
         return f"skip {self.model} {self.id}: {self.reason}"
@@ -181,7 +193,6 @@ class Plan:
     operations: tuple[Operation, ...] = ()
     notes: tuple[Note, ...] = ()
     next_cursor: dict[str, str] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)  # objects seen per side, for the report
 
     @property
     def in_sync(self) -> bool:
@@ -196,13 +207,38 @@ class Plan:
         counts = Counter(op.action for op in self.operations)
         return {action.key: counts.get(action, 0) for action in Action}
 
-    def __add__(self, other: Plan) -> Plan:
-        return Plan(
-            self.operations + other.operations,
-            self.notes + other.notes,
-            {**self.next_cursor, **other.next_cursor},
-            {k: self.stats.get(k, 0) + other.stats.get(k, 0) for k in {*self.stats, *other.stats}},
-        )
+
+# -- the codec: an operation as JSON and back (the plan file's form) ------------------------------
+OPERATIONS = {cls.__name__: cls for cls in (Create, Update, RecreateItems, LinkUser, CreateUser, Orphan, Skip)}
+
+
+def to_json(op: Operation | Note) -> dict[str, Any]:
+    """Every field of the operation (records whole), with its type; datetimes tagged."""
+    return {"type": type(op).__name__, **encode(op, tagged=True)}
+
+
+def from_json(data: dict[str, Any]) -> Operation:
+    cls = OPERATIONS[data["type"]]
+    return cls(**{f.name: _decode_field(f.name, data[f.name], data) for f in fields(cls)})
+
+
+def _decode_field(name: str, value: Any, data: dict[str, Any]) -> Any:
+    if name == "record":
+        return _record(data["model"], value)
+    if name == "changes":
+        return tuple(Change(c["field"], decode(c["old"]), decode(c["new"])) for c in value)
+    if name in ("old", "new"):  # a subscription's items
+        return tuple(ITEMS.record(**decode(i)) for i in value)
+    return decode(value)
+
+
+def _record(model: str, data: dict | None) -> Any:
+    if data is None:
+        return None
+    values = decode(data)
+    for child in BY_MODEL[model].children:  # child collections are tuples of their records
+        values[child.name] = tuple(child.record(**i) for i in values[child.name])
+    return RECORDS[model](**values)
 
 
 __all__ = [
@@ -210,7 +246,6 @@ __all__ = [
     "Change",
     "Create",
     "CreateUser",
-    "CustomerRec",
     "LinkUser",
     "Note",
     "Operation",
@@ -220,5 +255,6 @@ __all__ = [
     "Skip",
     "Update",
     "WRITES",
-    "show",
+    "from_json",
+    "to_json",
 ]

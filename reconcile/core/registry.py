@@ -61,6 +61,7 @@ class Resource:
     children: tuple[Resource, ...] = ()  # collections written after this model's rows
     parent_column: str = ""  # a child collection: the column naming its parent
     check: Reader | None = None  # refuses an object before its fields are read
+    label: tuple[str, ...] = ()  # fields that name an object in the report, the first one set
     record: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +127,7 @@ PRODUCTS = Resource(
         Field("active", read.flag("active")),
         Field("metadata", read.metadata),
     ),
+    label=("name",),
     extras=(("features", ()),),  # feature ids, sorted, from the features metadata key
     before=(Related("Feature", "Features"),),
 )
@@ -158,6 +160,7 @@ CUSTOMERS = Resource(
     pk="customer_id",
     windowed=True,
     check=_not_deleted,
+    label=("name", "email"),
     fields=(
         Field("email", read.text("email")),
         Field("name", read.text("name")),

@@ -6,13 +6,13 @@ Rendering is pure: it returns a string, never prints and never touches the datab
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from deepdiff import DeepDiff
 
-from .plan import Action, Change, Operation, Plan, show
+from .plan import Action, Change, Plan
 from .registry import HEADINGS
+from .values import encode
 
 SCHEMA = "reconcile.plan/v1"
 PHRASES = {
@@ -72,26 +72,6 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
-    return value
-
-
-def _record_changes(op: Operation) -> list[dict[str, Any]]:
-    record = getattr(op, "record", None)
-    if op.action is Action.CREATE and record is not None:
-        fields = [f for f in record.__dataclass_fields__ if f not in ("id", "user_id")]
-        return [{"field": f, "old": None, "new": _jsonable(getattr(record, f))} for f in fields]
-    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in getattr(op, "changes", ())]
-
-
 def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     """The JSON report; ``max_operations`` keeps the first ones only (the audit of a huge run)."""
     shown = plan.operations if max_operations is None else plan.operations[:max_operations]
@@ -105,8 +85,8 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
                 "symbol": op.action.value,
                 "model": op.model,
                 "id": op.id,
-                "changes": _record_changes(op),
-                "reason": getattr(op, "reason", None),
+                "changes": encode(op.changes),
+                "reason": op.reason,
                 "description": op.describe(),
             }
             for op in shown
@@ -137,9 +117,7 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
             if op.action is Action.CREATE:
                 details = op.describe()
             else:
-                details = getattr(op, "reason", None) or "; ".join(
-                    _change_detail(c) for c in getattr(op, "changes", ())
-                )
+                details = op.reason or "; ".join(_change_detail(c) for c in op.changes)
             lines.append(
                 f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
             )
@@ -155,4 +133,4 @@ def render(plan: Plan, fmt: str = "text", verbosity: int = 1) -> str:
     return RENDERERS[fmt](plan, verbosity)
 
 
-__all__ = ["render", "render_text", "render_json", "render_markdown", "as_dict", "summary_line", "SCHEMA", "show"]
+__all__ = ["render", "render_text", "render_json", "render_markdown", "as_dict", "summary_line", "SCHEMA"]

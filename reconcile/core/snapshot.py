@@ -73,6 +73,3 @@ class Snapshot:
     next_cursor: Mapping[str, str] = field(default_factory=dict)
     # Local side only: when each row was last written from Stripe data, keyed by (model, id).
     synced_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
-
-    def count(self) -> int:
-        return len(self.products) + len(self.prices) + len(self.customers) + len(self.subscriptions)
