@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BASE_DELAY": 0.5,  # seconds, doubled per try, with jitter
     "RETRY_MAX_DELAY": 8.0,
     "TIMEOUT": 30.0,  # seconds per request
-    "CONCURRENCY": 8,  # requests in flight at once while fetching
+    "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
     "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
 }

@@ -26,7 +26,7 @@ class UserPolicy:
     validate: Validator | None = None
 
 
-_KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
+KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
 
 
 def _newer_locally(remote: Snapshot, local: Snapshot, model: str, oid: str) -> bool:
@@ -64,7 +64,7 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
         if not found:
             continue
         if _newer_locally(remote, local, model, oid):
-            ops.append(Skip(model, oid, _KEPT))
+            ops.append(Skip(model, oid, KEPT))
             continue
         ops.append(Update(model, oid, rec, found))
     if resource in remote.complete:
@@ -107,7 +107,7 @@ def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[
         if stored is None or stored.items == sub.items or sid in skipped:
             continue
         if _newer_locally(remote, local, "Subscription", sid):
-            ops.append(Skip("SubscriptionItem", sid, _KEPT))
+            ops.append(Skip("SubscriptionItem", sid, KEPT))
         else:
             ops.append(RecreateItems(sid, stored.items, sub.items))
     return ops
@@ -144,4 +144,4 @@ def diff(
     )
 
 
-__all__ = ["diff", "changes", "UserPolicy", "MODEL_ORDER"]
+__all__ = ["diff", "changes", "UserPolicy"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .read import BadObject, feature_ids, timestamp
+from .read import BadObject, feature_ids
 from .registry import CUSTOMERS, ITEMS, PRICES, PRODUCTS, SUBSCRIPTIONS
 from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, SubscriptionRec
 
@@ -55,10 +55,9 @@ def parse_subscription(obj: dict, items: Iterable[dict]) -> tuple[SubscriptionRe
 __all__ = [
     "BadObject",
     "feature_ids",
-    "timestamp",
-    "parse_product",
-    "parse_price",
     "parse_customer",
     "parse_item",
+    "parse_price",
+    "parse_product",
     "parse_subscription",
 ]

@@ -99,7 +99,7 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     return report
 
 
-def render_json(plan: Plan, verbosity: int = 1) -> str:
+def render_json(plan: Plan) -> str:
     return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -107,7 +107,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plan: Plan, verbosity: int = 1) -> str:
+def render_markdown(plan: Plan) -> str:
     lines = ["### Stripe reconcile plan", ""]
     if not plan.operations:
         lines.append("**No changes detected.** The database agrees with Stripe.")
@@ -126,11 +126,11 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
-
-
 def render(plan: Plan, fmt: str = "text", verbosity: int = 1) -> str:
-    return RENDERERS[fmt](plan, verbosity)
+    """The report in ``fmt``; only the text report has levels of detail."""
+    if fmt == "text":
+        return render_text(plan, verbosity)
+    return {"json": render_json, "markdown": render_markdown}[fmt](plan)
 
 
 __all__ = ["render", "render_text", "render_json", "render_markdown", "as_dict", "summary_line", "SCHEMA"]

@@ -21,12 +21,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import connections, transaction
 
+from ..core.diff import KEPT
 from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
 from ..models import Feature, ProductFeature, StripeUser, SubscriptionItem
 from .bulk import batches, insert
-
-KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
 
 
 @dataclass

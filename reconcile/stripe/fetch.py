@@ -120,7 +120,6 @@ class Fetcher:
         self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
-        self.retries = 0
         self.latency = 0.0  # a moving average of request durations, in seconds
         self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
@@ -152,8 +151,6 @@ class Fetcher:
                 attempt += 1
                 delay = self._delay(attempt, rate_limited=isinstance(exc, stripe.RateLimitError))
                 log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
-                with self._count_lock:
-                    self.retries += 1
                 self._sleep(delay)
                 continue
             if not isinstance(body, dict):

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .api import ApiError, handle_get
-from .store import RESOURCES, FakeStripe, Fault, dumps
+from .store import FakeStripe, Fault, dumps
 
 KEY_PATTERN = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]+$")
 _ALNUM = string.ascii_letters + string.digits
@@ -282,4 +282,4 @@ def serve(fake: FakeStripe, host: str = "127.0.0.1", port: int = 0, *, allow_any
     return RunningServer(fake, host, port)
 
 
-__all__ = ["RESOURCES", "FakeStripeHandler", "RunningServer", "is_loopback", "mask_key", "serve"]
+__all__ = ["FakeStripeHandler", "RunningServer", "is_loopback", "mask_key", "serve"]
