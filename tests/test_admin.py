@@ -339,7 +339,7 @@ def test_delete_is_forbidden(admin_client, rows):
         url(Subscription), {"action": "delete_selected", "_selected_action": ["sub_alice"], "post": "yes"}
     )
     assert Subscription.objects.filter(pk="sub_alice").exists()
-    assert response.status_code in (200, 302, 403)
+    assert response.status_code == 200  # the changelist again: no delete action is offered
 
 
 @pytest.fixture
@@ -365,4 +365,6 @@ def test_changelist_queries_are_bounded(admin_client, many, django_assert_max_nu
     with django_assert_max_num_queries(10):
         response = admin_client.get(url(model))
     assert response.status_code == 200
-    assert len(response.context["cl"].result_list) >= min(30, response.context["cl"].result_count)
+    listing = response.context["cl"]
+    assert listing.result_count == model.objects.count()
+    assert len(listing.result_list) == min(listing.list_per_page, listing.result_count)

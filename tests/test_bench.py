@@ -13,6 +13,7 @@ from bench.accounts import build, expected_requests, objects, pages, peer_compat
 from bench.fakeproc import FakeProcess
 from bench.report import targets
 from bench.scenarios import Db, bounds, measured, reset_database, run_ours
+from reconcile.core.parse import feature_ids
 
 N, SEED = 50, 3
 
@@ -93,7 +94,8 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
 
     assert first.sql_kinds["INSERT"] == _tables_written(account)
     assert first.sql_writes == first.sql_kinds["INSERT"]  # nothing to update or delete in an empty database
-    assert first.plan.get("create", 0) >= count["objects"]
+    features = {f for p in account["products"] for f in feature_ids(p["metadata"], "features")}
+    assert first.plan == {"create": count["objects"] + len(features)}
 
     assert noop.sql_writes == 0 and noop.plan == {} and noop.counts == {}
 

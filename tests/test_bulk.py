@@ -3,6 +3,9 @@ measures (not timings), so they are asserted here; timings live in `make bench`.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -20,6 +23,12 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 def writes(ctx: CaptureQueriesContext) -> list[str]:
     return [q["sql"] for q in ctx.captured_queries if q["sql"].lstrip().upper().startswith(WRITES)]
+
+
+def kinds(ctx: CaptureQueriesContext) -> dict[str, int]:
+    """Statements by their first word (SELECT, INSERT, ...); an executemany ("500 times: INSERT ...")
+    is one statement, pipelined in one round trip."""
+    return dict(Counter(re.sub(r"^\d+ times: ", "", q["sql"]).split(None, 1)[0].upper() for q in ctx.captured_queries))
 
 
 def products_snapshot(n: int, name: str = "Product") -> Snapshot:
@@ -58,9 +67,9 @@ def test_first_apply_of_1000_products_and_3000_prices_takes_tens_of_statements()
     assert len(plan.writes) == 1 + 1000 + 3000
     with CaptureQueriesContext(connection) as ctx:
         apply_plan(plan, batch_size=500)
-    # per batch of 500: one SELECT (the lost-write guard) and one INSERT; plus features and links
-    assert len(ctx.captured_queries) <= 25, len(ctx.captured_queries)  # 21 when measured
-    assert len(writes(ctx)) <= 15
+    # per batch of 500 products (2) and prices (6): one SELECT (the lost-write guard) and one INSERT;
+    # plus one INSERT of features and one per batch of product-feature links (2)
+    assert kinds(ctx) == {"SAVEPOINT": 1, "SELECT": 8, "INSERT": 11, "RELEASE": 1}
 
 
 def test_updating_1000_products_takes_tens_of_statements():
@@ -69,7 +78,7 @@ def test_updating_1000_products_takes_tens_of_statements():
     assert plan.summary()["update"] == 1000
     with CaptureQueriesContext(connection) as ctx:
         apply_plan(plan, batch_size=500)
-    assert len(ctx.captured_queries) <= 10, len(ctx.captured_queries)
+    assert kinds(ctx) == {"SAVEPOINT": 1, "SELECT": 2, "UPDATE": 2, "RELEASE": 1}  # per batch: a SELECT, an UPDATE
 
 
 def test_a_no_op_run_loads_with_one_query_per_model_and_writes_nothing():
@@ -90,9 +99,13 @@ def test_2000_customers_and_subscriptions_first_pull_and_no_op(start_fake):
     assert first.code == 0
     objects = sum(len(v) for v in account.values())
     items = sum(len(s["items"]["data"]) for s in account["subscriptions"])
-    statements = len(ctx.captured_queries)
     assert objects + items > 6000
-    assert statements <= 50, statements  # 44 when measured: under 1 per 100 rows written
+    # under 1 statement per 100 rows written; PostgreSQL reads the large tables through server-side cursors
+    assert kinds(ctx) == (
+        {"DECLARE": 7, "SELECT": 16, "INSERT": 19, "SAVEPOINT": 2, "RELEASE": 2}
+        if connection.vendor == "postgresql"
+        else {"SELECT": 21, "INSERT": 19, "SAVEPOINT": 2, "RELEASE": 2}
+    )
     # requests equal pages: each listing's page count, nothing else
     pages = {
         "/v1/products": sum(-(-sum(p["active"] == a for p in account["products"]) // 100) or 1 for a in (True, False)),
