@@ -22,8 +22,19 @@ class StripeRow(models.Model):
         abstract = True
 
 
-class Product(StripeRow):
+class StripeObject(StripeRow):
+    """A row holding one Stripe object, keyed by its Stripe id."""
+
     id = models.CharField(max_length=255, primary_key=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Product(StripeObject):
     name = models.CharField(max_length=255)
     description = models.TextField(null=True, blank=True)
     active = models.BooleanField(default=True)
@@ -33,8 +44,7 @@ class Product(StripeRow):
         return f"{self.name} ({self.id})"
 
 
-class Price(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class Price(StripeObject):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
     amount = models.BigIntegerField(null=True, blank=True, help_text="Minor units; NULL for tiered or custom prices.")
     currency = models.CharField(max_length=3)
@@ -50,9 +60,6 @@ class Price(StripeRow):
         blank=True,
         help_text="inclusive, exclusive or unspecified; NULL when Stripe omits it.",
     )
-
-    def __str__(self) -> str:
-        return self.id
 
 
 class Feature(models.Model):
@@ -89,8 +96,7 @@ class StripeUser(StripeRow):
         return f"{self.customer_id} ({self.email or 'no email'})"
 
 
-class Subscription(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class Subscription(StripeObject):
     stripe_user = models.ForeignKey(
         StripeUser, on_delete=models.CASCADE, related_name="subscriptions", verbose_name="Stripe customer"
     )
@@ -110,16 +116,12 @@ class Subscription(StripeRow):
         return f"{self.id} ({self.status})"
 
 
-class SubscriptionItem(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class SubscriptionItem(StripeObject):
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="items")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="subscription_items")
     quantity = models.PositiveIntegerField(null=True, blank=True)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return self.id
 
 
 class SyncRun(models.Model):

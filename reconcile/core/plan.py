@@ -32,22 +32,35 @@ class Action(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class Change:  # one field's value here (old) and in Stripe (new)
     field: str
     old: Any
     new: Any
 
+
+class _Operation:
+    """The protocol's defaults: an operation changes no field and has no reason unless it says so."""
+
+    changes: tuple[Change, ...] = ()
+    reason: str | None = None
+    template = ""  # what describe() says, formatted with the operation as ``op``
+
     def describe(self) -> str:
-        return f"{self.field}: {show(self.old)} -> {show(self.new)}"
+        return self.template.format(op=self)
 
 
 @dataclass(frozen=True)
-class Create:
+class _OnRow(_Operation):
+    """An operation on one row of ``model``, by its Stripe id."""
+
     model: str
     id: str
+
+
+@dataclass(frozen=True)
+class Create(_OnRow):
     record: Any  # None for a Feature
     action = Action.CREATE
-    reason = None
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -69,26 +82,22 @@ _NOT_SHOWN = frozenset({"id", "user_id"})  # the id is the operation's; a user l
 
 
 @dataclass(frozen=True)
-class Update:
-    model: str
-    id: str
+class Update(_OnRow):
     record: Any
     changes: tuple[Change, ...]
     action = Action.UPDATE
-    reason = None
 
     def describe(self) -> str:
         return f"update {self.model} {self.id}: {', '.join(c.field for c in self.changes)}"
 
 
 @dataclass(frozen=True)
-class RecreateItems:
+class RecreateItems(_Operation):
     subscription_id: str
     old: tuple[ItemRec, ...]
     new: tuple[ItemRec, ...]
     action = Action.RECREATE_ITEMS
     model = ITEMS.model
-    reason = None
 
     @property
     def id(self) -> str:
@@ -103,38 +112,36 @@ class RecreateItems:
 
 
 @dataclass(frozen=True)
-class LinkUser:
+class _ForCustomer(_Operation):
+    """An operation on behalf of one customer: the customer is its id."""
+
     customer_id: str
-    user_id: Any
-    email: str
-    action = Action.LINK_USER
-    model = "StripeUser"
-    reason = None
 
     @property
     def id(self) -> str:
         return self.customer_id
+
+
+@dataclass(frozen=True)
+class LinkUser(_ForCustomer):
+    user_id: Any
+    email: str
+    action = Action.LINK_USER
+    model = "StripeUser"
+    template = "link StripeUser {op.customer_id} to user {op.user_id} ({op.email})"
 
     @property
     def changes(self) -> tuple[Change, ...]:
         return (Change("user", None, self.user_id),)
 
-    def describe(self) -> str:
-        return f"link StripeUser {self.customer_id} to user {self.user_id} ({self.email})"
 
 
 @dataclass(frozen=True)
-class CreateUser:
-    customer_id: str
+class CreateUser(_ForCustomer):
     fields: tuple[tuple[str, Any], ...]
     also_link: tuple[str, ...] = ()  # other customers with the same email, linked to the same new user
     action = Action.CREATE_USER
     model = "User"
-    reason = None
-
-    @property
-    def id(self) -> str:
-        return self.customer_id
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -147,27 +154,16 @@ class CreateUser:
 
 
 @dataclass(frozen=True)
-class Orphan:
-    model: str
-    id: str
+class Orphan(_OnRow):
     action = Action.ORPHAN
-    changes = ()
-    reason = None
-
-    def describe(self) -> str:
-        return f"orphan {self.model} {self.id}: stored here, absent from Stripe (kept)"
+    template = "orphan {op.model} {op.id}: stored here, absent from Stripe (kept)"
 
 
 @dataclass(frozen=True)
-class Skip:
-    model: str
-    id: str
+class Skip(_OnRow):
     reason: str
     action = Action.SKIP
-    changes = ()
-
-    def describe(self) -> str:
-        return f"skip {self.model} {self.id}: {self.reason}"
+    template = "skip {op.model} {op.id}: {op.reason}"
 
 
 Operation = Create | Update | RecreateItems | LinkUser | CreateUser | Orphan | Skip

@@ -47,9 +47,9 @@ class Related:
 class Resource:
     name: str  # the snapshot's attribute and the list endpoint /v1/<name>
     model: str  # the Django model (and the report's model label)
-    object: str  # Stripe's "object" value
-    heading: str  # the report's heading of this model's operations
     fields: tuple[Field, ...]
+    object: str = ""  # Stripe's "object" value (default: the name's singular)
+    heading: str = ""  # the report's heading of this model's operations (default: the name)
     pk: str = "id"  # the model's primary key column, holding the Stripe id
     filters: tuple[Mapping[str, str], ...] = ({},)  # one listing per filter set
     command: str = ""  # the resource group that lists it (prices come with "products")
@@ -65,6 +65,8 @@ class Resource:
     record: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "object", self.object or self.name.removesuffix("s"))
+        object.__setattr__(self, "heading", self.heading or self.name.capitalize())
         specs: list[tuple] = [("id", str)]
         for f in self.fields:
             specs.append((f.name, Any) if f.default is REQUIRED else (f.name, Any, field(default=f.default)))
@@ -118,8 +120,6 @@ def _not_deleted(obj: dict) -> None:
 PRODUCTS = Resource(
     name="products",
     model="Product",
-    object="product",
-    heading="Products",
     filters=({"active": "true"}, {"active": "false"}),
     fields=(
         Field("name", read.text("name", nullable=False)),
@@ -136,8 +136,6 @@ TAX_BEHAVIORS = frozenset({"inclusive", "exclusive", "unspecified"})
 PRICES = Resource(
     name="prices",
     model="Price",
-    object="price",
-    heading="Prices",
     filters=({"active": "true"}, {"active": "false"}),
     command="products",
     fields=(
@@ -155,8 +153,6 @@ PRICES = Resource(
 CUSTOMERS = Resource(
     name="customers",
     model="StripeUser",
-    object="customer",
-    heading="Customers",
     pk="customer_id",
     windowed=True,
     check=_not_deleted,
@@ -186,8 +182,6 @@ ITEMS = Resource(
 SUBSCRIPTIONS = Resource(
     name="subscriptions",
     model="Subscription",
-    object="subscription",
-    heading="Subscriptions",
     filters=({"status": "all"},),
     windowed=True,
     fields=(

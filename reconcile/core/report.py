@@ -12,7 +12,7 @@ from deepdiff import DeepDiff
 
 from .plan import Action, Change, Plan
 from .registry import HEADINGS
-from .values import encode
+from .values import encode, show
 
 SCHEMA = "reconcile.plan/v1"
 PHRASES = {
@@ -41,7 +41,7 @@ def _change_detail(change: Change) -> str:
             f"{key(i)}: {i.t1!r} -> {i.t2!r}" for kind in ("values_changed", "type_changes") for i in tree.get(kind, [])
         )
         return f"{change.field}: " + ", ".join(added + removed + changed)
-    return change.describe()
+    return f"{change.field}: {show(change.old)} -> {show(change.new)}"
 
 
 def _closing_line(plan: Plan) -> str:
