@@ -12,6 +12,7 @@ import gc
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 
 from .conf import Config, get_config
@@ -138,7 +139,11 @@ class _Run:
 
     def read_plan(self) -> Built:
         path = self.options.apply_plan
-        header, plan, fetched_at = planfile.read(path)
+        try:
+            text = Path(path).read_text()
+        except (OSError, ValueError) as exc:
+            raise PlanFileError(f"Cannot read the plan file {path}: {exc}") from None
+        header, plan, fetched_at = planfile.loads(text, path)
         if tuple(header["resources"]) != self.resources:
             raise PlanFileError(
                 f"The plan file {path} was made by {header['command']} for {', '.join(header['resources'])}; "
@@ -152,14 +157,14 @@ class _Run:
     def save_plan(self, built: Built) -> None:
         path = self.options.plan_out
         if path:
-            planfile.write(
-                path,
+            text = planfile.dumps(
                 built.plan,
                 command=self.options.command,
                 resources=self.resources,
                 state=built.state,
                 fetched_at=built.fetched_at,
             )
+            Path(path).write_text(text)
             self.err.write(f"Saved the plan to {path}; apply it with --apply-plan {path}.\n")
 
     def not_applied(self, built: Built) -> Outcome:

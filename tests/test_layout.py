@@ -68,3 +68,15 @@ def test_only_the_db_package_and_the_migrations_write():
     outside = {p: c for p, c in found.items() if not p.startswith(("reconcile/db/", "reconcile/migrations/"))}
     assert outside == {}
     assert {p for p in found if p.startswith("reconcile/db/")} >= {"reconcile/db/apply.py", "reconcile/db/audit.py"}
+
+
+def test_the_core_opens_no_files_and_prints_nothing():
+    io = {"open", "print", "read_text", "write_text", "read_bytes", "write_bytes", "urlopen", "socket"}
+    found = {
+        path: ast.unparse(node.func)
+        for path, tree in sources().items()
+        if path.startswith("reconcile/core/")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in io
+    }
+    assert found == {}

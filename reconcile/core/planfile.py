@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 
 from django.core import signing
 
@@ -43,10 +42,8 @@ def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
-# -- files ---------------------------------------------------------------------------------------
-def write(
-    path: str | Path, plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict
-) -> None:
+# -- the file's text (the caller reads and writes the file) ----------------------------------------
+def dumps(plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict) -> str:
     body = {
         "schema": SCHEMA,
         "command": command,
@@ -58,14 +55,15 @@ def write(
         "fetched_at": [[model, oid, at.isoformat()] for (model, oid), at in sorted(fetched_at.items())],
     }
     body["signature"] = signing.Signer(salt=SALT).signature(_canonical(body))
-    Path(path).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    return json.dumps(body, indent=1, ensure_ascii=False) + "\n"
 
 
-def read(path: str | Path) -> tuple[dict, Plan, dict]:
-    """The file's header, its plan and its fetch times; PlanFileError if unreadable or edited."""
+def loads(text: str, path: str) -> tuple[dict, Plan, dict]:
+    """The header, the plan and the fetch times in the text of the file at ``path`` (named in
+    errors); PlanFileError if it is not a plan file or was edited."""
     try:
-        body = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        body = json.loads(text)
+    except ValueError as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc}") from None
     if not isinstance(body, dict) or body.get("schema") != SCHEMA:
         raise PlanFileError(f"{path} is not a reconcile plan file ({SCHEMA}).")
