@@ -99,14 +99,13 @@ class Applier:
                 if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
                     self.result.conflicts.append(Skip(name, op.id, KEPT))
                     continue
-                values = resource.column_values(op.record)
                 if isinstance(op, Create) and op.id not in stored:
-                    row = (op.id, *values.values(), at)
+                    row = (op.id, *resource.values(op.record), at)
                     inserts.append(row + (self.links.get(op.id),) if linked else row)
                     self.inserted[name].add(op.id)
                 elif op.id in stored:
-                    changed.append(model(**{pk: op.id}, **values, synced_at=at))
-                    fields |= set(values) if isinstance(op, Create) else _columns(resource, op.changes)
+                    changed.append(model(**{pk: op.id}, **resource.column_values(op.record), synced_at=at))
+                    fields |= set(resource.columns) if isinstance(op, Create) else _columns(resource, op.changes)
                 self.written[name].add(op.id)
             insert(model, names, inserts, self.batch_size)
             if changed:
@@ -176,7 +175,7 @@ class Applier:
 
     def insert_items(self, subscriptions: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         rows = (
-            (i.id, sid, *ITEMS.column_values(i).values(), self.stamp("Subscription", sid))
+            (i.id, sid, *ITEMS.values(i), self.stamp("Subscription", sid))
             for sid, items in subscriptions
             for i in items
         )

@@ -27,25 +27,19 @@ def known_ids() -> KnownIds:
     )
 
 
-def _rows(resource: Resource, *extra: str) -> Iterator[tuple[dict[str, Any], Any]]:
-    """Per row: the record's values by field name (the id, the compared fields, ``extra`` columns)
-    and ``synced_at``. One query, read in chunks."""
+def _rows(resource: Resource, *extra: str) -> Iterator[tuple]:
+    """``(id, *compared fields, *extra)`` per row: one query, read in chunks."""
     model = apps.get_model("reconcile", resource.model)
-    names = ("id", *resource.names, *extra)
-    for *values, synced_at in model.objects.values_list(resource.pk, *resource.columns, *extra, "synced_at").iterator(
-        _CHUNK
-    ):
-        yield dict(zip(names, values, strict=True)), synced_at
+    return model.objects.values_list(resource.pk, *resource.columns, *extra).iterator(_CHUNK)
 
 
-def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), **children: Mapping) -> dict[str, Any]:
-    """One resource's records by id; ``children`` maps an extra attribute to its values by id."""
+def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), children: Mapping | None = None) -> dict:
+    """One resource's records by id; ``children``: its child collection's records by parent id."""
     records = {}
-    for values, synced_at in _rows(resource, *extra):
-        oid = values["id"]
-        for name, by_id in children.items():
-            values[name] = by_id.get(oid, ())
-        records[oid] = resource.record(**values)
+    make = resource.maker(*extra)
+    for row in _rows(resource, *extra, "synced_at"):
+        oid, synced_at = row[0], row[-1]
+        records[oid] = make(row) if children is None else make(row, children.get(oid, ()))
         if synced_at is not None:
             synced[(resource.model, oid)] = synced_at
     return records
@@ -54,8 +48,9 @@ def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), **child
 def _items() -> dict[str, tuple]:
     """Every subscription's items, sorted by id."""
     items: dict[str, list] = defaultdict(list)
-    for values, _ in _rows(ITEMS, ITEMS.parent_column):
-        items[values.pop(ITEMS.parent_column)].append(ITEMS.record(**values))
+    make = ITEMS.maker()
+    for row in _rows(ITEMS, ITEMS.parent_column):
+        items[row[-1]].append(make(row))
     return {sid: tuple(sorted(recs, key=_by_id)) for sid, recs in items.items()}
 
 
@@ -73,14 +68,14 @@ def load_local(resources: Iterable[str]) -> Snapshot:
     synced: dict[tuple[str, str], Any] = {}
     loaded: dict[str, Any] = {}
     if "products" in wanted:
-        loaded["products"] = _load(PRODUCTS, synced, features=_features())
+        loaded["products"] = _load(PRODUCTS, synced, children=_features())
         loaded["features"] = frozenset(Feature.objects.values_list("id", flat=True))
     if "prices" in wanted:
         loaded["prices"] = _load(PRICES, synced)
     if "customers" in wanted:
         loaded["customers"] = _load(CUSTOMERS, synced, ("user_id",))
     if "subscriptions" in wanted:
-        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, items=_items())
+        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, children=_items())
     return Snapshot(**loaded, synced_at=synced)
 
 
