@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from . import registry
 
@@ -20,18 +19,6 @@ PriceRec = registry.PRICES.record
 CustomerRec = registry.CUSTOMERS.record
 ItemRec = registry.ITEMS.record
 SubscriptionRec = registry.SUBSCRIPTIONS.record
-
-RESOURCES = tuple(r.name for r in registry.RESOURCES)
-
-
-def columns(record_type: type) -> tuple[str, ...]:
-    """The model columns holding a record type's compared fields, in the same order."""
-    return registry.BY_RECORD[record_type].columns
-
-
-def column_values(record: Any) -> dict[str, Any]:
-    """A record's compared fields as model column values."""
-    return registry.BY_RECORD[type(record)].column_values(record)
 
 
 @dataclass(frozen=True)
