@@ -112,6 +112,8 @@ def test_2000_customers_and_subscriptions_first_pull_and_no_op(start_fake):
         "/v1/prices": sum(-(-sum(p["active"] == a for p in account["prices"]) // 100) or 1 for a in (True, False)),
         "/v1/customers": -(-sum(not c.get("deleted") for c in account["customers"]) // 100),
         "/v1/subscriptions": -(-len(account["subscriptions"]) // 100),
+        # one page of the rest of the items for each subscription of more than 10 items
+        "/v1/subscription_items": sum(len(s["items"]["data"]) > 10 for s in account["subscriptions"]),
     }
     seen = {}
     for r in fake.requests:
