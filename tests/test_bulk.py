@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from reconcile.core.diff import diff
-from reconcile.core.snapshot import PriceRec, ProductRec, Snapshot
+from reconcile.core.snapshot import FeatureRec, PriceRec, ProductRec, Snapshot
 from reconcile.db.apply import apply_plan
 from reconcile.db.local import load_local
 from reconcile.testing.generate import generate_account
@@ -57,7 +57,7 @@ def products_snapshot(n: int, name: str = "Product") -> Snapshot:
         for k in range(3)
     }
     return Snapshot(
-        products=products, prices=prices, features=frozenset({"feat_a"}), complete=frozenset({"products", "prices"})
+        products=products, prices=prices, features={"feat_a": FeatureRec(id="feat_a")}, complete=frozenset({"products", "prices"})
     )
 
 

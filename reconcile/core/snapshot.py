@@ -15,13 +15,14 @@ from typing import Any
 from . import registry
 
 # The record types, one per registry entry (frozen, keyword-only dataclasses).
+FeatureRec = registry.FEATURES.record
 ProductRec = registry.PRODUCTS.record
 PriceRec = registry.PRICES.record
 CustomerRec = registry.CUSTOMERS.record
 ItemRec = registry.ITEMS.record
 SubscriptionRec = registry.SUBSCRIPTIONS.record
 
-RESOURCES = tuple(r.name for r in registry.RESOURCES)
+RESOURCES = tuple(r.name for r in registry.RESOURCES if r.listed)
 
 
 def columns(record_type: type) -> tuple[str, ...]:
@@ -61,7 +62,7 @@ class Snapshot:
     prices: Mapping[str, PriceRec] = field(default_factory=dict)
     customers: Mapping[str, CustomerRec] = field(default_factory=dict)
     subscriptions: Mapping[str, SubscriptionRec] = field(default_factory=dict)
-    features: frozenset[str] = frozenset()
+    features: Mapping[str, FeatureRec] = field(default_factory=dict)  # by id: Entitlements' or metadata's
     complete: frozenset[str] = frozenset()
     rejected: tuple[Rejected, ...] = ()
     # Remote side only: when the page holding each object was requested, keyed by (model, id),

@@ -24,7 +24,7 @@ from django.db import connections, transaction
 from ..core.diff import KEPT
 from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
-from ..models import Feature, ProductFeature, StripeUser, SubscriptionItem
+from ..models import ProductFeature, StripeUser, SubscriptionItem
 from .bulk import batches, insert
 
 
@@ -65,9 +65,7 @@ class Applier:
 
     def before(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
         """Write a ``Related`` model of the registry, ahead of the resource that refers to it."""
-        if model == "Feature":
-            self.create_features(ops[(Create, "Feature")])
-        elif model == "User":
+        if model == "User":
             self.links.update(self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")]))
 
     def after(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
@@ -78,12 +76,6 @@ class Applier:
             self.link(self.links)
         elif model == "Subscription":
             self.items(ops[(Create, "Subscription")], ops[(RecreateItems, ITEMS.model)])
-
-    def create_features(self, creates: list[Create]) -> None:
-        Feature.objects.bulk_create(
-            [Feature(id=op.id) for op in creates], batch_size=self.batch_size, ignore_conflicts=True
-        )
-        self.result.counts["create"] += len(creates)
 
     # -- products, prices, customers, subscriptions ---------------------------------------------
     def upsert(self, resource: Resource, creates: list[Create], updates: list[Update]) -> None:
