@@ -57,7 +57,10 @@ def products_snapshot(n: int, name: str = "Product") -> Snapshot:
         for k in range(3)
     }
     return Snapshot(
-        products=products, prices=prices, features={"feat_a": FeatureRec(id="feat_a")}, complete=frozenset({"products", "prices"})
+        products=products,
+        prices=prices,
+        features={"feat_a": FeatureRec(id="feat_a")},
+        complete=frozenset({"products", "prices"}),
     )
 
 
