@@ -320,7 +320,8 @@ def test_an_account_with_every_shape_is_stored_exactly_and_a_second_pull_plans_n
     assert stored_prices() == expected_prices(account["prices"])
     assert stored_customers() == expected_customers(account["customers"])
     assert stored_subscriptions() == expected_subscriptions(account["subscriptions"])
-    mixed = [s["id"] for s in account["subscriptions"] if len({i["current_period_end"] for i in s["items"]["data"]}) > 1]
+    subs = account["subscriptions"]
+    mixed = [s["id"] for s in subs if len({i["current_period_end"] for i in s["items"]["data"]}) > 1]
     assert mixed and all(f"? Subscription {sid}: its items bill on 2 different periods" in first.out for sid in mixed)
     overflow = sum(len(s["items"]["data"]) > 10 for s in account["subscriptions"])
     assert overflow and paths(fake)["/v1/subscription_items"] == overflow
