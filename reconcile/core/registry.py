@@ -64,6 +64,9 @@ class Resource:
     label: tuple[str, ...] = ()  # fields that name an object in the report, the first one set
     expand: tuple[str, ...] = ()  # fields a list must expand (``expand[]=data.tiers``): Stripe omits them otherwise
     listed: bool = True  # False: not a /v1/<name> listing of its own (Entitlements features: their own module)
+    # False: new rows are inserted with ON CONFLICT DO NOTHING and no lost-write read (rows that any
+    # run may create and that no webhook writes: features); updates are guarded as for the others.
+    guarded: bool = True
     record: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +134,7 @@ FEATURES = Resource(
     heading="Features",
     command="products",
     listed=False,  # /v1/entitlements/features, listed by stripe/entitlements.py when the setting asks
+    guarded=False,
     fields=(
         Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
         Field("name", read.text("name"), default=None),

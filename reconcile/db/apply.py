@@ -59,9 +59,25 @@ class Applier:
             for resource in RESOURCES:  # the registry's order: a row's references are written first
                 for related in resource.before:
                     self.before(related.model, ops)
-                self.upsert(resource, ops[(Create, resource.model)], ops[(Update, resource.model)])
+                creates = ops[(Create, resource.model)]
+                if not resource.guarded:
+                    self.insert_or_ignore(resource, creates)
+                    creates = []
+                self.upsert(resource, creates, ops[(Update, resource.model)])
                 self.after(resource.model, ops)
         return self.result
+
+    def insert_or_ignore(self, resource: Resource, creates: list[Create]) -> None:
+        """New rows of an unguarded resource: one INSERT that skips rows already there, no guard read."""
+        model = apps.get_model("reconcile", resource.model)
+        stamp = self.stamp
+        rows = [
+            model(**{resource.pk: op.id}, **resource.column_values(op.record), synced_at=stamp(resource.model, op.id))
+            for op in creates
+        ]
+        model.objects.bulk_create(rows, batch_size=self.batch_size, ignore_conflicts=True)
+        self.written[resource.model].update(op.id for op in creates)
+        self.result.counts["create"] += len(rows)
 
     def before(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
         """Write a ``Related`` model of the registry, ahead of the resource that refers to it."""
