@@ -139,6 +139,7 @@ FEATURES = Resource(
         Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
         Field("name", read.text("name"), default=None),
     ),
+    label=("name", "lookup_key"),
     extras=(("description", None),),  # a column of drf-stripe-subscription's model, never from Stripe
 )
 

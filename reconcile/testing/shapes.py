@@ -274,8 +274,8 @@ def _subscriptions(account: dict, special: dict, addons: list[dict], subs: _Subs
         sub["billing_mode"] = {"flexible": None, "type": "classic"}
         sub["billing_schedules"] = []
         sub["billing_thresholds"] = None
-        if i % 97 == 5:  # more than 10 items: the rest come from /v1/subscription_items
-            subs.set_items(sub, [(p, 1 + k % 3) for k, p in enumerate(addons[: 11 + i % 3])])
+        if i % 397 == 5:  # more than 10 items: the rest come from /v1/subscription_items
+            subs.set_items(sub, [(p, 1 + k % 3) for k, p in enumerate(addons[: 11 + (i // 397) % 3])])
         elif i % 89 == 7:  # items billing on different periods (flexible billing mode)
             subs.set_items(sub, [(special["multi"], 1), (special["weekly"], 1)], currency="usd")
             sub["billing_mode"] = {
