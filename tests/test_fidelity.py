@@ -327,3 +327,17 @@ def test_an_account_with_every_shape_is_stored_exactly_and_a_second_pull_plans_n
     assert overflow and paths(fake)["/v1/subscription_items"] == overflow
     second = run("pull_stripe")
     assert second.out.endswith("No changes detected.\n"), second.out
+
+
+def test_a_product_whose_features_cannot_be_read_is_skipped_with_the_reason(start_fake, reconcile_settings):
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "FEATURES_SOURCE": "entitlements"}
+    data = demo_data()
+    broken = {"id": "prodft_Broken", "object": "product_feature", "product": "prod_DemoTeam00001",
+              "entitlement_feature": "feat_NotInTheAccount", "livemode": False}
+    data["product_features"].append(broken)
+    start_fake(data)
+    result = run("update_stripe_products")
+    assert result.code == 0
+    assert ("  ! skip Product prod_DemoTeam00001: a product feature of prod_DemoTeam00001 without its feature's id"
+            in result.out)
+    assert links() == {"prod_DemoPro000001": ENTITLEMENT_LINKS["prod_DemoPro000001"]}  # the rest is applied

@@ -47,6 +47,14 @@ def _attached(fetcher: Fetcher, product_id: str) -> tuple[str, ...]:
     return tuple(sorted(ids))
 
 
+def _safely(fetcher: Fetcher, product_id: str) -> tuple[str, ...] | BadObject:
+    """A product's feature ids, or the reason they cannot be read (the product is then skipped)."""
+    try:
+        return _attached(fetcher, product_id)
+    except BadObject as exc:
+        return exc
+
+
 def attach_features(
     fetcher: Fetcher, builder, product_ids: Iterable[str], source: str, pool: ThreadPoolExecutor | None = None
 ) -> None:
@@ -56,16 +64,18 @@ def attach_features(
     if not builder.features or not wanted:  # no feature in the account: no product has one
         attached = {pid: () for pid in wanted}
     elif pool is None:
-        attached = {pid: _attached(fetcher, pid) for pid in wanted}
+        attached = {pid: _safely(fetcher, pid) for pid in wanted}
     else:
-        futures = {pid: pool.submit(_attached, fetcher, pid) for pid in wanted}
+        futures = {pid: pool.submit(_safely, fetcher, pid) for pid in wanted}
         attached = {pid: future.result() for pid, future in futures.items()}
     for pid in wanted:
         product = builder.products[pid]
-        unknown = [f for f in attached[pid] if f not in builder.features]
-        if unknown:  # attached after the feature list was read: the next run has it
-            builder.rejected.append(Rejected("Product", pid, f"its features {', '.join(unknown)} were not listed"))
+        found = attached[pid]
+        unknown = [] if isinstance(found, BadObject) else [f for f in found if f not in builder.features]
+        if isinstance(found, BadObject) or unknown:  # unknown: attached after the list was read; next run has it
+            why = str(found) if isinstance(found, BadObject) else f"its features {', '.join(unknown)} were not listed"
+            builder.rejected.append(Rejected("Product", pid, why))
             del builder.products[pid]
             continue
-        own = attached[pid] if source == "entitlements" else tuple(sorted({*product.features, *attached[pid]}))
+        own = found if source == "entitlements" else tuple(sorted({*product.features, *found}))
         builder.products[pid] = replace(product, features=own)

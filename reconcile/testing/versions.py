@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-# The versions the fake answers to: a sample of Stripe's dated versions before named releases, and
-# the named releases (date.codename) since 2024-09-30. Add the version a new stripe-python pins.
+# The versions the fake answers to: a sample of Stripe's dated versions before named releases, named
+# releases (date.codename) since 2024-09-30, the spec's (2026-08-26.dahlia) and stripe-python's.
+# Add the version a new stripe-python pins.
 KNOWN_VERSIONS: frozenset[str] = frozenset(
     {
         "2020-08-27",
@@ -36,12 +37,8 @@ KNOWN_VERSIONS: frozenset[str] = frozenset(
         "2025-08-27.basil",
         "2025-09-30.clover",
         "2025-10-29.clover",
-        "2025-11-17.clover",
-        "2025-12-15.clover",
-        "2026-01-28.clover",
-        "2026-02-25.clover",
-        "2026-06-24.dahlia",
-        "2026-08-26.dahlia",
+        "2026-06-24.dahlia",  # what stripe-python 15.3 pins
+        "2026-08-26.dahlia",  # tests/data/stripe_schemas.json's spec
         "2026-10-28.endive",  # what stripe-python 16.1 pins
     }
 )
