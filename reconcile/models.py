@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from .fields import ExactDecimalField
+
 
 class StripeRow(models.Model):
     synced_at = models.DateTimeField(
@@ -66,7 +68,7 @@ class Price(StripeObject):
     interval = models.CharField(max_length=8, null=True, blank=True, help_text="day, week, month or year.")
     interval_count = models.PositiveIntegerField(null=True, blank=True)
     usage_type = models.CharField(max_length=16, null=True, blank=True, help_text="licensed or metered.")
-    unit_amount_decimal = models.DecimalField(
+    unit_amount_decimal = ExactDecimalField(
         max_digits=32,
         decimal_places=12,
         null=True,

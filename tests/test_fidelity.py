@@ -58,6 +58,16 @@ def test_a_sub_cent_price_keeps_its_exact_decimal_amount(fake_stripe):
     assert describe_row(price) == "0.005 USD per unit"  # not "tiered / custom"
 
 
+def test_every_decimal_place_is_kept_on_every_database(fake_stripe):
+    # 16 significant digits: a float (SQLite's NUMERIC affinity) would round it and plan it again forever
+    price_like(fake_stripe, "price_DemoStarterMo", "price_Long", unit_amount=None,
+               unit_amount_decimal="1000.123456789012")
+    assert run("pull_stripe").code == 0
+    assert Price.objects.get(id="price_Long").unit_amount_decimal == Decimal("1000.123456789012")
+    assert Price.objects.filter(unit_amount_decimal=Decimal("1000.123456789012")).count() == 1
+    assert run("pull_stripe", "--check").code == 0
+
+
 def test_a_package_price_is_per_package_not_per_unit(fake_stripe):
     price_like(fake_stripe, "price_DemoStarterMo", "price_Pack10", unit_amount=1000, unit_amount_decimal="1000",
                transform_quantity={"divide_by": 10, "round": "up"})
