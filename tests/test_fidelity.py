@@ -351,3 +351,16 @@ def test_a_product_whose_features_cannot_be_read_is_skipped_with_the_reason(star
     assert ("  ! skip Product prod_DemoTeam00001: a product feature of prod_DemoTeam00001 without its feature's id"
             in result.out)
     assert links() == {"prod_DemoPro000001": ENTITLEMENT_LINKS["prod_DemoPro000001"]}  # the rest is applied
+
+
+def test_a_saved_plan_of_every_shape_applies_exactly(start_fake, tmp_path):
+    account = generate_account(120, seed=5)
+    start_fake(account)
+    plan_path = str(tmp_path / "plan.json")
+    assert run("pull_stripe", "--plan-out", plan_path).code == 0
+    assert Price.objects.count() == 0
+    applied = run("pull_stripe", "--apply-plan", plan_path)
+    assert applied.code == 0, applied.err
+    assert stored_prices() == expected_prices(account["prices"])  # decimals, tiers, options through the file
+    assert stored_subscriptions() == expected_subscriptions(account["subscriptions"])
+    assert run("pull_stripe", "--check").code == 0
