@@ -123,6 +123,29 @@ def test_everything_served_matches_stripes_schemas(source: str, server: RunningS
             running.stop()
 
 
+def declared(cls: type) -> set[str]:
+    """The attributes stripe-python's generated type declares (its OpenAPI spec, read independently)."""
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__annotations__", {}) if not name.isupper()}
+
+
+def test_every_key_served_is_one_stripe_python_declares(server: RunningServer) -> None:
+    """The second reference: stripe-python's own types, generated from Stripe's spec."""
+    from stripe import Customer, Price, Product, Subscription, SubscriptionItem
+    from stripe.entitlements import Feature
+
+    samples = {
+        Product: every(server, "/v1/products?active=true"),
+        Price: every(server, f"/v1/prices?active=true&{EXPAND_PRICES}"),
+        Customer: every(server, "/v1/customers"),
+        Subscription: every(server, "/v1/subscriptions?status=all"),
+        Feature: every(server, "/v1/entitlements/features"),
+    }
+    samples[SubscriptionItem] = [i for s in samples[Subscription] for i in s["items"]["data"]]
+    for cls, objs in samples.items():
+        keys = set().union(*(set(o) for o in objs))
+        assert keys - declared(cls) == set(), cls.__name__
+
+
 # -- API versions -------------------------------------------------------------------------------
 
 

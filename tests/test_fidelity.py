@@ -334,7 +334,13 @@ def test_an_account_with_every_shape_is_stored_exactly_and_a_second_pull_plans_n
     mixed = [s["id"] for s in subs if len({i["current_period_end"] for i in s["items"]["data"]}) > 1]
     assert mixed and all(f"? Subscription {sid}: its items bill on 2 different periods" in first.out for sid in mixed)
     overflow = sum(len(s["items"]["data"]) > 10 for s in account["subscriptions"])
-    assert overflow and paths(fake)["/v1/subscription_items"] == overflow
+    seen = paths(fake)
+    assert overflow and seen["/v1/subscription_items"] == overflow
+    per_product = sum(n for path, n in seen.items() if path.endswith("/features") and path.startswith("/v1/products/"))
+    if source == "entitlements":  # ceil(F/100) + P requests for the features
+        assert (seen["/v1/entitlements/features"], per_product) == (1, len(account["products"]))
+    else:
+        assert "/v1/entitlements/features" not in seen and per_product == 0
     second = run("pull_stripe")
     assert second.out.endswith("No changes detected.\n"), second.out
 
