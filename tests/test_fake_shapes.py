@@ -171,7 +171,8 @@ def test_versions_put_periods_where_stripe_does(server: RunningServer, account: 
 
 
 def test_unknown_version_gets_stripes_error(server: RunningServer) -> None:
-    for version in ("2099-01-01", "2025-09-30.acacia", "latest"):
+    assert get(server, "/v1/products", "2026-12-16.endive")[0] == 200  # a later pin of the same release
+    for version in ("2099-01-01", "2025-09-30.acacia", "latest", "2026-13-01.endive", "2026-11-01.fig"):
         assert get(server, "/v1/products", version) == (
             400, {"error": {"message": f"Invalid Stripe API version: {version}", "type": "invalid_request_error"}})
 

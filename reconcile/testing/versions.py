@@ -10,6 +10,7 @@ items; before, they live on the subscription and items have none.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 # The versions the fake answers to: a sample of Stripe's dated versions before named releases, named
 # releases (date.codename) since 2024-09-30, the spec's (2026-08-26.dahlia) and stripe-python's.
@@ -47,9 +48,40 @@ ITEM_PERIODS_SINCE = "2025-03-31"
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.[a-z]+)?$")
 
 
+# Named releases in order, each from the first date the fake knows of it: a version date.codename
+# is taken when the codename is one of these and the date falls in its release's span, so that a
+# later stripe-python of the same major version (pinning, say, 2026-12-16.endive) still works.
+RELEASES: tuple[tuple[str, str], ...] = (
+    ("acacia", "2024-09-30"),
+    ("basil", "2025-03-31"),
+    ("clover", "2025-09-30"),
+    ("dahlia", "2026-06-24"),
+    ("endive", "2026-10-28"),
+)
+_NAMED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.([a-z]+)$")
+
+
+def _named_release_ok(version: str) -> bool:
+    match = _NAMED.match(version)
+    if not match:
+        return False
+    try:
+        date.fromisoformat("-".join(match.groups()[:3]))
+    except ValueError:
+        return False
+    day, name = version[:10], match.group(4)
+    starts = [start for codename, start in RELEASES]
+    for n, (codename, start) in enumerate(RELEASES):
+        if codename == name:
+            return start <= day and (n + 1 == len(starts) or day < starts[n + 1])
+    return False
+
+
 def invalid_version_message(version: str) -> str | None:
     """Stripe's error message for an unknown version, or None when the fake knows it."""
-    return None if version in KNOWN_VERSIONS else f"Invalid Stripe API version: {version}"
+    if version in KNOWN_VERSIONS or _named_release_ok(version):
+        return None
+    return f"Invalid Stripe API version: {version}"
 
 
 def periods_on_items(version: str) -> bool:
