@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, PRIVILEGED_USER_FIELDS, raw_settings
+from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, FEATURES_SOURCES, PRIVILEGED_USER_FIELDS, raw_settings
 
 _POSITIVE_INTS = {"PAGE_SIZE": (1, 100), "BATCH_SIZE": (1, 100_000), "MAX_RETRIES": (0, 20), "CONCURRENCY": (1, 32)}
 
@@ -48,6 +48,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 "RECONCILE['API_KEY'] does not look like a Stripe secret key (sk_...) or restricted key (rk_...).",
                 hint="A publishable key (pk_...) cannot list customers or subscriptions.",
                 id="reconcile.E005",
+            )
+        )
+    if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
+        errors.append(
+            checks.Error(
+                f"RECONCILE['FEATURES_SOURCE'] must be one of {', '.join(map(repr, FEATURES_SOURCES))}.",
+                hint="'metadata' reads FEATURES_METADATA_KEY; 'entitlements' reads Stripe's Entitlements features.",
+                id="reconcile.E020",
             )
         )
     errors.extend(_check_user_fields(s))

@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from .fields import ExactDecimalField
+
 
 class StripeRow(models.Model):
     synced_at = models.DateTimeField(
@@ -60,11 +62,40 @@ class Price(StripeObject):
         blank=True,
         help_text="inclusive, exclusive or unspecified; NULL when Stripe omits it.",
     )
+    # What the amount means (README, "Models"): Stripe's own names, NULL where Stripe gives none.
+    type = models.CharField(max_length=16, null=True, blank=True, help_text="one_time or recurring.")
+    billing_scheme = models.CharField(max_length=16, null=True, blank=True, help_text="per_unit or tiered.")
+    interval = models.CharField(max_length=8, null=True, blank=True, help_text="day, week, month or year.")
+    interval_count = models.PositiveIntegerField(null=True, blank=True)
+    usage_type = models.CharField(max_length=16, null=True, blank=True, help_text="licensed or metered.")
+    unit_amount_decimal = ExactDecimalField(
+        max_digits=32,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="The exact unit amount in minor units (may hold fractions of a cent, e.g. 0.5).",
+    )
+    transform_divide_by = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The amount is per package of this many units."
+    )
+    transform_round = models.CharField(max_length=8, null=True, blank=True, help_text="up or down.")
+    tiers_mode = models.CharField(max_length=16, null=True, blank=True, help_text="graduated or volume.")
+    tiers = models.JSONField(default=list, blank=True, help_text="Stripe's tiers, in order; [] unless tiered.")
+    currency_options = models.JSONField(
+        default=dict, blank=True, help_text="Amounts in other currencies, by currency code (not the price's own)."
+    )
+    custom_unit_amount = models.JSONField(
+        null=True, blank=True, help_text="{minimum, maximum, preset}: the customer chooses the amount."
+    )
 
 
-class Feature(models.Model):
+class Feature(StripeRow):
     id = models.CharField(max_length=255, primary_key=True)
     description = models.TextField(null=True, blank=True)
+    lookup_key = models.CharField(
+        max_length=200, null=True, blank=True, db_index=True, help_text="An Entitlements feature's lookup key."
+    )
+    name = models.CharField(max_length=255, null=True, blank=True, help_text="An Entitlements feature's name.")
 
     def __str__(self) -> str:
         return self.id
@@ -88,6 +119,7 @@ class StripeUser(StripeRow):
     )
     email = models.CharField(max_length=255, null=True, blank=True)
     name = models.CharField(max_length=255, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name = "Stripe customer"
@@ -111,6 +143,20 @@ class Subscription(StripeObject):
     trial_end = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    currency = models.CharField(max_length=3, null=True, blank=True, help_text="The currency it bills in.")
+    collection_method = models.CharField(
+        max_length=32, null=True, blank=True, help_text="charge_automatically or send_invoice."
+    )
+    cancellation_reason = models.CharField(
+        max_length=64, null=True, blank=True, help_text="cancellation_details.reason: why Stripe canceled it."
+    )
+    pause_collection_behavior = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        help_text="Set while payment collection is paused: keep_as_draft, mark_uncollectible or void.",
+    )
+    pause_collection_resumes_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"

@@ -29,10 +29,11 @@ def stripe_fixture(name: str) -> dict:
     return json.loads(json.dumps(data["resources"][name]))
 
 
+DEMO_RESOURCES = ("products", "prices", "customers", "subscriptions", "features", "product_features")
+
+
 def demo_data() -> dict[str, list[dict]]:
-    return {
-        r: json.loads((DEMO / f"{r}.json").read_text()) for r in ("products", "prices", "customers", "subscriptions")
-    }
+    return {r: json.loads((DEMO / f"{r}.json").read_text()) for r in DEMO_RESOURCES}
 
 
 @pytest.fixture

@@ -6,7 +6,16 @@ from datetime import datetime, timezone
 
 from reconcile.core.diff import UserPolicy, diff
 from reconcile.core.plan import Action, Change, Create, CreateUser, LinkUser, Orphan, RecreateItems, Skip, Update
-from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
+from reconcile.core.snapshot import (
+    CustomerRec,
+    FeatureRec,
+    ItemRec,
+    PriceRec,
+    ProductRec,
+    Rejected,
+    Snapshot,
+    SubscriptionRec,
+)
 from reconcile.core.users import UserDirectory
 from reconcile.stripe.remote import KnownIds
 
@@ -97,20 +106,21 @@ def test_update_lists_field_changes_old_to_new():
 
 def test_equal_records_plan_nothing():
     snap = Snapshot(products={"prod_1": product(features=("a",))}, prices={"price_1": price(amount=None)})
-    assert diff(snap, Snapshot(products=dict(snap.products), prices=dict(snap.prices), features=frozenset("a"))).in_sync
+    stored = Snapshot(products=dict(snap.products), prices=dict(snap.prices), features={"a": FeatureRec(id="a")})
+    assert diff(snap, stored).in_sync
 
 
 def test_feature_links_follow_metadata_and_new_features_are_created_once():
     remote = Snapshot(
         products={"prod_1": product(features=("a", "b")), "prod_2": product("prod_2", features=("b",))},
-        features=frozenset({"a", "b"}),
+        features={"a": FeatureRec(id="a"), "b": FeatureRec(id="b")},
     )
     local = Snapshot(
         products={"prod_1": product(features=("a",)), "prod_2": product("prod_2", features=("b",))},
-        features=frozenset({"a"}),
+        features={"a": FeatureRec(id="a")},
     )
     ops = diff(remote, local).operations
-    assert ops[0] == Create("Feature", "b", None)
+    assert ops[0] == Create("Feature", "b", FeatureRec(id="b"))
     assert ops[1].changes == (Change("features", ("a",), ("a", "b")),)
     assert len(ops) == 2
 

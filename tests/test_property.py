@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.core.diff import diff
-from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from reconcile.core.snapshot import CustomerRec, FeatureRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.db.apply import apply_plan
 from reconcile.db.local import known_ids, load_local
 from reconcile.models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
@@ -136,9 +136,8 @@ def states(draw):
     lr = draw(records(PRICES, lambda i: price(i, sorted(lp)))) if lp else {}
     lc = draw(records(CUSTOMERS, customer))
     ls = draw(records(SUBSCRIPTIONS, lambda i: subscription(i, sorted(lc), sorted(lr)))) if lc else {}
-    local_features = frozenset(f for p in lp.values() for f in p.features) | frozenset(
-        draw(st.lists(st.sampled_from(FEATURES), unique=True))
-    )
+    named = {f for p in lp.values() for f in p.features} | set(draw(st.lists(st.sampled_from(FEATURES), unique=True)))
+    local_features = {f: FeatureRec(id=f) for f in sorted(named)}
     synced = {}
     for model, table in (("Product", lp), ("Price", lr), ("StripeUser", lc), ("Subscription", ls)):
         for oid in table:
@@ -156,7 +155,7 @@ def states(draw):
         rr,
         rc,
         rs,
-        frozenset(f for p in rp.values() for f in p.features),
+        {f: FeatureRec(id=f) for p in rp.values() for f in p.features},
         complete=frozenset({"products", "prices", "customers", "subscriptions"}),
         fetched_at={(model, oid): FETCHED for model, table in tables for oid in table},
     )
@@ -271,7 +270,7 @@ def projection(local: Snapshot, remote: Snapshot) -> dict:
         "prices": merge("Price", local.prices, remote.prices, bad_prices),
         "customers": merge("StripeUser", local.customers, remote.customers),
         "subscriptions": merge("Subscription", local.subscriptions, remote.subscriptions, bad_subs),
-        "features": local.features | remote.features,
+        "features": {**local.features, **remote.features},
     }
 
 

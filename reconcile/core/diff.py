@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .periods import mixed_periods_note
 from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
 from .registry import BY_NAME, BY_RECORD, MODEL_ORDER
 from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
@@ -113,6 +114,13 @@ def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[
     return ops
 
 
+def _period_notes(remote: Snapshot, ops: list[Operation]) -> list[Note]:
+    """A note for each subscription written whose items bill on different periods."""
+    written = sorted({op.id for op in ops if isinstance(op, Create | Update | RecreateItems)})
+    found = ((sid, mixed_periods_note(remote.subscriptions[sid])) for sid in written)
+    return [Note("Subscription", sid, message) for sid, message in found if message]
+
+
 def diff(
     remote: Snapshot,
     local: Snapshot,
@@ -123,7 +131,7 @@ def diff(
     known = known or KnownIds()
     ops: list[Operation] = [Skip(r.model, r.id, r.reason) for r in remote.rejected]
     notes: list[Note] = []
-    ops += [Create("Feature", fid, None) for fid in sorted(remote.features - local.features)]
+    ops += _compare("features", remote, local, {})  # never orphans: features are never deleted here
     ops += _compare("products", remote, local, {})
     price_blocks = _price_blocks(remote, local, known)
     ops += _compare("prices", remote, local, price_blocks)
@@ -135,7 +143,9 @@ def diff(
         )
         ops += user_ops
     sub_ops = _compare("subscriptions", remote, local, _subscription_blocks(remote, local, known, price_blocks))
-    ops += sub_ops + _items(remote, local, sub_ops)
+    item_ops = _items(remote, local, sub_ops)
+    ops += sub_ops + item_ops
+    notes = [*notes, *_period_notes(remote, sub_ops + item_ops)]
     ops.sort(key=lambda op: (_RANK[op.model], _ACTION_RANK[op.action], op.id))
     return Plan(
         operations=tuple(ops),

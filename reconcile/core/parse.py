@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import periods
 from .read import BadObject, feature_ids
-from .registry import CUSTOMERS, ITEMS, PRICES, PRODUCTS, SUBSCRIPTIONS
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, SubscriptionRec
+from .registry import CUSTOMERS, FEATURES, ITEMS, PRICES, PRODUCTS, SUBSCRIPTIONS
+from .snapshot import CustomerRec, FeatureRec, ItemRec, PriceRec, ProductRec, SubscriptionRec
 
 
 def parse_product(obj: dict, features_key: str = "features") -> ProductRec:
@@ -37,19 +38,21 @@ def parse_subscription(obj: dict, items: Iterable[dict]) -> tuple[SubscriptionRe
     """A subscription from its object and its complete item list (embedded page plus overflow pages).
 
     Periods come from the subscription where Stripe puts them there (API versions before
-    2025-03-31) and otherwise from its items: the earliest start and the latest end.
+    2025-03-31; its items then share that period) and otherwise from its items: see ``periods``.
     Returns the record and the price objects its items embed.
     """
     values = SUBSCRIPTIONS.read(obj)
     parsed = [parse_item(item) for item in items]
     recs = tuple(sorted((item for item, _ in parsed), key=lambda i: i.id))
-    if values["current_period_start"] is None:
-        starts = [i.current_period_start for i in recs if i.current_period_start is not None]
-        values["current_period_start"] = min(starts) if starts else None
-    if values["current_period_end"] is None:
-        ends = [i.current_period_end for i in recs if i.current_period_end is not None]
-        values["current_period_end"] = max(ends) if ends else None
+    start, end = values["current_period_start"], values["current_period_end"]
+    (start, end), recs = periods.resolve(values["id"], start, end, recs)
+    values["current_period_start"], values["current_period_end"] = start, end
     return SubscriptionRec(**values, items=recs), [price for _, price in parsed if price is not None]
+
+
+def parse_feature(obj: dict) -> FeatureRec:
+    """An Entitlements feature (``entitlements.feature``)."""
+    return FEATURES.parse(obj)
 
 
 __all__ = [
@@ -60,4 +63,5 @@ __all__ = [
     "parse_price",
     "parse_product",
     "parse_subscription",
+    "parse_feature",
 ]

@@ -34,7 +34,7 @@ def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
         "prices": encode(sorted(local.prices.values(), key=lambda r: r.id), tagged=True),
         "customers": encode(sorted(local.customers.values(), key=lambda r: r.id), tagged=True),
         "subscriptions": encode(sorted(local.subscriptions.values(), key=lambda r: r.id), tagged=True),
-        "features": sorted(local.features),
+        "features": encode(sorted(local.features.values(), key=lambda r: r.id), tagged=True),
         "synced_at": sorted([list(k), v.isoformat()] for k, v in local.synced_at.items()),
         "users": sorted([k, sorted(map(str, v))] for k, v in directory.by_email.items()) if directory else None,
     }

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, make_dataclass
 from operator import attrgetter
 from typing import Any
 
-from . import read
+from . import billing, read
 from .read import Reader
 
 REQUIRED = object()
@@ -63,6 +63,11 @@ class Resource:
     parent_column: str = ""  # a child collection: the column naming its parent
     check: Reader | None = None  # refuses an object before its fields are read
     label: tuple[str, ...] = ()  # fields that name an object in the report, the first one set
+    expand: tuple[str, ...] = ()  # fields a list must expand (``expand[]=data.tiers``): Stripe omits them otherwise
+    listed: bool = True  # False: not a /v1/<name> listing of its own (Entitlements features: their own module)
+    # False: new rows are inserted with ON CONFLICT DO NOTHING and no lost-write read (rows that any
+    # run may create and that no webhook writes: features); updates are guarded as for the others.
+    guarded: bool = True
     record: type = field(init=False, repr=False, compare=False)
     names: tuple[str, ...] = field(init=False, repr=False, compare=False)  # the fields, in the record's order
     columns: tuple[str, ...] = field(init=False, repr=False, compare=False)  # their model columns, in that order
@@ -81,7 +86,12 @@ class Resource:
         object.__setattr__(self, "_get", attrgetter(*self.names))
         specs: list[tuple] = [("id", str)]
         for f in self.fields:
-            specs.append((f.name, Any) if f.default is REQUIRED else (f.name, Any, field(default=f.default)))
+            if f.default is REQUIRED:
+                specs.append((f.name, Any))
+            elif isinstance(f.default, dict | list):  # a fresh empty dict or list per record
+                specs.append((f.name, Any, field(default_factory=type(f.default))))
+            else:
+                specs.append((f.name, Any, field(default=f.default)))
         specs += [(name, Any, field(default=default)) for name, default in self.extras]
         rec = make_dataclass(_record_name(self.model), specs, frozen=True, slots=True, kw_only=True)
         rec.__module__ = "reconcile.core.snapshot"
@@ -141,6 +151,22 @@ def _not_deleted(obj: dict) -> None:
         raise read.BadObject("the customer is deleted in Stripe")
 
 
+FEATURES = Resource(
+    name="features",
+    model="Feature",
+    object="entitlements.feature",
+    heading="Features",
+    command="products",
+    listed=False,  # /v1/entitlements/features, listed by stripe/entitlements.py when the setting asks
+    guarded=False,
+    fields=(
+        Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
+        Field("name", read.text("name"), default=None),
+    ),
+    label=("name", "lookup_key"),
+    extras=(("description", None),),  # a column of drf-stripe-subscription's model, never from Stripe
+)
+
 PRODUCTS = Resource(
     name="products",
     model="Product",
@@ -152,16 +178,16 @@ PRODUCTS = Resource(
         Field("metadata", read.metadata),
     ),
     label=("name",),
-    extras=(("features", ()),),  # feature ids, sorted, from the features metadata key
-    before=(Related("Feature", "Features"),),
+    extras=(("features", ()),),  # feature ids, sorted: the metadata key's and/or Entitlements' (FEATURES_SOURCE)
 )
 
-TAX_BEHAVIORS = frozenset({"inclusive", "exclusive", "unspecified"})
+TAX_BEHAVIORS = billing.TAX_BEHAVIORS
 PRICES = Resource(
     name="prices",
     model="Price",
     filters=({"active": "true"}, {"active": "false"}),
     command="products",
+    expand=("data.tiers", "data.currency_options"),
     fields=(
         Field("product_id", read.ref("product")),
         Field("amount", read.unit_amount),
@@ -171,6 +197,18 @@ PRICES = Resource(
         Field("nickname", read.text("nickname")),
         Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
         Field("tax_behavior", read.one_of("tax_behavior", TAX_BEHAVIORS, optional=True), default=None),
+        Field("type", billing.optional_one_of("type", billing.PRICE_TYPES), default=None),
+        Field("billing_scheme", billing.optional_one_of("billing_scheme", billing.BILLING_SCHEMES), default=None),
+        Field("interval", billing.interval, default=None),
+        Field("interval_count", billing.interval_count, default=None),
+        Field("usage_type", billing.usage_type, default=None),
+        Field("unit_amount_decimal", billing.unit_amount_decimal, default=None),
+        Field("transform_divide_by", billing.transform_divide_by, default=None),
+        Field("transform_round", billing.transform_round, default=None),
+        Field("tiers_mode", billing.optional_one_of("tiers_mode", billing.TIERS_MODES), default=None),
+        Field("tiers", billing.tiers, default=[]),
+        Field("currency_options", billing.currency_options, default={}),
+        Field("custom_unit_amount", billing.custom_unit_amount, default=None),
     ),
 )
 
@@ -184,6 +222,7 @@ CUSTOMERS = Resource(
     fields=(
         Field("email", read.text("email")),
         Field("name", read.text("name")),
+        Field("metadata", read.metadata, default={}),
     ),
     extras=(("user_id", None),),  # local side only: the linked Django user's primary key
     before=(Related("User", "Users"),),
@@ -221,13 +260,18 @@ SUBSCRIPTIONS = Resource(
         Field("trial_end", read.when("trial_end")),
         Field("created", read.when("created")),
         Field("metadata", read.metadata),
+        Field("currency", billing.optional_currency, default=None),
+        Field("collection_method", billing.optional_one_of("collection_method", billing.COLLECTIONS), default=None),
+        Field("cancellation_reason", billing.cancellation_reason, default=None),
+        Field("pause_collection_behavior", billing.pause_behavior, default=None),
+        Field("pause_collection_resumes_at", billing.pause_resumes_at, default=None),
     ),
     extras=(("items", ()),),  # sorted by id
     children=(ITEMS,),
 )
 
 # The pipeline's order: a resource refers only to resources before it.
-RESOURCES: tuple[Resource, ...] = (PRODUCTS, PRICES, CUSTOMERS, SUBSCRIPTIONS)
+RESOURCES: tuple[Resource, ...] = (FEATURES, PRODUCTS, PRICES, CUSTOMERS, SUBSCRIPTIONS)
 
 # -- derived tables ------------------------------------------------------------------------------
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES}

@@ -14,6 +14,7 @@ from datetime import datetime
 from . import registry
 
 # The record types, one per registry entry (frozen, keyword-only dataclasses).
+FeatureRec = registry.FEATURES.record
 ProductRec = registry.PRODUCTS.record
 PriceRec = registry.PRICES.record
 CustomerRec = registry.CUSTOMERS.record
@@ -48,7 +49,7 @@ class Snapshot:
     prices: Mapping[str, PriceRec] = field(default_factory=dict)
     customers: Mapping[str, CustomerRec] = field(default_factory=dict)
     subscriptions: Mapping[str, SubscriptionRec] = field(default_factory=dict)
-    features: frozenset[str] = frozenset()
+    features: Mapping[str, FeatureRec] = field(default_factory=dict)  # by id: Entitlements' or metadata's
     complete: frozenset[str] = frozenset()
     rejected: tuple[Rejected, ...] = ()
     # Remote side only: when the page holding each object was requested, keyed by (model, id),

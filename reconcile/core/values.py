@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 
@@ -15,6 +16,8 @@ def show(value: Any) -> str:
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, Decimal):
+        return plain(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -27,6 +30,8 @@ def encode(value: Any, *, tagged: bool = False) -> Any:
     UTC (``...Z``), or ``tagged`` as ``{"$dt": iso}`` so that ``decode`` gives them back."""
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()} if tagged else value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):  # an exact amount: as text, never a float
+        return {"$dec": str(value)} if tagged else plain(value)
     if is_dataclass(value):
         return {f.name: encode(getattr(value, f.name), tagged=tagged) for f in fields(value)}
     if isinstance(value, tuple | list):
@@ -41,7 +46,15 @@ def decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$dt"}:
             return datetime.fromisoformat(value["$dt"])
+        if set(value) == {"$dec"}:
+            return Decimal(value["$dec"])
         return {k: decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return tuple(decode(v) for v in value)
     return value
+
+
+def plain(number: Decimal) -> str:
+    """A decimal without exponent or trailing zeros: ``Decimal("0.500000000000")`` gives ``"0.5"``."""
+    text = format(number.normalize(), "f")
+    return text

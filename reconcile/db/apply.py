@@ -24,7 +24,7 @@ from django.db import connections, transaction
 from ..core.diff import KEPT
 from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
-from ..models import Feature, ProductFeature, StripeUser, SubscriptionItem
+from ..models import ProductFeature, StripeUser, SubscriptionItem
 from .bulk import batches, insert
 
 
@@ -59,15 +59,29 @@ class Applier:
             for resource in RESOURCES:  # the registry's order: a row's references are written first
                 for related in resource.before:
                     self.before(related.model, ops)
-                self.upsert(resource, ops[(Create, resource.model)], ops[(Update, resource.model)])
+                creates = ops[(Create, resource.model)]
+                if not resource.guarded:
+                    self.insert_or_ignore(resource, creates)
+                    creates = []
+                self.upsert(resource, creates, ops[(Update, resource.model)])
                 self.after(resource.model, ops)
         return self.result
 
+    def insert_or_ignore(self, resource: Resource, creates: list[Create]) -> None:
+        """New rows of an unguarded resource: one INSERT that skips rows already there, no guard read."""
+        model = apps.get_model("reconcile", resource.model)
+        stamp = self.stamp
+        rows = [
+            model(**{resource.pk: op.id}, **resource.column_values(op.record), synced_at=stamp(resource.model, op.id))
+            for op in creates
+        ]
+        model.objects.bulk_create(rows, batch_size=self.batch_size, ignore_conflicts=True)
+        self.written[resource.model].update(op.id for op in creates)
+        self.result.counts["create"] += len(rows)
+
     def before(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
         """Write a ``Related`` model of the registry, ahead of the resource that refers to it."""
-        if model == "Feature":
-            self.create_features(ops[(Create, "Feature")])
-        elif model == "User":
+        if model == "User":
             self.links.update(self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")]))
 
     def after(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
@@ -78,12 +92,6 @@ class Applier:
             self.link(self.links)
         elif model == "Subscription":
             self.items(ops[(Create, "Subscription")], ops[(RecreateItems, ITEMS.model)])
-
-    def create_features(self, creates: list[Create]) -> None:
-        Feature.objects.bulk_create(
-            [Feature(id=op.id) for op in creates], batch_size=self.batch_size, ignore_conflicts=True
-        )
-        self.result.counts["create"] += len(creates)
 
     # -- products, prices, customers, subscriptions ---------------------------------------------
     def upsert(self, resource: Resource, creates: list[Create], updates: list[Update]) -> None:

@@ -10,10 +10,10 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from ..core.registry import CUSTOMERS, ITEMS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
+from ..core.registry import CUSTOMERS, FEATURES, ITEMS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import KnownIds, Snapshot
 from ..core.users import UserDirectory, Validator, normalize_email
-from ..models import Feature, Price, Product, ProductFeature, StripeUser
+from ..models import Price, Product, ProductFeature, StripeUser
 
 _CHUNK = 2000
 
@@ -69,7 +69,7 @@ def load_local(resources: Iterable[str]) -> Snapshot:
     loaded: dict[str, Any] = {}
     if "products" in wanted:
         loaded["products"] = _load(PRODUCTS, synced, children=_features())
-        loaded["features"] = frozenset(Feature.objects.values_list("id", flat=True))
+        loaded["features"] = _load(FEATURES, synced)
     if "prices" in wanted:
         loaded["prices"] = _load(PRICES, synced)
     if "customers" in wanted:

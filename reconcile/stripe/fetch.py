@@ -89,7 +89,13 @@ def _endpoint(path: str) -> str:
 
 
 def _describe(path: str, params: dict) -> str:
-    return f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}"
+    """The request as a person reads it: lists in Stripe's notation, ``expand[]=data.tiers``."""
+    pairs = [(f"{k}[]", x) if isinstance(v, list | tuple) else (k, v) for k, v in params.items() for x in _each(v)]
+    return f"GET {path}?{urlencode(pairs, safe='[]')}" if params else f"GET {path}"
+
+
+def _each(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def assert_no_transaction() -> None:

@@ -123,7 +123,7 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
                 if isinstance(query.get(key), list)
                 else ([query[key], value] if key in query else value)
             )
-        self.fake.record(method, path, query)
+        self.fake.record(method, path, query, self.headers.get("Stripe-Version"))
         fault = self.fake.take_fault(path)
         if fault is not None and self._fault(fault):
             return
@@ -176,7 +176,7 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
                 _envelope(f"The fake Stripe (a test double) is read-only: {method} {path} is not supported."),
                 {},
             )
-        status, text = handle_get(self.fake, path, pairs)
+        status, text = handle_get(self.fake, path, pairs, self.headers.get("Stripe-Version"))
         return status, text, {}
 
     def _auth_error(self) -> str | None:
