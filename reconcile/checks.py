@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, PRIVILEGED_USER_FIELDS, raw_settings
+from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, FEATURES_SOURCES, PRIVILEGED_USER_FIELDS, raw_settings
 
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")
 _POSITIVE_NUMBERS = ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL")
@@ -55,6 +55,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 hint="A publishable key (pk_...) cannot list customers or subscriptions; a key holds letters, "
                 "digits and underscores only (no space or line break inside).",
                 id="reconcile.E005",
+            )
+        )
+    if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
+        errors.append(
+            checks.Error(
+                f"RECONCILE['FEATURES_SOURCE'] must be one of {', '.join(map(repr, FEATURES_SOURCES))}.",
+                hint="'metadata' reads FEATURES_METADATA_KEY; 'entitlements' reads Stripe's Entitlements features.",
+                id="reconcile.E020",
             )
         )
     errors.extend(_check_user_fields(s))

@@ -33,9 +33,9 @@ def bend(monkeypatch, answer) -> None:
     """Let ``answer(path, pairs, normal)`` rewrite the fake's answers: (status, text) or None."""
     original = fake_server.handle_get
 
-    def handle(fake, path, pairs):
-        bent = answer(path, pairs, lambda p=pairs: original(fake, path, p))
-        return bent if bent is not None else original(fake, path, pairs)
+    def handle(fake, path, pairs, version=None):
+        bent = answer(path, pairs, lambda p=pairs: original(fake, path, p, version))
+        return bent if bent is not None else original(fake, path, pairs, version)
 
     monkeypatch.setattr(fake_server, "handle_get", handle)
 

@@ -110,7 +110,7 @@ def test_names_cannot_forge_report_lines_or_send_terminal_escapes(start_fake):
 
 
 def test_server_error_messages_are_escaped(fake_stripe, monkeypatch):
-    def answer(fake, path, pairs):
+    def answer(fake, path, pairs, version=None):
         return 400, json.dumps({"error": {"type": "invalid_request_error", "message": "bad\x1b]0;owned\x07 thing"}})
 
     monkeypatch.setattr(fake_server, "handle_get", answer)
@@ -245,8 +245,8 @@ def test_ctrl_c_during_a_fetch_stops_between_retries(start_fake, reconcile_setti
     failed = threading.Event()
 
     class Failing(FakeStripe):
-        def record(self, method, path, query):
-            super().record(method, path, query)
+        def record(self, method, path, query, version=None):
+            super().record(method, path, query, version)
             failed.set()
 
     original_wait = remote.wait

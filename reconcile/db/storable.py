@@ -5,7 +5,10 @@ Without this, one such object fails the apply's single transaction on every run:
 - PostgreSQL refuses a NUL character in text and in JSON (SQLite and MariaDB store it);
 - no database driver encodes a lone surrogate (``"\\ud800"`` in Stripe's JSON) as UTF-8;
 - ``CharField(max_length=N)`` is ``varchar(N)`` on PostgreSQL and MySQL/MariaDB (SQLite stores any length);
-- integer columns have ranges (Django's common ranges, the narrowest of the supported databases);
+- integer columns have ranges (Django's common ranges, the narrowest of the supported databases),
+  decimal columns a number of digits;
+- JSON columns (metadata, a price's tiers and currency options) hold text too: the same rules for
+  every string in them, keys included;
 - MySQL/MariaDB ``DATETIME`` holds the years 1000 to 9999;
 - MySQL/MariaDB's default collations compare ids case-insensitively (and, for ``PAD SPACE``
   collations, ignoring trailing spaces): two Stripe ids that differ only so are one primary key there.
@@ -22,27 +25,20 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
+from django.apps import apps
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
 
 from ..core.escape import escape
-from ..core.snapshot import RENAMED, CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
-from ..models import Price, Product, StripeUser, Subscription, SubscriptionItem
+from ..core.registry import BY_RECORD, FEATURES, PRODUCTS, RESOURCES
+from ..core.snapshot import Rejected, Snapshot
 
 MIN_YEAR = 1000  # MySQL/MariaDB DATETIME
 RANGES = BaseDatabaseOperations.integer_field_ranges
-MODELS: dict[type, type[models.Model]] = {
-    ProductRec: Product,
-    PriceRec: Price,
-    CustomerRec: StripeUser,
-    SubscriptionRec: Subscription,
-    ItemRec: SubscriptionItem,
-}
-RESOURCES = {"products": "Product", "prices": "Price", "customers": "StripeUser", "subscriptions": "Subscription"}
-SKIPPED_FIELDS = frozenset({"user_id", "items", "features"})  # local-only, or checked on their own
+FEATURE_ID_LENGTH = 255  # Feature.id, and ProductFeature's reference to it
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -59,15 +55,6 @@ def _text_problem(what: str, value: str, max_length: int | None) -> str | None:
     return None
 
 
-def _field(model: type[models.Model], name: str) -> models.Field | None:
-    if name == "id":
-        return model._meta.pk
-    try:
-        return model._meta.get_field(RENAMED.get(name, name))
-    except FieldDoesNotExist:
-        return None
-
-
 def _value_problem(what: str, value: Any, field: models.Field | None) -> str | None:
     if isinstance(value, str):
         return _text_problem(what, value, getattr(field, "max_length", None))
@@ -79,21 +66,45 @@ def _value_problem(what: str, value: Any, field: models.Field | None) -> str | N
             return f"{what} {value} is out of the column's range ({low} to {high})"
     if isinstance(value, datetime) and value.year < MIN_YEAR:
         return f"{what} is before the year {MIN_YEAR}, which MySQL and MariaDB cannot store"
-    if isinstance(value, dict):
+    if isinstance(value, Decimal) and isinstance(field, models.DecimalField):
+        return _decimal_problem(what, value, field)
+    if isinstance(value, dict):  # a JSON column (metadata, currency options) or a value inside one
         for key, item in value.items():
             found = _text_problem(f"{what} key {escape(repr(key))}", str(key), None) or _value_problem(
                 f"{what} {escape(repr(key))}", item, None
             )
             if found:
                 return found
+    if isinstance(value, list | tuple):  # a JSON list (a price's tiers)
+        for n, item in enumerate(value):
+            found = _value_problem(f"{what} [{n}]", item, None)
+            if found:
+                return found
+    return None
+
+
+def _decimal_problem(what: str, value: Decimal, field: models.DecimalField) -> str | None:
+    """``numeric(max_digits, decimal_places)`` on PostgreSQL and MySQL/MariaDB: more digits fail the run."""
+    if not value.is_finite():
+        return f"{what} {value} is not a finite number"
+    digits, exponent = len(value.as_tuple().digits), value.as_tuple().exponent
+    places = max(0, -exponent)
+    whole = max(0, digits + exponent)
+    if places > field.decimal_places or whole > field.max_digits - field.decimal_places:
+        return (
+            f"{what} {value} has more digits than the column holds "
+            f"({field.max_digits - field.decimal_places} before the point, {field.decimal_places} after)"
+        )
     return None
 
 
 @functools.cache
 def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field | None], ...]:
-    model = MODELS[record_type]
-    names = [f.name for f in dataclasses.fields(record_type) if f.name not in SKIPPED_FIELDS]
-    return tuple((name, _field(model, name)) for name in names)
+    """The id and the registry's fields of a record type, each with the model field that stores it.
+    A record's extras are local (a customer's user) or checked on their own (features, items)."""
+    resource = BY_RECORD[record_type]
+    model = apps.get_model("reconcile", resource.model)
+    return (("id", model._meta.pk), *((f.name, model._meta.get_field(f.column)) for f in resource.fields))
 
 
 def problem(record: Any) -> str | None:
@@ -110,7 +121,7 @@ def problem(record: Any) -> str | None:
         if found:
             return found
     for feature in getattr(record, "features", ()):
-        found = _text_problem(f"feature id {escape(repr(feature))}", feature, 255)
+        found = _text_problem(f"feature id {escape(repr(feature))}", feature, FEATURE_ID_LENGTH)
         if found:
             return found
     for item in getattr(record, "items", ()):
@@ -152,22 +163,23 @@ def _item_collisions(subscriptions: dict, rejected: list) -> None:
 
 def stored_ids(local: Snapshot, known: Any) -> dict[str, set[str]]:
     """The ids stored now, per resource: the loaded ones and the known ones (``KnownIds``)."""
-    return {resource: set(getattr(local, resource)) | set(getattr(known, resource, ()) or ()) for resource in RESOURCES}
+    return {r.name: set(getattr(local, r.name)) | set(getattr(known, r.name, ()) or ()) for r in RESOURCES}
 
 
 def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: bool = False) -> Snapshot:
     """``remote`` without the records the database cannot store, each rejected with the reason.
 
     ``stored`` maps a resource to the ids the database holds now (for the collation rule, applied
-    when ``collation`` is true: MySQL and MariaDB).
+    when ``collation`` is true: MySQL and MariaDB). A product naming a skipped feature is skipped
+    too (its feature rows would refer to a feature that is not stored).
     """
     rejected = list(remote.rejected)
     kept: dict[str, dict] = {}
-    for resource, model in RESOURCES.items():
-        records: Mapping[str, Any] = getattr(remote, resource)
-        local = set(stored.get(resource, ()))
+    for resource in RESOURCES:  # features before products, which refer to them
+        records: Mapping[str, Any] = getattr(remote, resource.name)
+        local = set(stored.get(resource.name, ()))
         clash = _collisions(set(records) - local, local) if collation else {}
-        kept[resource] = {}
+        kept[resource.name] = {}
         for oid, rec in records.items():
             reason = problem(rec)
             if reason is None and oid in clash:
@@ -175,20 +187,28 @@ def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: 
                     f"its id is the id {escape(clash[oid])} to MySQL/MariaDB, whose collation ignores case, "
                     "accents and trailing spaces"
                 )
+            if reason is None and resource is PRODUCTS:
+                reason = _skipped_feature(rec, records=remote.features, kept=kept[FEATURES.name])
             if reason is None:
-                kept[resource][oid] = rec
+                kept[resource.name][oid] = rec
             else:
-                rejected.append(Rejected(model, oid, reason))
+                rejected.append(Rejected(resource.model, oid, reason))
     if collation:
         _item_collisions(kept["subscriptions"], rejected)
     if len(rejected) == len(remote.rejected):
         return remote
-    return dataclasses.replace(
-        remote,
-        **kept,
-        features=frozenset(f for p in kept["products"].values() for f in p.features),
-        rejected=tuple(sorted(set(rejected), key=lambda r: (r.model, r.id))),
-    )
+    named = {f for p in remote.products.values() for f in p.features}
+    used = {f for p in kept["products"].values() for f in p.features}
+    # A feature only a skipped product named goes with it; a feature listed on its own stays.
+    kept["features"] = {fid: rec for fid, rec in kept["features"].items() if fid in used or fid not in named}
+    return dataclasses.replace(remote, **kept, rejected=tuple(sorted(set(rejected), key=lambda r: (r.model, r.id))))
+
+
+def _skipped_feature(product: Any, *, records: Mapping[str, Any], kept: Mapping[str, Any]) -> str | None:
+    for fid in product.features:
+        if fid in records and fid not in kept:
+            return f"its feature {escape(fid)} is skipped (it cannot be stored)"
+    return None
 
 
 def json_storable(value: Any) -> Any:
