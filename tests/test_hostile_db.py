@@ -5,11 +5,13 @@ Runs on SQLite, PostgreSQL and MariaDB alike; Stripe is the project's fake Strip
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,8 +19,9 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from reconcile.core.escape import escape
+from reconcile.core.snapshot import PriceRec
 from reconcile.db import apply as apply_module
-from reconcile.db.storable import collation_key
+from reconcile.db.storable import collation_key, problem
 from reconcile.models import Price, Product, StripeUser, Subscription, SubscriptionItem, SyncRun
 from tests.conftest import FAKE_KEY, ROOT, demo_data, run
 from tests.helpers.procs import _sqlite_template, child_env
@@ -294,3 +297,60 @@ def test_products_stored_intact(start_fake):
     run("update_stripe_products")
     fine = [p for p in data["products"] if p["id"] in ("prod_Emoji", *[x["id"] for x in demo_data()["products"]])]
     assert {k: v for k, v in stored_products().items() if k in {p["id"] for p in fine}} == expected_products(fine)
+
+
+def test_billing_fields_the_database_cannot_store_skip_their_object_and_what_needs_it(start_fake, reconcile_settings):
+    """Issue 12's fields pass the same checks: an Entitlements feature's name, a price's lookup key.
+    A product whose feature is skipped is skipped too (its feature rows would have no feature)."""
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "FEATURES_SOURCE": "entitlements"}
+    data = demo_data()
+    feature = next(f for f in data["features"] if f["id"] == "feat_DemoSso000001")
+    feature["name"] = "Single\x00sign-on"
+    owner = {a["product"] for a in data["product_features"] if a["entitlement_feature"] == feature["id"]}
+    assert owner == {"prod_DemoPro000001"}
+    price = next(p for p in data["prices"] if p["product"] != "prod_DemoPro000001")
+    data["prices"].append({**copy.deepcopy(price), "id": "price_NulLookup", "lookup_key": "pro\x00monthly"})
+    start_fake(data)
+    result = run("update_stripe_products")
+    assert result.code == 0, result.err
+    nul = "holds a NUL character, which PostgreSQL cannot store"
+    assert f"  ! skip Feature feat_DemoSso000001: field 'name' {nul}\n" in result.out
+    assert (
+        "  ! skip Product prod_DemoPro000001: its feature feat_DemoSso000001 is skipped (it cannot be stored)\n"
+        in result.out
+    )
+    assert f"  ! skip Price price_NulLookup: field 'lookup_key' {nul}\n" in result.out
+    assert not Product.objects.filter(id="prod_DemoPro000001").exists()
+    assert not Price.objects.filter(id="price_NulLookup").exists()
+    assert Product.objects.count() == len(data["products"]) - 1
+    again = run("update_stripe_products", "--check")
+    assert again.code == 0, again.out
+
+
+def test_billing_values_are_checked_against_their_columns():
+    """Exact decimals against numeric(32, 12); JSON lists (tiers) and nested objects (currency
+    options) hold text that must be storable too; the every-shape pull (test_fidelity) shows that
+    nothing Stripe sends is wrongly refused."""
+    price = PriceRec(
+        id="price_X", product_id="prod_X", amount=None, currency="usd", frequency=None, active=True, nickname=None
+    )
+    assert problem(price) is None
+    assert problem(dataclasses.replace(price, unit_amount_decimal=Decimal("12345678901234567890.123456789012"))) is None
+    assert problem(dataclasses.replace(price, unit_amount_decimal=Decimal("1e20"))) == (
+        "field 'unit_amount_decimal' 1E+20 has more digits than the column holds (20 before the point, 12 after)"
+    )
+    assert problem(dataclasses.replace(price, unit_amount_decimal=Decimal("0.0000000000001"))) == (
+        "field 'unit_amount_decimal' 1E-13 has more digits than the column holds (20 before the point, 12 after)"
+    )
+    assert problem(dataclasses.replace(price, tiers=[{"up_to": 5}, {"up_to": "in\x00f"}])) == (
+        "field 'tiers' [1] 'up_to' holds a NUL character, which PostgreSQL cannot store"
+    )
+    options = {"eur": {"unit_amount_decimal": "1.5", "tiers": [{"up_to": None, "unit_amount": 5}]}}
+    assert problem(dataclasses.replace(price, currency_options=options)) is None
+    assert problem(dataclasses.replace(price, currency_options={"eur": {"nickname": "\ud800"}})) == (
+        "field 'currency_options' 'eur' 'nickname' holds a lone surrogate (\\ud800), which no database can store "
+        "as UTF-8"
+    )
+    assert problem(dataclasses.replace(price, interval_count=-1)) == (
+        "field 'interval_count' -1 is out of the column's range (0 to 2147483647)"
+    )

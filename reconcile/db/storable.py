@@ -197,10 +197,6 @@ def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: 
         _item_collisions(kept["subscriptions"], rejected)
     if len(rejected) == len(remote.rejected):
         return remote
-    named = {f for p in remote.products.values() for f in p.features}
-    used = {f for p in kept["products"].values() for f in p.features}
-    # A feature only a skipped product named goes with it; a feature listed on its own stays.
-    kept["features"] = {fid: rec for fid, rec in kept["features"].items() if fid in used or fid not in named}
     return dataclasses.replace(remote, **kept, rejected=tuple(sorted(set(rejected), key=lambda r: (r.model, r.id))))
 
 
