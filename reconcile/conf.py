@@ -29,7 +29,13 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,  # requests in flight at once while fetching
     "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
     "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
+    "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
 }
+
+# Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
+SUBSCRIPTION_STATUSES = frozenset(
+    {"incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"}
+)
 
 # drf-stripe-subscription's names for the same settings.
 DRF_STRIPE_ALIASES = {
@@ -64,6 +70,7 @@ class Config:
     concurrency: int
     rate_limit: float
     rate_limit_total: float | None
+    access_statuses: tuple[str, ...] = ("active", "trialing")
 
 
 def raw_settings() -> dict[str, Any]:
@@ -98,4 +105,32 @@ def get_config() -> Config:
         concurrency=int(s["CONCURRENCY"]),
         rate_limit=float(s["RATE_LIMIT"]),
         rate_limit_total=float(s["RATE_LIMIT_TOTAL"]) if s["RATE_LIMIT_TOTAL"] else None,
+        access_statuses=tuple(s["ACCESS_STATUSES"]),
     )
+
+
+def key_problem(key: object) -> str | None:
+    """Why a Stripe key cannot be used (None when it can); the message never repeats the key."""
+    if not isinstance(key, str) or not key:
+        return "no Stripe API key is set"
+    if key.startswith("pk_"):
+        return (
+            "the Stripe API key is a publishable key (pk_...), which cannot list customers or subscriptions; "
+            "use a secret key (sk_...) or a restricted key with read access (rk_...)"
+        )
+    if not key.startswith(("sk_", "rk_")):
+        return "the Stripe API key does not look like a secret key (sk_...) or a restricted key (rk_...)"
+    return None
+
+
+def key_hint() -> str:
+    """Where a person sets the key: the standalone CLI's environment variable, or the project's settings."""
+    if getattr(django_settings, "RECONCILE_STANDALONE", False):
+        return STANDALONE_KEY_HINT
+    return "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
+
+
+STANDALONE_KEY_HINT = (
+    "Set the environment variable STRIPE_API_KEY (export STRIPE_API_KEY=sk_test_...), "
+    "or give --settings MODULE to use your Django project's settings."
+)

@@ -19,7 +19,7 @@ from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.plan import Plan
-from .core.report import as_dict, render
+from .core.report import applied_line, as_dict, render
 from .db.apply import apply_plan
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
@@ -211,8 +211,7 @@ def _check_state(path: str, header: dict, resources: tuple[str, ...], config: Co
 
 
 def _applied_line(counts: dict, conflicts: list, seconds: float) -> str:
-    done = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()) if n) or "nothing"
-    lines = [f"Applied: {done} in {seconds:.1f}s."]
+    lines = [applied_line(counts, seconds)]
     lines += [f"  ! conflict {c.model} {c.id}: {c.reason}" for c in conflicts]
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from reconcile.testing.fakestripe import FakeStripe, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "fixtures" / "demo"
+DEMO = ROOT / "reconcile" / "testing" / "data" / "demo"
 FAKE_KEY = "sk_test_FAKEkey4tests000000000000"
 
 

@@ -91,7 +91,7 @@ class Applier:
             self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
             links = self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")])
             self.upsert("StripeUser", ops[(Create, "StripeUser")], ops[(Update, "StripeUser")], links)
-            self.link(links)
+            self.link(links, len(ops[(LinkUser, "StripeUser")]))
             self.upsert("Subscription", ops[(Create, "Subscription")], ops[(Update, "Subscription")])
             self.items(ops[(Create, "Subscription")], ops[(RecreateItems, "SubscriptionItem")])
         return self.result
@@ -162,14 +162,16 @@ class Applier:
             self.result.counts["create_user"] += len(users)
         return result
 
-    def link(self, links: Mapping[str, Any]) -> None:
+    def link(self, links: Mapping[str, Any], planned: int) -> None:
+        """Store every customer's new user; count the planned links only (the customers of created
+        users count in ``create_user``), so that the counts match the plan's."""
         rows = [
             StripeUser(customer_id=cid, user_id=uid)
             for cid, uid in links.items()
             if cid not in self.inserted["StripeUser"]
         ]
         StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
-        self.result.counts["link_user"] += len(links)
+        self.result.counts["link_user"] += planned
 
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:

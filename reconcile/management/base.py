@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, SystemCheckError
 from django.db import DatabaseError
 
 from ..errors import ReconcileError
@@ -13,7 +13,20 @@ from ..runner import EXIT_DRIFT, Options, execute
 from ..stripe.remote import Window
 
 
-class SyncCommand(BaseCommand):
+class ConfigCheckedCommand(BaseCommand):
+    """A command whose failed system checks (a bad setting) exit 2, the exit code of every other
+    configuration error, instead of Django's 1, which ``--check`` uses for drift: a scheduled
+    check can then tell a misconfiguration from drift."""
+
+    def check(self, *args, **kwargs) -> None:
+        try:
+            super().check(*args, **kwargs)
+        except SystemCheckError as exc:
+            exc.returncode = 2
+            raise
+
+
+class SyncCommand(ConfigCheckedCommand):
     resources: tuple[str, ...] = ()
     windowed = False
 

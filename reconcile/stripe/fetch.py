@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import stripe
 from django.db import connections
 
-from ..conf import Config
+from ..conf import Config, key_hint
 from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class RedactKeys(logging.Filter):
 
 logging.getLogger("stripe").addFilter(RedactKeys())
 
-KEY_HINT = "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def assert_no_transaction() -> None:
 class Fetcher:
     def __init__(self, config: Config, *, sleep: Callable[[float], None] = time.sleep, client=None):
         if not config.api_key:
-            raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
+            raise ConfigError(f"No Stripe API key is set. {key_hint()}")
         self.config = config
         self._sleep = sleep
         self.client = client or stripe.StripeClient(
@@ -206,7 +205,7 @@ class Fetcher:
         request_id = f" (request id {exc.request_id})" if getattr(exc, "request_id", None) else ""
         tries = f" after {attempt + 1} tries" if attempt else ""
         if isinstance(exc, stripe.AuthenticationError) or status == 401:
-            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {KEY_HINT}")
+            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {key_hint()}")
         if isinstance(exc, stripe.PermissionError) or status == 403:
             return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
         if isinstance(exc, stripe.APIConnectionError):
