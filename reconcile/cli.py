@@ -188,7 +188,8 @@ def fake_stripe(fixtures: str | None, port: int, host: str, latency: float, rate
     from .testing.fakestripe import DEMO_FIXTURES
     from .testing.fakestripe import main as serve_main
 
-    args = ["--fixtures", fixtures or str(DEMO_FIXTURES), "--port", str(port), "--host", host, "--latency", str(latency)]
+    args = ["--fixtures", fixtures or str(DEMO_FIXTURES), "--port", str(port), "--host", host]
+    args += ["--latency", str(latency)]
     if rate_limit:
         args += ["--rate-limit", str(rate_limit)]
     sys.exit(serve_main(args))

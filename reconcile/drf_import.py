@@ -79,9 +79,7 @@ def load_context(rows: list[tuple[Any, str | None]], email_field: str) -> tuple[
     return users, stored
 
 
-def plan_import(
-    rows: Iterable[tuple[Any, str | None]], users: Mapping[Any, Any], stored: Mapping[str, Any]
-) -> Plan:
+def plan_import(rows: Iterable[tuple[Any, str | None]], users: Mapping[Any, Any], stored: Mapping[str, Any]) -> Plan:
     """One ``LinkUser`` per drf link reconcile lacks; the rest reported.
 
     - a link reconcile already has (same user): nothing, counted in ``stats['already_linked']``;
@@ -106,13 +104,23 @@ def plan_import(
         owners = sorted(by_customer[customer_id], key=str)
         if len(owners) > 1:
             shown = ", ".join(str(u) for u in owners)
-            ops.append(Skip("StripeUser", customer_id, f"drf-stripe-subscription links it to {len(owners)} users "
-                            f"({shown}); linked none"))
+            ops.append(
+                Skip(
+                    "StripeUser",
+                    customer_id,
+                    f"drf-stripe-subscription links it to {len(owners)} users ({shown}); linked none",
+                )
+            )
             continue
         user_id = owners[0]
         if user_id not in users:
-            ops.append(Skip("StripeUser", customer_id, f"drf-stripe-subscription links it to user {user_id}, "
-                            "who no longer exists"))
+            ops.append(
+                Skip(
+                    "StripeUser",
+                    customer_id,
+                    f"drf-stripe-subscription links it to user {user_id}, who no longer exists",
+                )
+            )
             continue
         here = stored.get(customer_id)
         if here is None:
@@ -120,8 +128,13 @@ def plan_import(
         elif str(here) == str(user_id):
             already += 1
         else:
-            ops.append(Skip("StripeUser", customer_id, f"linked to user {here} here and to user {user_id} by "
-                            f"drf-stripe-subscription; kept user {here}"))
+            ops.append(
+                Skip(
+                    "StripeUser",
+                    customer_id,
+                    f"linked to user {here} here and to user {user_id} by drf-stripe-subscription; kept user {here}",
+                )
+            )
     return Plan(tuple(ops), tuple(notes), stats={"drf_links": total, "already_linked": already})
 
 
@@ -136,10 +149,17 @@ def apply_import(plan: Plan, batch_size: int = 500) -> int:
         ids = [op.customer_id for op in links]
         present: set[str] = set()
         for chunk in _chunks(ids, batch_size):
-            present.update(StripeUser.objects.select_for_update().filter(customer_id__in=chunk).values_list(
-                "customer_id", flat=True))
+            present.update(
+                StripeUser.objects.select_for_update()
+                .filter(customer_id__in=chunk)
+                .values_list("customer_id", flat=True)
+            )
         StripeUser.objects.bulk_create(
-            [StripeUser(customer_id=op.customer_id, user_id=op.user_id) for op in links if op.customer_id not in present],
+            [
+                StripeUser(customer_id=op.customer_id, user_id=op.user_id)
+                for op in links
+                if op.customer_id not in present
+            ],
             batch_size=batch_size,
         )
         StripeUser.objects.bulk_update(

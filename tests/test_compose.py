@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from reconcile.testing.fakestripe import DEMO_FIXTURES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

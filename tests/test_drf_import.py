@@ -36,16 +36,26 @@ def links() -> dict[str, object]:
 
 
 def test_plan_import_covers_every_case():
-    rows = [(1, "cus_new"), (2, "cus_unlinked"), (3, "cus_same"), (4, "cus_other"), (5, "cus_twice"),
-            (6, "cus_twice"), (7, "cus_gone"), (8, None), (9, "  ")]
+    rows = [
+        (1, "cus_new"),
+        (2, "cus_unlinked"),
+        (3, "cus_same"),
+        (4, "cus_other"),
+        (5, "cus_twice"),
+        (6, "cus_twice"),
+        (7, "cus_gone"),
+        (8, None),
+        (9, "  "),
+    ]
     users = {1: "a@x.io", 2: "b@x.io", 3: "c@x.io", 4: "d@x.io", 5: "e@x.io", 6: "f@x.io", 8: "h@x.io", 9: ""}
     stored = {"cus_unlinked": None, "cus_same": 3, "cus_other": 40}
     plan = plan_import(rows, users, stored)
     assert plan.operations == (
         Skip("StripeUser", "cus_gone", "drf-stripe-subscription links it to user 7, who no longer exists"),
         LinkUser("cus_new", 1, "a@x.io"),
-        Skip("StripeUser", "cus_other",
-             "linked to user 40 here and to user 4 by drf-stripe-subscription; kept user 40"),
+        Skip(
+            "StripeUser", "cus_other", "linked to user 40 here and to user 4 by drf-stripe-subscription; kept user 40"
+        ),
         Skip("StripeUser", "cus_twice", "drf-stripe-subscription links it to 2 users (5, 6); linked none"),
         LinkUser("cus_unlinked", 2, "b@x.io"),
     )
@@ -87,7 +97,10 @@ def test_dry_run_then_apply_then_nothing(reconcile_settings):
     assert links() == {"cus_A": ann.pk, "cus_B": bob.pk, "cus_C": cid.pk}
     run_row = SyncRun.objects.get()
     assert (run_row.command, run_row.counts, run_row.report["summary"]["link_user"]) == (
-        "reconcile_import_drf_stripe", {"link_user": 3}, 3)
+        "reconcile_import_drf_stripe",
+        {"link_user": 3},
+        3,
+    )
     # the new rows wait for the pull: no email, never synced
     assert list(StripeUser.objects.filter(customer_id="cus_A").values_list("email", "synced_at")) == [(None, None)]
 

@@ -32,7 +32,17 @@ from .store import RESOURCES, FakeStripe, Fault, RequestRecord
 # `reconcile fake-stripe` serves it from any directory.
 DEMO_FIXTURES = Path(__file__).resolve().parent / "data" / "demo"
 
-__all__ = ["DEMO_FIXTURES", "RESOURCES", "FakeStripe", "Fault", "RequestRecord", "RunningServer", "mask_key", "serve", "main"]
+__all__ = [
+    "DEMO_FIXTURES",
+    "RESOURCES",
+    "FakeStripe",
+    "Fault",
+    "RequestRecord",
+    "RunningServer",
+    "mask_key",
+    "serve",
+    "main",
+]
 
 
 def _serve_parser() -> argparse.ArgumentParser:
