@@ -196,6 +196,16 @@ def test_subscription_changelist(admin_client, rows):
     assert 'href="?status=canceled"' in html
     customer_link = f'<a href="{url(StripeUser, "change", rows["customer"])}">cus_alice (billing@acme.test)</a>'
     assert customer_link in html
+    # the linked user and the products of its items (two prices of one product: named once)
+    user_url = reverse("admin:auth_user_change", args=[rows["user"].pk])
+    assert f'<td class="field-user"><a href="{user_url}">alice</a></td>' in html
+    assert f'<td class="field-products"><a href="{url(Product, "change", rows["product"])}">Pro</a></td>' in html
+
+
+@pytest.mark.django_db
+def test_price_changelist_names_the_product(admin_client, rows):
+    html = admin_client.get(url(Price)).content.decode()
+    assert f'<td class="field-product_link"><a href="{url(Product, "change", rows["product"])}">Pro</a></td>' in html
 
 
 @pytest.mark.django_db
@@ -247,7 +257,7 @@ def test_syncrun_changelist(admin_client, rows):
     assert "applied with conflicts" in html
     assert "2025-01-01 12:00:00 UTC</a>" in html  # to the second, linking to the run
     assert '<td class="field-duration_display">2.5 s</td>' in html
-    assert '<td class="field-counts_summary">1 create, 1 update</td>' in html
+    assert '<td class="field-counts_summary">1 created, 1 updated</td>' in html  # the Applied line's words
 
 
 @pytest.mark.django_db
@@ -256,16 +266,23 @@ def test_syncrun_page_shows_the_report(admin_client, rows):
     # summary counts
     assert "<th>recreate items</th>" in html
     assert "<td>1</td>" in html
-    assert "schema reconcile.plan/v1 &middot; changes planned" in html
-    # operations: symbol, action, model, id, changes as "field: old -> new", reason
+    # an applied run says what happened to it, never "changes planned"
+    assert "schema reconcile.plan/v1 &middot; applied with conflicts" in html and "planned" not in html
+    # operations: symbol, action, model, id (a link to the stored object), changes as "field: old -> new", reason
     assert (
         '<tr title="update Product prod_pro: name, active"><td>~</td><td>update</td><td>Product</td>'
-        "<td><code>prod_pro</code></td>"
+        f'<td><a href="{url(Product, "change", rows["product"])}"><code>prod_pro</code></a></td>'
         f"<td>name: {escape(repr('Pro'))} -&gt; {escape(repr('Pro 2'))}<br>"
         "active: True -&gt; False</td><td></td></tr>"
     ) in html
-    assert f"currency: None -&gt; {escape(repr('eur'))}" in html
-    assert "amount: None -&gt; 900" in html
+    # creates are folded into one collapsed list, without their field lists
+    assert (
+        '<details class="reconcile-creates"><summary>1 created (Price 1): show</summary>'
+        '<table class="reconcile-created"><thead><tr><th>model</th><th>id</th><th>created</th></tr></thead><tbody>'
+        "<tr><td>Price</td><td><code>price_new</code></td><td>create Price price_new</td></tr>"
+    ) in html
+    assert "amount: None -&gt; 900" not in html
+    # not stored (any more): no link
     assert "<td>!</td><td>skip</td><td>Subscription</td><td><code>sub_bad</code></td><td></td>" in html
     # values from Stripe are escaped
     assert f"<td>price {escape(SCRIPT)} is not in Stripe</td>" in html
@@ -279,7 +296,7 @@ def test_syncrun_page_shows_the_report(admin_client, rows):
     # the run itself
     assert "2025-01-01 12:00:02 UTC" in html  # finished at
     assert "2.5 s" in html
-    assert "1 create, 1 update" in html
+    assert "1 created, 1 updated" in html
 
 
 @pytest.mark.django_db
