@@ -96,6 +96,14 @@ class ReadOnlyMixin:
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = None
+    # A list of many columns of long Stripe ids: without the navigation sidebar on its changelist
+    # (the page keeps its breadcrumbs), it fits 1280 px without horizontal scrolling.
+    wide_list = False
+
+    def changelist_view(self, request, extra_context=None):
+        if self.wide_list:
+            extra_context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def get_fields(self, request, obj=None):
         """The model's fields, ``synced_at`` (bookkeeping, inherited first) moved last."""
@@ -167,6 +175,7 @@ class ProductAdmin(ReadOnlyAdmin):
 @admin.register(Price)
 class PriceAdmin(ReadOnlyAdmin):
     list_display = ("id", "product_link", "nickname", "amount_display", "frequency", "active")
+    wide_list = True
     list_filter = ("active", "currency", "frequency")
     list_select_related = ("product",)
     search_fields = ("id", "nickname", "product__id", "product__name")
@@ -250,7 +259,8 @@ class SubscriptionItemInline(ReadOnlyTabularInline):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "user", "products", "status", "current_period_end", "cancels")
+    list_display = ("id", "customer", "user", "products", "status", "period_end", "cancels")
+    wide_list = True
     list_filter = ("status", "cancel_at_period_end")
     list_select_related = ("stripe_user__user",)
     inlines = (SubscriptionItemInline,)
@@ -269,7 +279,11 @@ class SubscriptionAdmin(ReadOnlyAdmin):
         seen = {item.price.product_id: item.price.product for item in obj.items.all()}
         return format_html_join(", ", "{}", ((self.link(p, p.name or p.id),) for p in seen.values())) or "-"
 
-    @admin.display(description="cancels at period end", boolean=True, ordering="cancel_at_period_end")
+    @admin.display(description="period end", ordering="current_period_end")
+    def period_end(self, obj: Subscription) -> str:
+        return f"{obj.current_period_end:%Y-%m-%d}" if obj.current_period_end else "-"
+
+    @admin.display(description="cancels", boolean=True, ordering="cancel_at_period_end")
     def cancels(self, obj: Subscription) -> bool:
         return obj.cancel_at_period_end
 
@@ -278,7 +292,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Stripe customer", ordering="stripe_user")
     def customer(self, obj: Subscription):
-        return self.link(obj.stripe_user)
+        return self.link(obj.stripe_user, obj.stripe_user_id)  # its email is a click (or a search) away
 
 
 @admin.register(SubscriptionItem)
