@@ -1,6 +1,9 @@
 """Local copies of Stripe objects. Stripe owns them: write them through reconcile or webhooks.
 
-Field names match drf-stripe-subscription's, so queries written against it keep working.
+They are not drf-stripe-subscription's models: the tables (``reconcile_*``) and several field
+names differ (``Price.amount`` for ``price``, ``frequency`` for ``freq``, ``id`` for ``product_id``
+and the like, one ``StripeUser`` per customer); docs/migrating-from-drf-stripe-subscription.md
+maps each one.
 ``synced_at`` records when a row was last written from Stripe data (by a sync run, at the time
 its Stripe page was fetched; a webhook handler should set it to the event's time or now). A run
 never overwrites a row whose ``synced_at`` is newer than the page it fetched.
