@@ -39,6 +39,20 @@ def database(tmp_path: Path) -> Db:
     return Db.postgres(f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}_drfmig")
 
 
+@pytest.fixture
+def site_db(tmp_path):
+    """An empty database for the site being switched; a PostgreSQL one is dropped afterwards."""
+    db = database(tmp_path)
+    reset_database(db)
+    yield db
+    if db.name == "postgres":
+        import psycopg
+
+        admin = db.url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db.url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def manage(db: Db, api_base: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -60,7 +74,7 @@ def reconcile_links(db: Db, api_base: str) -> dict[str, int | None]:
     return json.loads(done.stdout)
 
 
-def test_links_made_by_drf_stripe_subscription_survive_the_switch(tmp_path):
+def test_links_made_by_drf_stripe_subscription_survive_the_switch(tmp_path, site_db):
     ensure_peer_venv(log=lambda *_: None)
     account = build(N, seed=11, variant="peer")
     customers = account["customers"]
@@ -74,8 +88,7 @@ def test_links_made_by_drf_stripe_subscription_survive_the_switch(tmp_path):
         {"username": "someone", "email": SWITCHED_EMAIL},
     ]
     (tmp_path / "users.json").write_text(json.dumps(users))
-    db = database(tmp_path)
-    reset_database(db)
+    db = site_db
     fake = FakeStripe(account)
     with serve(fake) as server:
         _peer(["migrate"], db, server.url)
@@ -89,6 +102,13 @@ def test_links_made_by_drf_stripe_subscription_survive_the_switch(tmp_path):
         fake.update("customers", switched["id"], email=SWITCHED_EMAIL)
 
         assert manage(db, server.url, "migrate", "--no-input", "-v", "0").returncode == 0
+        # Without the import, email matching alone would lose both: the shared email links none,
+        # the switched customer would go to the user whose email it took.
+        alone = manage(db, server.url, "pull_stripe", "--dry-run")
+        assert alone.returncode == 0, alone.stderr
+        assert f"StripeUser {shared['id']}: 2 users share {shared['email'].lower()!r}" in alone.stdout
+        assert f"link StripeUser {switched['id']} to user " in alone.stdout
+        assert f"link StripeUser {switched['id']} to user {drf[switched['id']]} " not in alone.stdout
         dry = manage(db, server.url, "reconcile_import_drf_stripe")
         assert dry.returncode == 0, dry.stderr
         assert f"{N} users to link" in dry.stdout and reconcile_links(db, server.url) == {}
@@ -108,14 +128,11 @@ def test_links_made_by_drf_stripe_subscription_survive_the_switch(tmp_path):
     assert {cid: links.get(cid) for cid in drf} == drf  # every link drf made, kept
     assert links[shared["id"]] == drf[shared["id"]]  # the ambiguous email: drf's choice
     assert links[switched["id"]] == drf[switched["id"]]  # not moved to the user of its new email
-    if db.name == "postgres":
-        reset_database(db)
 
 
 @pytest.mark.parametrize("flag", [[], ["--apply"]])
-def test_a_database_without_drf_tables_exits_2(tmp_path, flag):
-    db = database(tmp_path)
-    reset_database(db)
+def test_a_database_without_drf_tables_exits_2(site_db, flag):
+    db = site_db
     assert manage(db, "http://127.0.0.1:9", "migrate", "--no-input", "-v", "0").returncode == 0
     done = manage(db, "http://127.0.0.1:9", "reconcile_import_drf_stripe", *flag)
     assert done.returncode == 2
