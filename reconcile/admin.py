@@ -538,10 +538,11 @@ class SyncRunAdmin(ReadOnlyAdmin):
         entries = _dicts(self._report(obj).get(key))
         if not entries:
             return "none"
+        urls = self._object_urls(entries)
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ((_text(e.get("model")), _text(e.get("id")), _text(e.get(text))) for e in entries),
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((_text(e.get("model")), self._op_id(e, urls), _text(e.get(text))) for e in entries),
         )
         return _table(("model", "id", text), rows, f"reconcile-{key}")
 

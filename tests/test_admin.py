@@ -290,7 +290,7 @@ def test_syncrun_page_shows_the_report(admin_client, rows):
     assert SCRIPT not in html
     # notes, conflicts, next cursor
     assert escape("2 users share 'a@b.c' (4, 9); linked none") in html
-    assert "<td>Subscription</td><td><code>sub_kept</code></td>" in html
+    assert "<td>Subscription</td><td><code>sub_kept</code></td>" in html  # not stored: no link
     assert escape("kept the newer row") in html
     assert "customers: --starting_after cus_456" in html
     # the run itself
@@ -383,3 +383,36 @@ def test_changelist_queries_are_bounded(admin_client, many, django_assert_max_nu
         response = admin_client.get(url(model))
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) >= min(30, response.context["cl"].result_count)
+
+
+@pytest.mark.django_db
+def test_syncrun_ids_link_to_the_stored_objects(admin_client, rows, django_assert_max_num_queries):
+    def op(action, model, oid):
+        return {"action": action, "symbol": "", "model": model, "id": oid, "changes": [], "description": action}
+
+    report = {
+        "schema": "reconcile.plan/v1",
+        "operations": [
+            op("link_user", "StripeUser", "cus_alice"),
+            op("create_user", "User", "cus_bob"),  # a created user is seen from its customer
+            op("recreate_items", "SubscriptionItem", "sub_alice"),  # an item set from its subscription
+            op("create", "Price", "price_usd"),
+            op("skip", "Price", "price_gone"),
+        ],
+        "notes": [{"model": "StripeUser", "id": "cus_alice", "message": "note"}],
+        "conflicts": [{"model": "Subscription", "id": "sub_alice", "reason": "kept"}],
+    }
+    run = SyncRun.objects.create(started_at=T0, finished_at=T0, command="pull_stripe", outcome="applied", report=report)
+    with django_assert_max_num_queries(12):  # one query per model named, not per row
+        html = admin_client.get(url(SyncRun, "change", run)).content.decode()
+    bob = StripeUser.objects.get(customer_id="cus_bob")
+    for model, obj, oid in [
+        (StripeUser, rows["customer"], "cus_alice"),
+        (StripeUser, bob, "cus_bob"),
+        (Subscription, rows["subscription"], "sub_alice"),
+        (Price, rows["usd"], "price_usd"),
+    ]:
+        assert f'<a href="{url(model, "change", obj)}"><code>{oid}</code></a>' in html, oid
+    assert html.count(f'<a href="{url(StripeUser, "change", rows["customer"])}"><code>cus_alice</code></a>') == 2
+    assert html.count(f'<a href="{url(Subscription, "change", rows["subscription"])}"><code>sub_alice</code></a>') == 2
+    assert "<td><code>price_gone</code></td>" in html  # not stored: no link

@@ -137,3 +137,20 @@ def test_table_without_its_columns_exit_2(reconcile_settings):
     result = run("reconcile_import_drf_stripe")
     assert result.code == 2
     assert "has no column user_id, customer_id" in result.err
+
+
+def test_the_click_cli_runs_the_same_command(reconcile_settings):
+    from click.testing import CliRunner
+
+    from reconcile.cli import main
+
+    user = get_user_model().objects.create(username="ann", email="ann@example.com")
+    runner = CliRunner()
+    missing = runner.invoke(main, ["import-drf-stripe"])
+    assert missing.exit_code == 2 and "has no table drf_stripe_stripeuser" in missing.output
+    drf_table((user.pk, "cus_A"))
+    dry = runner.invoke(main, ["import-drf-stripe"])
+    assert dry.exit_code == 0 and dry.output.startswith(run("reconcile_import_drf_stripe").out)
+    applied = runner.invoke(main, ["import-drf-stripe", "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert links() == {"cus_A": user.pk}
