@@ -24,38 +24,18 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from .conf import raw_settings
+from .core.amounts import UNKNOWN, describe_row, money
 from .core.report import DONE
+from .core.values import show
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem, SyncRun
 
-TIERED = "tiered / custom"
-# Stripe's zero-decimal and three-decimal currencies (https://docs.stripe.com/currencies); every other
-# currency, ISK, HUF and TWD included, has two decimals in the API's minor units.
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+TIERED = UNKNOWN
 MAX_OPERATIONS = 1000  # rows of a report's operations table shown on a SyncRun page
 
 
 def format_amount(amount: int | None, currency: str) -> str:
     """Minor units as a decimal amount with its currency: ``1200, "usd"`` gives ``"12.00 USD"``."""
-    if amount is None:
-        return TIERED
-    code = (currency or "").lower()
-    decimals = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-    sign = "-" if amount < 0 else ""
-    units, minor = divmod(abs(amount), 10**decimals)
-    number = f"{units}.{minor:0{decimals}d}" if decimals else str(units)
-    return f"{sign}{number} {code.upper()}".rstrip()
-
-
-def show(value: Any) -> str:
-    """A JSON value from a report, written as the text report writes values."""
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
-    return str(value)
+    return TIERED if amount is None else money(amount, currency)
 
 
 def admin_link(obj: Model | None, text: Any = None, site: str = "admin") -> SafeString | str:
@@ -140,7 +120,7 @@ class PriceInline(ReadOnlyTabularInline):
 
     @admin.display(description="amount")
     def amount_display(self, obj: Price) -> str:
-        return format_amount(obj.amount, obj.currency)
+        return describe_row(obj)
 
 
 def _links_inline(shows: str) -> type[ReadOnlyTabularInline]:
@@ -176,7 +156,7 @@ class ProductAdmin(ReadOnlyAdmin):
 class PriceAdmin(ReadOnlyAdmin):
     list_display = ("id", "product_link", "nickname", "amount_display", "frequency", "active")
     wide_list = True
-    list_filter = ("active", "currency", "frequency")
+    list_filter = ("active", "currency", "type", "billing_scheme", "interval", "usage_type")
     list_select_related = ("product",)
     search_fields = ("id", "nickname", "product__id", "product__name")
 
@@ -186,13 +166,13 @@ class PriceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Price) -> str:
-        return format_amount(obj.amount, obj.currency)
+        return describe_row(obj)
 
 
 @admin.register(Feature)
 class FeatureAdmin(ReadOnlyAdmin):
-    list_display = ("id", "description")
-    search_fields = ("id", "description")
+    list_display = ("id", "lookup_key", "name")
+    search_fields = ("id", "lookup_key", "name", "description")
     inlines = (LinkedProductInline,)
 
 
@@ -254,14 +234,14 @@ class SubscriptionItemInline(ReadOnlyTabularInline):
 
     @admin.display(description="amount")
     def amount(self, obj: SubscriptionItem) -> str:
-        return format_amount(obj.price.amount, obj.price.currency)
+        return describe_row(obj.price)
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "user", "products", "status", "period_end", "cancels")
+    list_display = ("id", "customer", "user", "products", "status", "currency", "period_end", "cancels")
     wide_list = True
-    list_filter = ("status", "cancel_at_period_end")
+    list_filter = ("status", "cancel_at_period_end", "currency", "collection_method", "pause_collection_behavior")
     list_select_related = ("stripe_user__user",)
     inlines = (SubscriptionItemInline,)
 
@@ -311,7 +291,7 @@ class SubscriptionItemAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount")
     def amount(self, obj: SubscriptionItem) -> str:
-        return format_amount(obj.price.amount, obj.price.currency)
+        return describe_row(obj.price)
 
 
 # The audit

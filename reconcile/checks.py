@@ -10,6 +10,7 @@ from django.core.exceptions import FieldDoesNotExist
 from .conf import (
     CUSTOMER_ATTRIBUTES,
     DEFAULTS,
+    FEATURES_SOURCES,
     PRIVILEGED_USER_FIELDS,
     SUBSCRIPTION_STATUSES,
     key_hint,
@@ -53,6 +54,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     if problem:
         errors.append(checks.Error(problem[0].upper() + problem[1:] + ".", hint=key_hint(), id="reconcile.E005"))
     errors.extend(_check_statuses(s["ACCESS_STATUSES"]))
+    if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
+        errors.append(
+            checks.Error(
+                f"RECONCILE['FEATURES_SOURCE'] must be one of {', '.join(map(repr, FEATURES_SOURCES))}.",
+                hint="'metadata' reads FEATURES_METADATA_KEY; 'entitlements' reads Stripe's Entitlements features.",
+                id="reconcile.E020",
+            )
+        )
     errors.extend(_check_user_fields(s))
     return errors
 

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from .options import IMPORT_OPTIONS, VERBOSITY_HELP, Opt, declared
+
 EMBEDDED = "reconcile.embedded_settings"
 COMMANDS = {
     "pull": ("pull_stripe", "Products and prices, customers and subscriptions: one plan, one transaction."),
@@ -89,87 +91,43 @@ def _sync_command(name: str, command: str, summary: str, windowed: bool) -> clic
     def callback(ctx: click.Context, **options) -> None:
         _setup(ctx.obj["settings"], ctx.obj["database"])
         kwargs = {k: v for k, v in options.items() if v is not None or k == "progress"}
-        kwargs["format"] = kwargs.pop("fmt")
         _call(ctx, command, **kwargs)
 
-    params = [
-        click.Option(["--dry-run"], is_flag=True, help="Print the plan; write nothing."),
+    params = [_click(opt) for opt in declared(windowed)]
+    params.append(
         click.Option(
-            ["--check"],
-            is_flag=True,
-            help="Print the plan; exit 1 when applying would change the database, 0 when in sync.",
-        ),
-        click.Option(
-            ["--strict"],
-            is_flag=True,
-            help="With --check: orphans and skipped objects count as drift too.",
-        ),
-        click.Option(
-            ["--format", "fmt"],
-            type=click.Choice(["text", "json", "markdown"]),
-            default="text",
-            show_default=True,
-            help="Report format; only the report goes to stdout.",
-        ),
-        click.Option(
-            ["-v", "--verbosity"],
-            type=click.IntRange(0, 3),
-            default=1,
-            show_default=True,
-            help="2 shows field-level changes, old -> new.",
-        ),
-        click.Option(
-            ["--plan-out"], metavar="FILE", help="Save the plan (signed, with a database fingerprint); write nothing."
-        ),
-        click.Option(
-            ["--apply-plan"],
-            metavar="FILE",
-            help="Apply exactly a saved plan, without fetching; "
-            "refused if the database changed or the file was edited.",
-        ),
-        click.Option(
-            ["--progress/--no-progress"], default=None, help="Progress on stderr (default: on a terminal only)."
-        ),
-    ]
-    if windowed:
-        params += [
-            click.Option(
-                ["-l", "--limit"],
-                type=click.IntRange(1, 100),
-                help="One window of at most this many objects (1-100); orphans are not reported.",
-            ),
-            click.Option(
-                ["-s", "--starting_after", "starting_after"],
-                metavar="ID",
-                help="The window starts after this Stripe id.",
-            ),
-        ]
+            ["-v", "--verbosity"], type=click.IntRange(0, 3), default=1, show_default=True, help=VERBOSITY_HELP
+        )
+    )
     return click.Command(name, callback=callback, params=params, help=f"{summary}\n\nSame as `manage.py {command}`.")
+
+
+def _click(opt: Opt) -> click.Option:
+    """An option declared in ``options`` as a click option (same flags, destination and help)."""
+    if opt.kind == "flag":
+        return click.Option([*opt.flags, opt.dest], is_flag=True, help=opt.help)
+    if opt.kind == "switch":
+        return click.Option([f"{opt.flags[0]}/--no-{opt.flags[0][2:]}", opt.dest], default=None, help=opt.help)
+    if opt.kind == "choice":
+        return click.Option([*opt.flags, opt.dest], type=click.Choice(opt.choices), default=opt.default, help=opt.help)
+    kind = click.IntRange(*opt.bounds) if opt.kind == "int" and opt.bounds else None
+    return click.Option([*opt.flags, opt.dest], type=kind, metavar=opt.metavar, help=opt.help)
 
 
 for _name, (_command, _summary) in COMMANDS.items():
     main.add_command(_sync_command(_name, _command, _summary, _name in ("customers", "subscriptions")))
 
 
-@main.command("import-drf-stripe")
-@click.option("--apply", is_flag=True, help="Write the links, in one transaction (default: a dry run).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-    help="Report format; only the report goes to stdout.",
-)
+@main.command("import-drf-stripe", params=[_click(opt) for opt in IMPORT_OPTIONS])
 @click.pass_context
-def import_drf_stripe(ctx: click.Context, apply: bool, fmt: str) -> None:
+def import_drf_stripe(ctx: click.Context, **options) -> None:
     """Import drf-stripe-subscription's customer-to-user links from its drf_stripe_stripeuser table.
 
     Same as `manage.py reconcile_import_drf_stripe`: use it with --settings (your project's
     database); then run `reconcile pull`.
     """
     _setup(ctx.obj["settings"], ctx.obj["database"], needs_key=False)
-    _call(ctx, "reconcile_import_drf_stripe", apply=apply, format=fmt)
+    _call(ctx, "reconcile_import_drf_stripe", **options)
 
 
 @main.command("fake-stripe", context_settings={"ignore_unknown_options": True})

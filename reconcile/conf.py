@@ -13,11 +13,16 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+from .errors import ConfigError
+
 DEFAULTS: dict[str, Any] = {
     "API_KEY": "",  # Stripe secret or restricted key; falls back to $STRIPE_API_KEY
     "API_BASE": None,  # e.g. "http://127.0.0.1:12111" for a local server; None: Stripe itself
     "API_VERSION": None,  # None: the version stripe-python pins
     "FEATURES_METADATA_KEY": "features",
+    # Where a product's features come from: "metadata" (the key above, drf-stripe-subscription's
+    # way), "entitlements" (Stripe's Entitlements features), or "both" (their union).
+    "FEATURES_SOURCE": "metadata",
     "USER_EMAIL_FIELD": "email",
     "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP": None,  # {user_field: customer_attribute}; None: never create
     "PAGE_SIZE": 100,  # Stripe's maximum
@@ -26,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BASE_DELAY": 0.5,  # seconds, doubled per try, with jitter
     "RETRY_MAX_DELAY": 8.0,
     "TIMEOUT": 30.0,  # seconds per request
-    "CONCURRENCY": 8,  # requests in flight at once while fetching
+    "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
     "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
     "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
@@ -59,6 +64,7 @@ class Config:
     api_base: str | None
     api_version: str | None
     features_metadata_key: str
+    features_source: str
     user_email_field: str
     user_create_map: dict[str, str] | None
     page_size: int
@@ -85,6 +91,17 @@ def raw_settings() -> dict[str, Any]:
     return merged
 
 
+FEATURES_SOURCES = ("metadata", "entitlements", "both")
+
+
+def features_source(value: Any) -> str:
+    if value not in FEATURES_SOURCES:
+        raise ConfigError(
+            f"RECONCILE['FEATURES_SOURCE'] is {value!r}; it must be one of {', '.join(map(repr, FEATURES_SOURCES))}."
+        )
+    return value
+
+
 def get_config() -> Config:
     s = raw_settings()
     return Config(
@@ -92,6 +109,7 @@ def get_config() -> Config:
         api_base=(s["API_BASE"] or None),
         api_version=s["API_VERSION"] or None,
         features_metadata_key=s["FEATURES_METADATA_KEY"],
+        features_source=features_source(s["FEATURES_SOURCE"]),
         user_email_field=s["USER_EMAIL_FIELD"],
         user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"])
         if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]

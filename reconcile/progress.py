@@ -24,7 +24,7 @@ class Progress:
 
 
 class RichProgress(Progress):
-    """Per resource: pages, objects, objects/s; and the phase (fetching, diffing, applying)."""
+    """Per resource: pages, objects, objects/s; and the phase (fetching, diffing)."""
 
     def __init__(self, stream: TextIO, resources: tuple[str, ...]):
         from rich.console import Console

@@ -165,7 +165,8 @@ def test_a_page_that_is_not_json_names_the_request(fake_stripe, kind):
     assert result.code == 2
     # the active and the archived listings run at once: either may meet the fault first
     assert re.search(
-        r"Stripe answered GET /v1/prices\?active=(true|false)&limit=100 with a body that is not JSON \(HTTP 200\)",
+        r"Stripe answered GET /v1/prices\?active=(true|false)&expand\[\]=data.tiers&expand\[\]=data.currency_options"
+            r"&limit=100 with a body that is not JSON \(HTTP 200\)",
         result.err,
     )
     assert table_counts() == [0, 0, 0, 0]

@@ -6,23 +6,15 @@ Rendering is pure: it returns a string, never prints and never touches the datab
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from deepdiff import DeepDiff
 
-from .plan import Action, Change, Operation, Plan, show
+from .plan import Action, Change, Plan
+from .registry import HEADINGS
+from .values import encode, show
 
 SCHEMA = "reconcile.plan/v1"
-HEADINGS = {
-    "Feature": "Features",
-    "Product": "Products",
-    "Price": "Prices",
-    "User": "Users",
-    "StripeUser": "Customers",
-    "Subscription": "Subscriptions",
-    "SubscriptionItem": "Subscription items",
-}
 PHRASES = {
     Action.CREATE: "to create",
     Action.UPDATE: "to update",
@@ -66,7 +58,7 @@ def _change_detail(change: Change) -> str:
             f"{key(i)}: {i.t1!r} -> {i.t2!r}" for kind in ("values_changed", "type_changes") for i in tree.get(kind, [])
         )
         return f"{change.field}: " + ", ".join(added + removed + changed)
-    return change.describe()
+    return f"{change.field}: {show(change.old)} -> {show(change.new)}"
 
 
 def _closing_line(plan: Plan) -> str:
@@ -97,26 +89,6 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
-    return value
-
-
-def _record_changes(op: Operation) -> list[dict[str, Any]]:
-    record = getattr(op, "record", None)
-    if op.action is Action.CREATE and record is not None:
-        fields = [f for f in record.__dataclass_fields__ if f not in ("id", "user_id")]
-        return [{"field": f, "old": None, "new": _jsonable(getattr(record, f))} for f in fields]
-    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in getattr(op, "changes", ())]
-
-
 def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     """The JSON report; ``max_operations`` keeps the first ones only (the audit of a huge run)."""
     shown = plan.operations if max_operations is None else plan.operations[:max_operations]
@@ -130,8 +102,8 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
                 "symbol": op.action.value,
                 "model": op.model,
                 "id": op.id,
-                "changes": _record_changes(op),
-                "reason": getattr(op, "reason", None),
+                "changes": encode(op.changes),
+                "reason": op.reason,
                 "description": op.describe(),
             }
             for op in shown
@@ -144,7 +116,7 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     return report
 
 
-def render_json(plan: Plan, verbosity: int = 1) -> str:
+def render_json(plan: Plan) -> str:
     return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -152,7 +124,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plan: Plan, verbosity: int = 1) -> str:
+def render_markdown(plan: Plan) -> str:
     lines = ["### Stripe reconcile plan", ""]
     if not plan.operations:
         lines.append("**No changes detected.** The database agrees with Stripe.")
@@ -162,9 +134,7 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
             if op.action is Action.CREATE:
                 details = op.describe()
             else:
-                details = getattr(op, "reason", None) or "; ".join(
-                    _change_detail(c) for c in getattr(op, "changes", ())
-                )
+                details = op.reason or "; ".join(_change_detail(c) for c in op.changes)
             lines.append(
                 f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
             )
@@ -173,11 +143,11 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
-
-
 def render(plan: Plan, fmt: str = "text", verbosity: int = 1) -> str:
-    return RENDERERS[fmt](plan, verbosity)
+    """The report in ``fmt``; only the text report has levels of detail."""
+    if fmt == "text":
+        return render_text(plan, verbosity)
+    return {"json": render_json, "markdown": render_markdown}[fmt](plan)
 
 
 __all__ = [
@@ -189,5 +159,4 @@ __all__ = [
     "summary_line",
     "applied_line",
     "SCHEMA",
-    "show",
 ]

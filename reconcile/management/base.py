@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ..errors import ReconcileError
+from ..options import VERBOSITY_HELP, Opt, declared
 from ..runner import EXIT_DRIFT, Options, execute
-from ..stripe.remote import Window
 
 
 class ConfigCheckedCommand(BaseCommand):
@@ -30,67 +30,22 @@ class SyncCommand(ConfigCheckedCommand):
     resources: tuple[str, ...] = ()
     windowed = False
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        for action in parser._actions:  # Django declares -v itself; say what it does here
+            if action.dest == "verbosity":
+                action.help = VERBOSITY_HELP
+        return parser
+
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--dry-run", action="store_true", help="Print the plan; write nothing.")
-        parser.add_argument(
-            "--check", action="store_true", help="Print the plan; exit 1 when it is not empty, 0 when in sync."
-        )
-        parser.add_argument(
-            "--strict",
-            action="store_true",
-            help="With --check: orphans and skipped objects count as drift too (exit 1).",
-        )
-        parser.add_argument(
-            "--format", choices=("text", "json", "markdown"), default="text", help="Report format (default: text)."
-        )
-        parser.add_argument(
-            "--plan-out",
-            metavar="FILE",
-            default=None,
-            help="Save the plan to FILE (signed, with a fingerprint of the database) and write nothing.",
-        )
-        parser.add_argument(
-            "--apply-plan",
-            metavar="FILE",
-            default=None,
-            help="Apply exactly the plan saved in FILE, without fetching; refused if the database changed "
-            "since or the file was edited.",
-        )
-        parser.add_argument(
-            "--progress",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help="Show progress on stderr (default: only when stderr is a terminal).",
-        )
-        if self.windowed:
-            parser.add_argument(
-                "-l",
-                "--limit",
-                type=int,
-                default=None,
-                help="Reconcile at most this many objects (1-100), one page; orphans are not reported.",
-            )
-            parser.add_argument(
-                "-s", "--starting_after", default=None, help="Reconcile the window after this Stripe id."
-            )
+        for opt in declared(self.windowed):
+            parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **argparse_keywords(opt))
 
     def handle(self, *args, **options) -> None:
         limit = options.get("limit")
         if limit is not None and not 1 <= limit <= 100:
             raise CommandError("--limit must be from 1 to 100 (Stripe's page size).", returncode=2)
-        run = Options(
-            command=self.command_name(),
-            resources=self.resources,
-            dry_run=options["dry_run"],
-            check=options["check"],
-            strict=options["strict"],
-            fmt=options["format"],
-            verbosity=options["verbosity"],
-            window=Window(limit, options.get("starting_after")),
-            plan_out=options["plan_out"],
-            apply_plan=options["apply_plan"],
-            progress=options["progress"],
-        )
+        run = Options.parsed(self.command_name(), self.resources, options)
         if run.strict and not run.check:
             raise CommandError("--strict goes with --check.", returncode=2)
         if run.apply_plan and (run.plan_out or run.dry_run or run.check or run.window.active):
@@ -119,3 +74,15 @@ class SyncCommand(ConfigCheckedCommand):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else "no detail"
+
+
+def argparse_keywords(opt: Opt) -> dict:
+    """An option's argparse keywords (ranges are checked in ``handle``, with the message it gives)."""
+    if opt.kind == "flag":
+        return {"action": "store_true"}
+    if opt.kind == "switch":
+        return {"action": argparse.BooleanOptionalAction, "default": None}
+    kwargs = {"default": opt.default, "metavar": opt.metavar}
+    if opt.kind == "choice":
+        return {**kwargs, "choices": opt.choices, "metavar": None}
+    return {**kwargs, "type": int} if opt.kind == "int" else kwargs

@@ -88,7 +88,13 @@ def _endpoint(path: str) -> str:
 
 
 def _describe(path: str, params: dict) -> str:
-    return f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}"
+    """The request as a person reads it: lists in Stripe's notation, ``expand[]=data.tiers``."""
+    pairs = [(f"{k}[]", x) if isinstance(v, list | tuple) else (k, v) for k, v in params.items() for x in _each(v)]
+    return f"GET {path}?{urlencode(pairs, safe='[]')}" if params else f"GET {path}"
+
+
+def _each(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def assert_no_transaction() -> None:
@@ -119,7 +125,6 @@ class Fetcher:
         self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
-        self.retries = 0
         self.latency = 0.0  # a moving average of request durations, in seconds
         self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
@@ -151,8 +156,6 @@ class Fetcher:
                 attempt += 1
                 delay = self._delay(attempt, rate_limited=isinstance(exc, stripe.RateLimitError))
                 log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
-                with self._count_lock:
-                    self.retries += 1
                 self._sleep(delay)
                 continue
             if not isinstance(body, dict):

@@ -106,8 +106,8 @@ class GatedFake(FakeStripe):
         self.arrived = threading.Event()
         self._gate = threading.Event()
 
-    def record(self, method, path, query) -> None:
-        super().record(method, path, query)
+    def record(self, method, path, query, version=None) -> None:
+        super().record(method, path, query, version)
         self.arrived.set()
         self._gate.wait(60)
 

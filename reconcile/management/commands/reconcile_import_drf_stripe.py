@@ -8,6 +8,7 @@ nothing to do, 2 error (no drf-stripe-subscription tables, another run applying,
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 from django.core.management.base import CommandError, CommandParser
@@ -15,12 +16,14 @@ from django.db import DatabaseError, transaction
 
 from ...conf import get_config
 from ...core.plan import Plan
-from ...core.report import applied_line, as_dict, render
+from ...core.report import applied_line, render
+from ...db.apply import Result
+from ...db.audit import Audit, record
 from ...db.lock import run_lock
 from ...drf_import import DRF_LINK_TABLE, apply_import, load_context, plan_import, read_drf_links
 from ...errors import ReconcileError
-from ...models import SyncRun
-from ..base import ConfigCheckedCommand
+from ...options import IMPORT_OPTIONS
+from ..base import ConfigCheckedCommand, argparse_keywords
 
 COMMAND = "reconcile_import_drf_stripe"
 
@@ -32,10 +35,8 @@ class Command(ConfigCheckedCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--apply", action="store_true", help="Write the links, in one transaction.")
-        parser.add_argument(
-            "--format", choices=("text", "json", "markdown"), default="text", help="Report format (default: text)."
-        )
+        for opt in IMPORT_OPTIONS:
+            parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **argparse_keywords(opt))
 
     def handle(self, *args, **options) -> None:
         started, clock = datetime.now(timezone.utc), time.monotonic()
@@ -49,16 +50,8 @@ class Command(ConfigCheckedCommand):
                 plan = self._plan()
                 self._report(plan, fmt)
                 written = apply_import(plan, get_config().batch_size)
-                if written:
-                    SyncRun.objects.create(
-                        started_at=started,
-                        finished_at=datetime.now(timezone.utc),
-                        command=COMMAND,
-                        options={"format": fmt},
-                        outcome="applied",
-                        counts={"link_user": written},
-                        report=as_dict(plan, max_operations=1000),
-                    )
+                if written:  # the audit row, in the same transaction as the links
+                    record(Audit(started, COMMAND, {"format": fmt}, plan), Result(Counter(link_user=written)))
         except ReconcileError as exc:
             raise CommandError(str(exc), returncode=2) from None
         except DatabaseError as exc:
