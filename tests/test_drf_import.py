@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from reconcile.core.drf_links import plan_import
 from reconcile.core.plan import LinkUser, Skip
-from reconcile.drf_import import plan_import
 from reconcile.models import StripeUser, SyncRun
 
 from .conftest import run
@@ -49,7 +49,8 @@ def test_plan_import_covers_every_case():
     ]
     users = {1: "a@x.io", 2: "b@x.io", 3: "c@x.io", 4: "d@x.io", 5: "e@x.io", 6: "f@x.io", 8: "h@x.io", 9: ""}
     stored = {"cus_unlinked": None, "cus_same": 3, "cus_other": 40}
-    plan = plan_import(rows, users, stored)
+    read = plan_import(rows, users, stored)
+    plan = read.plan
     assert plan.operations == (
         Skip("StripeUser", "cus_gone", "drf-stripe-subscription links it to user 7, who no longer exists"),
         LinkUser("cus_new", 1, "a@x.io"),
@@ -63,7 +64,7 @@ def test_plan_import_covers_every_case():
         "StripeUser user 8: drf-stripe-subscription has no customer id for it",
         "StripeUser user 9: drf-stripe-subscription has no customer id for it",
     ]
-    assert plan.stats == {"drf_links": 9, "already_linked": 1}
+    assert (read.drf_links, read.already_linked) == (9, 1)
 
 
 def test_dry_run_then_apply_then_nothing(reconcile_settings):

@@ -8,19 +8,15 @@ nothing to do, 2 error (no drf-stripe-subscription tables, another run applying,
 from __future__ import annotations
 
 import time
-from collections import Counter
 from datetime import datetime, timezone
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from ...conf import get_config
-from ...core.plan import Plan
+from ...core.drf_links import Import
 from ...core.report import applied_line, render
-from ...db.apply import Result
-from ...db.audit import Audit, record
-from ...db.lock import run_lock
-from ...drf_import import DRF_LINK_TABLE, apply_import, load_context, plan_import, read_drf_links
+from ...db.drf_links import DRF_LINK_TABLE, import_links, read_links
 from ...errors import ReconcileError
 from ...options import IMPORT_OPTIONS
 from ..base import ConfigCheckedCommand, argparse_keywords
@@ -40,18 +36,15 @@ class Command(ConfigCheckedCommand):
 
     def handle(self, *args, **options) -> None:
         started, clock = datetime.now(timezone.utc), time.monotonic()
-        fmt = options["format"]
+        fmt, config = options["format"], get_config()
         try:
             if not options["apply"]:
-                self._report(self._plan(), fmt)
+                self._report(read_links(config.user_email_field), fmt)
                 self.stderr.write("Dry run: nothing was written. Run again with --apply to write these links.")
                 return
-            with run_lock(), transaction.atomic():
-                plan = self._plan()
-                self._report(plan, fmt)
-                written = apply_import(plan, get_config().batch_size)
-                if written:  # the audit row, in the same transaction as the links
-                    record(Audit(started, COMMAND, {"format": fmt}, plan), Result(Counter(link_user=written)))
+            read, written = import_links(
+                config.user_email_field, config.batch_size, command=COMMAND, options={"format": fmt}, started=started
+            )
         except ReconcileError as exc:
             raise CommandError(str(exc), returncode=2) from None
         except DatabaseError as exc:
@@ -60,18 +53,13 @@ class Command(ConfigCheckedCommand):
                 "The transaction was rolled back: nothing was written.",
                 returncode=2,
             ) from None
+        self._report(read, fmt)
         line = applied_line({"link_user": written}, time.monotonic() - clock)
         (self.stdout if fmt == "text" else self.stderr).write(line)
 
-    def _plan(self) -> Plan:
-        rows = read_drf_links()
-        users, stored = load_context(rows, get_config().user_email_field)
-        return plan_import(rows, users, stored)
-
-    def _report(self, plan: Plan, fmt: str) -> None:
-        stats = plan.stats
+    def _report(self, read: Import, fmt: str) -> None:
         self.stderr.write(
-            f"Read {stats['drf_links']} rows from {DRF_LINK_TABLE}; {stats['already_linked']} "
+            f"Read {read.drf_links} rows from {DRF_LINK_TABLE}; {read.already_linked} "
             "of its links are already stored here."
         )
-        self.stdout.write(render(plan, fmt), ending="")
+        self.stdout.write(render(read.plan, fmt), ending="")

@@ -1,28 +1,31 @@
-"""Carry drf-stripe-subscription's customer-to-user links over to reconcile.
+"""Carry drf-stripe-subscription's customer-to-user links over to reconcile: the database side.
 
 Stripe knows every product, price, customer and subscription, so a normal ``pull_stripe`` brings
 those; what Stripe cannot tell is which Django user each customer belongs to. drf-stripe-subscription
 keeps that in its ``drf_stripe_stripeuser`` table (``user_id`` primary key, ``customer_id``). This
 module reads that table with plain SQL, so drf-stripe-subscription need not be installed or
-importable, and plans one ``= link user`` per link reconcile does not have yet. Once stored, a
-link is kept by every later run, whatever the customer's email says.
-
-``plan_import`` is pure (rows in, a Plan out); ``read_drf_links`` and ``apply_import`` touch the
-database.
+importable; the pure ``core/drf_links.py`` plans one ``= link user`` per link reconcile does not
+have yet, and ``apply_import`` / ``import_links`` write them. Once stored, a link is kept by every
+later run, whatever the customer's email says.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connections, transaction
 
-from .core.plan import LinkUser, Note, Plan, Skip
-from .errors import ReconcileError
-from .models import StripeUser
+from ..core.drf_links import Import, plan_import
+from ..core.plan import LinkUser, Plan
+from ..errors import ReconcileError
+from ..models import StripeUser
+from .apply import Result
+from .audit import Audit, record
+from .lock import run_lock
 
 DRF_LINK_TABLE = "drf_stripe_stripeuser"
 DRF_LINK_COLUMNS = ("user_id", "customer_id")
@@ -79,65 +82,6 @@ def load_context(rows: list[tuple[Any, str | None]], email_field: str) -> tuple[
     return users, stored
 
 
-def plan_import(rows: Iterable[tuple[Any, str | None]], users: Mapping[Any, Any], stored: Mapping[str, Any]) -> Plan:
-    """One ``LinkUser`` per drf link reconcile lacks; the rest reported.
-
-    - a link reconcile already has (same user): nothing, counted in ``stats['already_linked']``;
-    - a customer reconcile links to another user: skipped, the stored link is kept (never moved
-      silently);
-    - a customer drf links to several users, or to a user that no longer exists: skipped;
-    - a drf row without a customer id: a note.
-    """
-    by_customer: dict[str, set] = defaultdict(set)
-    notes: list[Note] = []
-    total = 0
-    for user_id, customer_id in rows:
-        total += 1
-        customer_id = (customer_id or "").strip()
-        if not customer_id:
-            notes.append(Note("StripeUser", f"user {user_id}", "drf-stripe-subscription has no customer id for it"))
-            continue
-        by_customer[customer_id].add(user_id)
-    ops: list = []
-    already = 0
-    for customer_id in sorted(by_customer):
-        owners = sorted(by_customer[customer_id], key=str)
-        if len(owners) > 1:
-            shown = ", ".join(str(u) for u in owners)
-            ops.append(
-                Skip(
-                    "StripeUser",
-                    customer_id,
-                    f"drf-stripe-subscription links it to {len(owners)} users ({shown}); linked none",
-                )
-            )
-            continue
-        user_id = owners[0]
-        if user_id not in users:
-            ops.append(
-                Skip(
-                    "StripeUser",
-                    customer_id,
-                    f"drf-stripe-subscription links it to user {user_id}, who no longer exists",
-                )
-            )
-            continue
-        here = stored.get(customer_id)
-        if here is None:
-            ops.append(LinkUser(customer_id, user_id, str(users[user_id] or "no email")))
-        elif str(here) == str(user_id):
-            already += 1
-        else:
-            ops.append(
-                Skip(
-                    "StripeUser",
-                    customer_id,
-                    f"linked to user {here} here and to user {user_id} by drf-stripe-subscription; kept user {here}",
-                )
-            )
-    return Plan(tuple(ops), tuple(notes), stats={"drf_links": total, "already_linked": already})
-
-
 def apply_import(plan: Plan, batch_size: int = 500) -> int:
     """Write the plan's links in the caller's transaction: new ``StripeUser`` rows for customers
     reconcile has not stored yet (the next pull fills their email and name), ``user`` set on the
@@ -168,3 +112,23 @@ def apply_import(plan: Plan, batch_size: int = 500) -> int:
             batch_size=batch_size,
         )
     return len(links)
+
+
+def read_links(email_field: str, using: str = "default") -> Import:
+    """drf-stripe-subscription's links and the plan that takes them over; writes nothing."""
+    rows = read_drf_links(using)
+    users, stored = load_context(rows, email_field)
+    return plan_import(rows, users, stored)
+
+
+def import_links(
+    email_field: str, batch_size: int, *, command: str, options: dict[str, Any], started: datetime
+) -> tuple[Import, int]:
+    """Read, plan and write the links under the run lock, in one transaction with their ``SyncRun``
+    (none when nothing was written). Returns what was read and the number of links written."""
+    with run_lock(), transaction.atomic():
+        read = read_links(email_field)
+        written = apply_import(read.plan, batch_size)
+        if written:
+            record(Audit(started, command, options, read.plan), Result(Counter(link_user=written)))
+    return read, written
