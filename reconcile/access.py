@@ -7,8 +7,10 @@
 
 A subscription grants access when its status is in ``RECONCILE['ACCESS_STATUSES']`` (default
 ``("active", "trialing")``; add ``"past_due"`` to keep access while Stripe retries a payment). A
-user's subscriptions are those of every Stripe customer linked to the user. Features are the ids
-listed in a product's ``features`` metadata (see ``FEATURES_METADATA_KEY``).
+user's subscriptions are those of every Stripe customer linked to the user. A feature is named by
+its id: an id listed in a product's ``features`` metadata (``FEATURES_METADATA_KEY``) or, with
+``FEATURES_SOURCE`` "entitlements" or "both", a Stripe Entitlements feature's id (``feat_...``)
+and also its lookup key, the stable name Stripe suggests code checks (``has_feature(user, "sso")``).
 
 Each function answers with one SQL query, whatever the number of subscriptions; an anonymous user
 (or None) costs none and has nothing.
@@ -21,7 +23,7 @@ from functools import wraps
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from .conf import get_config
 from .models import Product, ProductFeature, Subscription
@@ -64,25 +66,28 @@ def subscribed_products(user: Any) -> QuerySet[Product]:
 
 
 def features(user: Any) -> frozenset[str]:
-    """The feature ids the user's access-granting subscriptions include: one query."""
+    """The names of the features the user's access-granting subscriptions include (ids, and the
+    lookup keys of Entitlements features): one query."""
     if not _known(user):
         return frozenset()
-    return frozenset(
+    rows = (
         ProductFeature.objects.filter(
             product__prices__subscription_items__subscription__stripe_user__user=user,
             product__prices__subscription_items__subscription__status__in=access_statuses(),
         )
-        .values_list("feature_id", flat=True)
+        .values_list("feature_id", "feature__lookup_key")
         .distinct()
     )
+    return frozenset(name for row in rows for name in row if name)
 
 
-def has_feature(user: Any, feature_id: str) -> bool:
-    """True when one of the user's access-granting subscriptions includes ``feature_id``: one query."""
+def has_feature(user: Any, feature: str) -> bool:
+    """True when one of the user's access-granting subscriptions includes the feature of that id or
+    Entitlements lookup key: one query."""
     if not _known(user):
         return False
     return ProductFeature.objects.filter(
-        feature_id=feature_id,
+        Q(feature_id=feature) | Q(feature__lookup_key=feature),
         product__prices__subscription_items__subscription__stripe_user__user=user,
         product__prices__subscription_items__subscription__status__in=access_statuses(),
     ).exists()

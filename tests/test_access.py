@@ -133,6 +133,19 @@ def test_decorator_and_mixin_answer_403_without_the_feature(account, client):
     assert client.get("/exports/").status_code == 403
 
 
+def test_an_entitlements_feature_is_named_by_its_id_and_its_lookup_key(account, client, django_assert_num_queries):
+    ann, bob = account
+    sso = Feature.objects.create(id="feat_61SsoAbc", lookup_key="sso", name="Single sign-on")
+    ProductFeature.objects.create(product_id="pro", feature=sso)  # ann's active subscription
+    with django_assert_num_queries(1):
+        assert features(ann) == frozenset({"reports", "api", "exports", "feat_61SsoAbc", "sso"})
+    with django_assert_num_queries(1):
+        assert has_feature(ann, "sso") is True
+    with django_assert_num_queries(1):
+        assert has_feature(ann, "feat_61SsoAbc") is True
+    assert has_feature(bob, "sso") is False and has_feature(ann, "Single sign-on") is False  # a name is not a key
+
+
 def test_access_statuses_are_checked_at_start_up(settings):
     settings.RECONCILE = {"ACCESS_STATUSES": ["active", "paid"]}
     assert [e.id for e in check_settings()] == ["reconcile.E012"]
