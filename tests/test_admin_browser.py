@@ -68,8 +68,8 @@ def shots(tmp_path: Path) -> Path:
 
 
 def real_shapes() -> None:
-    """One subscription with ids as long as Stripe's own (28-30 characters) and a long product name,
-    beside the demo's shorter ids."""
+    """One subscription with ids as long as Stripe's own (28-30 characters), a long product name and
+    a price in three currencies (the longest amount text), beside the demo's shorter ids."""
     product = Product.objects.create(id="prod_NWjs8kKbJWmuuc", name="Enterprise analytics (annual)")
     price = Price.objects.create(
         id="price_1MoBy5LkdIwHu7ixZhnattbh",
@@ -78,6 +78,11 @@ def real_shapes() -> None:
         currency="usd",
         frequency="month_12",
         nickname="Enterprise annual, invoiced",
+        type="recurring",
+        billing_scheme="per_unit",
+        interval="month",
+        interval_count=12,
+        currency_options={"eur": {"unit_amount": 1_150_000}, "gbp": {"unit_amount": 990_000}},  # the longest amount
     )
     customer = StripeUser.objects.create(customer_id="cus_NffrFeUfNV2Hib", email="finance@enterprise.example")
     sub = Subscription.objects.create(
@@ -135,6 +140,9 @@ def test_admin_pages_fit_the_window_and_show_what_matters(live_server, browser, 
 
     browser.get(live_server.url + pages["prices"])
     assert len(browser.find_elements("css selector", "#result_list tbody tr")) == Price.objects.count() == 9
+    enterprise = browser.find_element("xpath", "//tr[contains(., 'price_1MoBy5LkdIwHu7ixZhnattbh')]")
+    amount = enterprise.find_element("css selector", "td.field-amount_display").text
+    assert amount.replace("\n", " ") == "12345.00 USD per unit; 11500.00 EUR per unit; 9900.00 GBP per unit"
 
     browser.get(live_server.url + pages["first-run"])
     creates = browser.find_element("css selector", "details.reconcile-creates")
