@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .options import VERBOSITY_HELP, Opt, declared
+from .options import IMPORT_OPTIONS, VERBOSITY_HELP, Opt, declared
 
 EMBEDDED = "reconcile.embedded_settings"
 COMMANDS = {
@@ -19,7 +19,7 @@ COMMANDS = {
 }
 
 
-def _setup(settings: str | None, database: str | None) -> None:
+def _setup(settings: str | None, database: str | None, needs_key: bool = True) -> None:
     import django
     from django.conf import settings as django_settings
 
@@ -28,6 +28,8 @@ def _setup(settings: str | None, database: str | None) -> None:
     if database:
         os.environ["RECONCILE_DATABASE"] = database
     module = settings or os.environ.get("DJANGO_SETTINGS_MODULE") or EMBEDDED
+    if module == EMBEDDED and needs_key:
+        _refuse_unusable_key()  # before the settings create the SQLite file and its key file
     os.environ["DJANGO_SETTINGS_MODULE"] = module
     if module != EMBEDDED and os.getcwd() not in sys.path:
         # Your project's settings live in the current directory, as with manage.py; appended, not
@@ -39,6 +41,17 @@ def _setup(settings: str | None, database: str | None) -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
+
+
+def _refuse_unusable_key() -> None:
+    """With the built-in settings the key can only come from $STRIPE_API_KEY: refuse a missing or
+    publishable one at once (exit 2), naming that variable, before anything is created or sent."""
+    from .conf import STANDALONE_KEY_HINT, key_problem
+
+    problem = key_problem(os.environ.get("STRIPE_API_KEY", ""))
+    if problem:
+        click.echo(f"Error: {problem[0].upper()}{problem[1:]}. {STANDALONE_KEY_HINT}", err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,19 +77,24 @@ def main(ctx: click.Context, settings: str | None, database: str | None) -> None
     ctx.obj = {"settings": settings, "database": database}
 
 
+def _call(ctx: click.Context, command: str, **kwargs) -> None:
+    """Run a management command with its system checks (a bad setting exits 2, as with manage.py)."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    try:
+        call_command(command, stdout=sys.stdout, stderr=sys.stderr, skip_checks=False, **kwargs)
+    except CommandError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(exc.returncode)
+
+
 def _sync_command(name: str, command: str, summary: str, windowed: bool) -> click.Command:
     @click.pass_context
     def callback(ctx: click.Context, **options) -> None:
-        from django.core.management import call_command
-        from django.core.management.base import CommandError
-
         _setup(ctx.obj["settings"], ctx.obj["database"])
         kwargs = {k: v for k, v in options.items() if v is not None or k == "progress"}
-        try:
-            call_command(command, stdout=sys.stdout, stderr=sys.stderr, **kwargs)
-        except CommandError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.returncode)
+        _call(ctx, command, **kwargs)
 
     params = [_click(opt) for opt in declared(windowed)]
     params.append(
@@ -88,7 +106,7 @@ def _sync_command(name: str, command: str, summary: str, windowed: bool) -> clic
 
 
 def _click(opt: Opt) -> click.Option:
-    """An option of ``options.OPTIONS`` as a click option (same flags, destination and help)."""
+    """An option declared in ``options`` as a click option (same flags, destination and help)."""
     if opt.kind == "flag":
         return click.Option([*opt.flags, opt.dest], is_flag=True, help=opt.help)
     if opt.kind == "switch":
@@ -103,22 +121,36 @@ for _name, (_command, _summary) in COMMANDS.items():
     main.add_command(_sync_command(_name, _command, _summary, _name in ("customers", "subscriptions")))
 
 
+@main.command("import-drf-stripe", params=[_click(opt) for opt in IMPORT_OPTIONS])
+@click.pass_context
+def import_drf_stripe(ctx: click.Context, **options) -> None:
+    """Import drf-stripe-subscription's customer-to-user links from its drf_stripe_stripeuser table.
+
+    Same as `manage.py reconcile_import_drf_stripe`: use it with --settings (your project's
+    database); then run `reconcile pull`.
+    """
+    _setup(ctx.obj["settings"], ctx.obj["database"], needs_key=False)
+    _call(ctx, "reconcile_import_drf_stripe", **options)
+
+
 @main.command("fake-stripe", context_settings={"ignore_unknown_options": True})
 @click.option(
     "--fixtures",
-    required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="A directory with products.json, prices.json, customers.json, subscriptions.json.",
+    help="A directory with products.json, prices.json, customers.json, subscriptions.json "
+    "(default: the demo account shipped in the package).",
 )
 @click.option("--port", type=int, default=12111, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
 @click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds slept per request.")
 @click.option("--rate-limit", type=float, help="Requests per second per endpoint, then 429s like Stripe.")
-def fake_stripe(fixtures: str, port: int, host: str, latency: float, rate_limit: float | None) -> None:
+def fake_stripe(fixtures: str | None, port: int, host: str, latency: float, rate_limit: float | None) -> None:
     """Serve the project's fake Stripe (a test double, not Stripe) on loopback, for trials."""
+    from .testing.fakestripe import DEMO_FIXTURES
     from .testing.fakestripe import main as serve_main
 
-    args = ["--fixtures", fixtures, "--port", str(port), "--host", host, "--latency", str(latency)]
+    args = ["--fixtures", fixtures or str(DEMO_FIXTURES), "--port", str(port), "--host", host]
+    args += ["--latency", str(latency)]
     if rate_limit:
         args += ["--rate-limit", str(rate_limit)]
     sys.exit(serve_main(args))

@@ -8,12 +8,15 @@ are read when the matching ``RECONCILE`` keys are absent.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
 
 from .errors import ConfigError
+
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")  # every Stripe key: sk_/rk_, test_/live_, then letters and digits
 
 DEFAULTS: dict[str, Any] = {
     "API_KEY": "",  # Stripe secret or restricted key; falls back to $STRIPE_API_KEY
@@ -38,7 +41,13 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
     "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
+    "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
 }
+
+# Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
+SUBSCRIPTION_STATUSES = frozenset(
+    {"incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"}
+)
 
 # drf-stripe-subscription's names for the same settings.
 DRF_STRIPE_ALIASES = {
@@ -76,6 +85,7 @@ class Config:
     concurrency: int
     rate_limit: float
     rate_limit_total: float | None
+    access_statuses: tuple[str, ...] = ("active", "trialing")
 
 
 def raw_settings() -> dict[str, Any]:
@@ -126,4 +136,38 @@ def get_config() -> Config:
         concurrency=int(s["CONCURRENCY"]),
         rate_limit=float(s["RATE_LIMIT"]),
         rate_limit_total=float(s["RATE_LIMIT_TOTAL"]) if s["RATE_LIMIT_TOTAL"] else None,
+        access_statuses=tuple(s["ACCESS_STATUSES"]),
     )
+
+
+def key_problem(key: object) -> str | None:
+    """Why a Stripe key cannot be used (None when it can); the message never repeats the key."""
+    if not isinstance(key, str) or not key.strip():
+        return "no Stripe API key is set"
+    key = key.strip()  # a key read from a file ends with a line break: it is stripped when read
+    if key.startswith("pk_"):
+        return (
+            "the Stripe API key is a publishable key (pk_...), which cannot list customers or subscriptions; "
+            "use a secret key (sk_...) or a restricted key with read access (rk_...)"
+        )
+    if not key.startswith(("sk_", "rk_")):
+        return "the Stripe API key does not look like a secret key (sk_...) or a restricted key (rk_...)"
+    if not KEY_CHARACTERS.fullmatch(key):
+        return (
+            "the Stripe API key has a character no Stripe key has (a space, a line break or a control character "
+            "inside it?): a key holds letters, digits and underscores only"
+        )
+    return None
+
+
+def key_hint() -> str:
+    """Where a person sets the key: the standalone CLI's environment variable, or the project's settings."""
+    if getattr(django_settings, "RECONCILE_STANDALONE", False):
+        return STANDALONE_KEY_HINT
+    return "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
+
+
+STANDALONE_KEY_HINT = (
+    "Set the environment variable STRIPE_API_KEY (export STRIPE_API_KEY=sk_test_...), "
+    "or give --settings MODULE to use your Django project's settings."
+)

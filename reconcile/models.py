@@ -1,7 +1,9 @@
 """Local copies of Stripe objects. Stripe owns them: write them through reconcile or webhooks.
 
-The model and table names (Product, Price, StripeUser, Subscription, ...) are drf-stripe-subscription's;
-the fields are reconcile's own (which Stripe field fills which column: ``core/registry.py``).
+They are not drf-stripe-subscription's models: the tables (``reconcile_*``) and several field
+names differ (``Price.amount`` for ``price``, ``frequency`` for ``freq``, ``id`` for ``product_id``
+and the like, one ``StripeUser`` per customer); docs/migrating-from-drf-stripe-subscription.md
+maps each one. Which Stripe field fills which column: ``core/registry.py``.
 ``synced_at`` records when a row was last written from Stripe data (by a sync run, at the time
 its Stripe page was fetched; a webhook handler should set it to the event's time or now). A run
 never overwrites a row whose ``synced_at`` is newer than the page it fetched.

@@ -1,5 +1,6 @@
-"""The sync commands' options, declared once: the management commands (argparse) and the click CLI
-both build their options from ``OPTIONS``, so names, defaults and help texts cannot drift apart."""
+"""The commands' options, declared once: the management commands (argparse) and the click CLI both
+build their options from ``OPTIONS`` (the sync commands) and ``IMPORT_OPTIONS`` (the importer of
+drf-stripe-subscription's links), so names, defaults and help texts cannot drift apart."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ class Opt:
     windowed: bool = False  # only the commands that take a window (customers, subscriptions)
 
 
+FORMAT = Opt(
+    ("--format",),
+    "format",
+    "The report's format (default: text); only the report goes to stdout.",
+    kind="choice",
+    choices=FORMATS,
+    default="text",
+)
+
 OPTIONS: tuple[Opt, ...] = (
     Opt(("--dry-run",), "dry_run", "Print the plan; write nothing.", default=False),
     Opt(
@@ -34,14 +44,7 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(
         ("--strict",), "strict", "With --check: orphans and skipped objects count as drift too (exit 1).", default=False
     ),
-    Opt(
-        ("--format",),
-        "format",
-        "The report's format (default: text); only the report goes to stdout.",
-        kind="choice",
-        choices=FORMATS,
-        default="text",
-    ),
+    FORMAT,
     Opt(
         ("--plan-out",),
         "plan_out",
@@ -80,6 +83,18 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="ID",
         windowed=True,
     ),
+)
+
+
+# reconcile_import_drf_stripe (and the CLI's import-drf-stripe): a dry run unless --apply.
+IMPORT_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        ("--apply",),
+        "apply",
+        "Write the links, in one transaction (default: a dry run, which writes nothing).",
+        default=False,
+    ),
+    FORMAT,
 )
 
 

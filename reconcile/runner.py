@@ -23,7 +23,7 @@ from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.plan import Plan
 from .core.registry import RESOURCES
-from .core.report import render
+from .core.report import applied_line, render
 from .db.apply import Result, apply_plan
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
@@ -207,8 +207,7 @@ class _Run:
             )
 
     def applied(self, built: Built, result: Result) -> Outcome:
-        done = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(result.counts.items()) if n) or "nothing"
-        lines = [f"Applied: {done} in {time.monotonic() - self.clock:.1f}s."]
+        lines = [applied_line(result.counts, time.monotonic() - self.clock)]
         lines += [escape(f"  ! conflict {c.model} {c.id}: {c.reason}") for c in result.conflicts]
         (self.out if self.options.fmt == "text" else self.err).write("\n".join(lines) + "\n")
         return Outcome(built.plan, EXIT_OK, applied=True, counts=dict(result.counts), requests=built.requests)

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from reconcile.testing.fakestripe import FakeStripe, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "fixtures" / "demo"
+DEMO = ROOT / "reconcile" / "testing" / "data" / "demo"
 FAKE_KEY = "sk_test_FAKEkey4tests000000000000"
 DEMO_PLAN = (  # the demo account's first plan: Heidi's subscription is skipped (she is deleted in Stripe)
     "Plan: 32 to create, 0 to update, 0 item sets to recreate, 0 users to link, 0 users to create, "

@@ -231,8 +231,18 @@ def test_subscription_changelist(admin_client, rows):
     html = admin_client.get(url(Subscription)).content.decode()
     assert "By status" in html
     assert 'href="?status=canceled"' in html
-    customer_link = f'<a href="{url(StripeUser, "change", rows["customer"])}">cus_alice (billing@acme.test)</a>'
+    customer_link = f'<a href="{url(StripeUser, "change", rows["customer"])}">cus_alice</a>'
     assert customer_link in html
+    # the linked user and the products of its items (two prices of one product: named once)
+    user_url = reverse("admin:auth_user_change", args=[rows["user"].pk])
+    assert f'<td class="field-user"><a href="{user_url}">alice</a></td>' in html
+    assert f'<td class="field-products"><a href="{url(Product, "change", rows["product"])}">Pro</a></td>' in html
+
+
+@pytest.mark.django_db
+def test_price_changelist_names_the_product(admin_client, rows):
+    html = admin_client.get(url(Price)).content.decode()
+    assert f'<td class="field-product_link"><a href="{url(Product, "change", rows["product"])}">Pro</a></td>' in html
 
 
 @pytest.mark.django_db
@@ -284,7 +294,7 @@ def test_syncrun_changelist(admin_client, rows):
     assert "applied with conflicts" in html
     assert "2025-01-01 12:00:00 UTC</a>" in html  # to the second, linking to the run
     assert '<td class="field-duration_display">2.5 s</td>' in html
-    assert '<td class="field-counts_summary">1 create, 1 update</td>' in html
+    assert '<td class="field-counts_summary">1 created, 1 updated</td>' in html  # the Applied line's words
 
 
 @pytest.mark.django_db
@@ -293,16 +303,23 @@ def test_syncrun_page_shows_the_report(admin_client, rows):
     # summary counts
     assert "<th>recreate items</th>" in html
     assert "<td>1</td>" in html
-    assert "schema reconcile.plan/v1 &middot; changes planned" in html
-    # operations: symbol, action, model, id, changes as "field: old -> new", reason
+    # an applied run says what happened to it, never "changes planned"
+    assert "schema reconcile.plan/v1 &middot; applied with conflicts" in html and "planned" not in html
+    # operations: symbol, action, model, id (a link to the stored object), changes as "field: old -> new", reason
     assert (
         '<tr title="update Product prod_pro: name, active"><td>~</td><td>update</td><td>Product</td>'
-        "<td><code>prod_pro</code></td>"
+        f'<td><a href="{url(Product, "change", rows["product"])}"><code>prod_pro</code></a></td>'
         f"<td>name: {escape(repr('Pro'))} -&gt; {escape(repr('Pro 2'))}<br>"
         "active: True -&gt; False</td><td></td></tr>"
     ) in html
-    assert f"currency: None -&gt; {escape(repr('eur'))}" in html
-    assert "amount: None -&gt; 900" in html
+    # creates are folded into one collapsed list, without their field lists
+    assert (
+        '<details class="reconcile-creates"><summary>1 created (Price 1): show</summary>'
+        '<table class="reconcile-created"><thead><tr><th>model</th><th>id</th><th>created</th></tr></thead><tbody>'
+        "<tr><td>Price</td><td><code>price_new</code></td><td>create Price price_new</td></tr>"
+    ) in html
+    assert "amount: None -&gt; 900" not in html
+    # not stored (any more): no link
     assert "<td>!</td><td>skip</td><td>Subscription</td><td><code>sub_bad</code></td><td></td>" in html
     # values from Stripe are escaped
     assert f"<td>price {escape(SCRIPT)} is not in Stripe</td>" in html
@@ -310,13 +327,13 @@ def test_syncrun_page_shows_the_report(admin_client, rows):
     assert SCRIPT not in html
     # notes, conflicts, next cursor
     assert escape("2 users share 'a@b.c' (4, 9); linked none") in html
-    assert "<td>Subscription</td><td><code>sub_kept</code></td>" in html
+    assert "<td>Subscription</td><td><code>sub_kept</code></td>" in html  # not stored: no link
     assert escape("kept the newer row") in html
     assert "customers: --starting_after cus_456" in html
     # the run itself
     assert "2025-01-01 12:00:02 UTC" in html  # finished at
     assert "2.5 s" in html
-    assert "1 create, 1 update" in html
+    assert "1 created, 1 updated" in html
 
 
 @pytest.mark.django_db
@@ -405,3 +422,36 @@ def test_changelist_queries_are_bounded(admin_client, many, django_assert_max_nu
     listing = response.context["cl"]
     assert listing.result_count == model.objects.count()
     assert len(listing.result_list) == min(listing.list_per_page, listing.result_count)
+
+
+@pytest.mark.django_db
+def test_syncrun_ids_link_to_the_stored_objects(admin_client, rows, django_assert_max_num_queries):
+    def op(action, model, oid):
+        return {"action": action, "symbol": "", "model": model, "id": oid, "changes": [], "description": action}
+
+    report = {
+        "schema": "reconcile.plan/v1",
+        "operations": [
+            op("link_user", "StripeUser", "cus_alice"),
+            op("create_user", "User", "cus_bob"),  # a created user is seen from its customer
+            op("recreate_items", "SubscriptionItem", "sub_alice"),  # an item set from its subscription
+            op("create", "Price", "price_usd"),
+            op("skip", "Price", "price_gone"),
+        ],
+        "notes": [{"model": "StripeUser", "id": "cus_alice", "message": "note"}],
+        "conflicts": [{"model": "Subscription", "id": "sub_alice", "reason": "kept"}],
+    }
+    run = SyncRun.objects.create(started_at=T0, finished_at=T0, command="pull_stripe", outcome="applied", report=report)
+    with django_assert_max_num_queries(12):  # one query per model named, not per row
+        html = admin_client.get(url(SyncRun, "change", run)).content.decode()
+    bob = StripeUser.objects.get(customer_id="cus_bob")
+    for model, obj, oid in [
+        (StripeUser, rows["customer"], "cus_alice"),
+        (StripeUser, bob, "cus_bob"),
+        (Subscription, rows["subscription"], "sub_alice"),
+        (Price, rows["usd"], "price_usd"),
+    ]:
+        assert f'<a href="{url(model, "change", obj)}"><code>{oid}</code></a>' in html, oid
+    assert html.count(f'<a href="{url(StripeUser, "change", rows["customer"])}"><code>cus_alice</code></a>') == 2
+    assert html.count(f'<a href="{url(Subscription, "change", rows["subscription"])}"><code>sub_alice</code></a>') == 2
+    assert "<td><code>price_gone</code></td>" in html  # not stored: no link

@@ -106,7 +106,9 @@ def test_the_embedded_default_needs_no_project(fake_stripe, tmp_path, reconcile_
     check, saved, applied, again, window = json.loads(done.stdout)
     assert check["code"] == 1 and check["out"].splitlines()[-1] == DEMO_PLAN
     assert saved["code"] == 0 and applied["code"] == 0, (saved, applied)
-    assert "Applied: 32 create" in applied["out"]
+    assert "Applied: 32 created, 0 updated, 0 item sets recreated, 0 users linked, 0 users created in " in (
+        applied["out"]
+    )
     assert again["code"] == 0 and json.loads(again["out"])["in_sync"] is True
     assert window["code"] == 0 and "--starting_after cus_" in window["out"]
     assert (tmp_path / "reconcile.sqlite3").is_file()

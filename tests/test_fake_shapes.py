@@ -14,10 +14,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconcile.testing.fakestripe import FakeStripe, RunningServer, serve
+from reconcile.testing.fakestripe import DEMO_FIXTURES, FakeStripe, RunningServer, serve
 from reconcile.testing.generate import generate_account
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = json.loads((Path(__file__).parent / "data" / "stripe_schemas.json").read_text())
 KEY = "sk_test_123"
 EXPAND_PRICES = "expand[]=data.tiers&expand[]=data.currency_options"
@@ -80,7 +79,7 @@ def test_schema_file_records_the_spec_version() -> None:
 
 
 def test_the_checker_rejects_what_the_spec_forbids() -> None:
-    sub = json.loads((ROOT / "fixtures" / "demo" / "subscriptions.json").read_text())[0]
+    sub = json.loads((DEMO_FIXTURES / "subscriptions.json").read_text())[0]
     assert errors("subscription", sub) == []
     old = {k: v for k, v in sub.items() if k not in ("billing_mode", "billing_schedules")}  # the fake before
     assert errors("subscription", old) == [
@@ -96,7 +95,7 @@ def test_the_checker_rejects_what_the_spec_forbids() -> None:
 
 @pytest.mark.parametrize("source", ["generated", "demo"])
 def test_everything_served_matches_stripes_schemas(source: str, server: RunningServer) -> None:
-    running = server if source == "generated" else serve(FakeStripe.from_dir(ROOT / "fixtures" / "demo"))
+    running = server if source == "generated" else serve(FakeStripe.from_dir(DEMO_FIXTURES))
     try:
         served = {
             "product": every(running, "/v1/products?active=true") + every(running, "/v1/products?active=false"),

@@ -19,7 +19,7 @@ from reconcile.testing.fakestripe import FakeStripe, Fault, RunningServer, main,
 from reconcile.testing.generate import generate_account
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "fixtures" / "demo"
+DEMO = ROOT / "reconcile" / "testing" / "data" / "demo"
 KEY = "sk_test_123"
 
 

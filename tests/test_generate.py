@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.testing.fakestripe import FakeStripe
+from reconcile.testing.fakestripe import DEMO_FIXTURES, FakeStripe
 from reconcile.testing.generate import add_months, generate_account, main, period_around, write_account
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +194,7 @@ def test_write_account_round_trip_and_cli(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_demo_fixtures(stripe_shapes: dict) -> None:
-    demo = {r: json.loads((ROOT / "fixtures" / "demo" / f"{r}.json").read_text()) for r in SINGULAR}
+    demo = {r: json.loads((DEMO_FIXTURES / f"{r}.json").read_text()) for r in SINGULAR}
     check_shapes(demo, stripe_shapes)
     assert {k: len(v) for k, v in demo.items()} == {
         "products": 4, "prices": 8, "customers": 8, "subscriptions": 9}

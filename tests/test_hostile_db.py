@@ -150,9 +150,9 @@ def unlinked_alice(fake_stripe):
 def link_before(monkeypatch, write) -> None:
     original = apply_module.Applier.link
 
-    def link(self, links):
+    def link(self, links, planned):
         write()
-        return original(self, links)
+        return original(self, links, planned)
 
     monkeypatch.setattr(apply_module.Applier, "link", link)
 

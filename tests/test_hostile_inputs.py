@@ -285,8 +285,8 @@ def test_a_user_map_without_the_username_is_refused_at_start_up(settings):
     assert [(e.id, e.msg) for e in errors] == [
         (
             "reconcile.E011",
-            "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP does not set 'username', a unique field of auth.User that has no "
-            "default: every created user would need one.",
+            "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP does not set 'username', a unique field of auth.User: creating "
+            "users would fail.",
         )
     ]
     assert all(isinstance(e, checks.Error) for e in errors)

@@ -51,7 +51,8 @@ def plan_users(
         stored = local.get(customer.id)
         email = normalize_email(customer.email)
         if stored is not None and stored.user_id is not None:
-            if normalize_email(stored.email) != email:
+            # a link imported before the first pull has no stored email yet: nothing changed
+            if stored.email is not None and normalize_email(stored.email) != email:
                 notes.append(
                     Note(
                         "StripeUser",

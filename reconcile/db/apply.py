@@ -89,7 +89,7 @@ class Applier:
         if model == "Product":
             self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
         elif model == "StripeUser":
-            self.link(self.links)
+            self.link(self.links, [op.customer_id for op in ops[(LinkUser, "StripeUser")]])
         elif model == "Subscription":
             self.items(ops[(Create, "Subscription")], ops[(RecreateItems, ITEMS.model)])
 
@@ -156,10 +156,13 @@ class Applier:
             self.result.counts["create_user"] += len(users)
         return result
 
-    def link(self, links: Mapping[str, Any]) -> None:
+    def link(self, links: Mapping[str, Any], planned: Iterable[str]) -> None:
         """Link stored customers to users, under the lost-write guard: a row linked by someone else,
-        or written after its Stripe page was fetched, since the plan was made keeps what it has."""
+        or written after its Stripe page was fetched, since the plan was made keeps what it has.
+        Counts the planned links that were made (the customers of created users count in
+        ``create_user``), so that the counts match the plan's."""
         conflicted = {c.id for c in self.result.conflicts if c.model == "StripeUser"}
+        refused = conflicted & set(links)
         wanted = sorted(cid for cid in links if cid not in self.inserted["StripeUser"] and cid not in conflicted)
         rows = []
         for batch in batches(wanted, self.batch_size):
@@ -174,12 +177,14 @@ class Applier:
                 if user_id is not None and user_id != links[cid]:
                     reason = f"linked to user {user_id} after Stripe's page was fetched; kept that link"
                     self.result.conflicts.append(Skip("StripeUser", cid, reason))
+                    refused.add(cid)
                 elif synced_at is not None and synced_at > self.stamp("StripeUser", cid):
                     self.result.conflicts.append(Skip("StripeUser", cid, KEPT))
+                    refused.add(cid)
                 else:
                     rows.append(StripeUser(customer_id=cid, user_id=links[cid]))
         StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
-        self.result.counts["link_user"] += len(links) - len(wanted) - len(conflicted & set(links)) + len(rows)
+        self.result.counts["link_user"] += len(set(planned) - refused)
 
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import traceback
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, SystemCheckError
 from django.db import DatabaseError
 
 from ..conf import get_config
@@ -17,7 +17,20 @@ from ..runner import EXIT_DRIFT, EXIT_INTERRUPTED, Options, execute
 from ..stripe.fetch import redact
 
 
-class SyncCommand(BaseCommand):
+class ConfigCheckedCommand(BaseCommand):
+    """A command whose failed system checks (a bad setting) exit 2, the exit code of every other
+    configuration error, instead of Django's 1, which ``--check`` uses for drift: a scheduled
+    check can then tell a misconfiguration from drift."""
+
+    def check(self, *args, **kwargs) -> None:
+        try:
+            super().check(*args, **kwargs)
+        except SystemCheckError as exc:
+            exc.returncode = 2
+            raise
+
+
+class SyncCommand(ConfigCheckedCommand):
     resources: tuple[str, ...] = ()
     windowed = False
 
@@ -30,7 +43,7 @@ class SyncCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         for opt in declared(self.windowed):
-            parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **_argparse(opt))
+            parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **argparse_keywords(opt))
 
     def handle(self, *args, **options) -> None:
         limit = options.get("limit")
@@ -89,7 +102,7 @@ def _database_message(exc: DatabaseError, writing: bool) -> str:
     )
 
 
-def _argparse(opt: Opt) -> dict:
+def argparse_keywords(opt: Opt) -> dict:
     """An option's argparse keywords (ranges are checked in ``handle``, with the message it gives)."""
     if opt.kind == "flag":
         return {"action": "store_true"}

@@ -24,13 +24,12 @@ from urllib.parse import urlencode, urlsplit
 import stripe
 from django.db import connections
 
-from ..conf import Config
+from ..conf import KEY_CHARACTERS, Config, key_hint
 from ..core.escape import escape
 from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
-KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")  # every Stripe key: sk_/rk_, test_/live_, then letters and digits
 
 
 def redact(text: str) -> str:
@@ -51,7 +50,6 @@ class RedactKeys(logging.Filter):
 
 logging.getLogger("stripe").addFilter(RedactKeys())
 
-KEY_HINT = "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +117,11 @@ def assert_no_transaction() -> None:
 class Fetcher:
     def __init__(self, config: Config, *, sleep: Callable[[float], None] | None = None, client=None):
         if not config.api_key:
-            raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
+            raise ConfigError(f"No Stripe API key is set. {key_hint()}")
         if not KEY_CHARACTERS.fullmatch(config.api_key):
             raise ConfigError(
                 "The Stripe API key has a character no Stripe key has (a space, a line break or a control "
-                f"character?). {KEY_HINT}"
+                f"character?). {key_hint()}"
             )
         refuse_plain_http(config)
         self.config = config
@@ -227,7 +225,7 @@ class Fetcher:
         request_id = f" (request id {exc.request_id})" if getattr(exc, "request_id", None) else ""
         tries = f" after {attempt + 1} tries" if attempt else ""
         if isinstance(exc, stripe.AuthenticationError) or status == 401:
-            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {KEY_HINT}")
+            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {key_hint()}")
         if isinstance(exc, stripe.PermissionError) or status == 403:
             return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
         if isinstance(exc, stripe.APIConnectionError):
