@@ -18,7 +18,18 @@ from reconcile.models import StripeUser, SyncRun
 
 from .conftest import run
 
-pytestmark = pytest.mark.django_db
+# MySQL/MariaDB commit at CREATE TABLE, so a test that makes drf's table cannot be rolled back there:
+# those tests run in transaction mode (the tables are emptied after each) and the table is dropped.
+DDL_COMMITS = connection.vendor == "mysql"
+pytestmark = pytest.mark.django_db(transaction=DDL_COMMITS)
+
+
+@pytest.fixture(autouse=True)
+def _drop_drf_table():
+    yield
+    if DDL_COMMITS:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS drf_stripe_stripeuser")
 
 # drf_stripe's 0001_initial: StripeUser(user OneToOne primary key, customer_id varchar(128) NULL).
 DDL = "CREATE TABLE drf_stripe_stripeuser (user_id integer NOT NULL PRIMARY KEY, customer_id varchar(128) NULL)"
