@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 
 from .server import RunningServer, is_loopback, mask_key, serve
 from .store import RESOURCES, FakeStripe, Fault, RequestRecord
+from .webhooks import register
 
 __all__ = ["RESOURCES", "FakeStripe", "Fault", "RequestRecord", "RunningServer", "mask_key", "serve", "main"]
 
@@ -43,6 +45,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=float, default=None, help="requests/second per endpoint")
     p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
     p.add_argument("--items-page-size", type=int, default=10)
+    p.add_argument(
+        "--webhook-url",
+        default=None,
+        help="deliver an event per mutation to this loopback URL, signed with $FAKE_STRIPE_WEBHOOK_SECRET",
+    )
+    p.add_argument("--webhook-mode", choices=("auto", "queue"), default="auto", help="send at once, or on 'deliver'")
     p.add_argument(
         "--in-container",
         action="store_true",
@@ -75,6 +83,8 @@ def _mutate_parser() -> argparse.ArgumentParser:
     can.add_argument("resource", choices=["subscriptions"])
     can.add_argument("id")
     sub.add_parser("requests", help="print how many requests the fake has received")
+    dlv = sub.add_parser("deliver", help="send the queued webhooks (see --webhook-url)")
+    dlv.add_argument("fields", nargs="?", default="{}", help='JSON: {"shuffle": true, "duplicate": 0.2, "seed": 1}')
     return p
 
 
@@ -85,6 +95,13 @@ def mutate(
     base = url.rstrip("/")
     if action == "requests":
         request = urllib.request.Request(f"{base}/_fake/requests")
+    elif action == "deliver":
+        request = urllib.request.Request(
+            f"{base}/_fake/deliver",
+            data=(payload or "{}").encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
     else:
         path = "/".join(p for p in (action, resource, obj_id) if p)
         body = json.dumps(json.loads(payload)).encode() if payload else b"{}"
@@ -100,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["mutate"]:
         args = _mutate_parser().parse_args(args_list[1:])
         payload = getattr(args, "fields", None) or getattr(args, "object", None)
+        if args.action == "deliver":
+            args.resource = args.id = None
         try:
             result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None), payload)
         except urllib.error.HTTPError as error:
@@ -120,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit=args.rate_limit,
         items_page_size=args.items_page_size,
     )
+    if args.webhook_url:
+        secret = os.environ.get("FAKE_STRIPE_WEBHOOK_SECRET", "")
+        if not secret:
+            parser.error("--webhook-url needs the signing secret in $FAKE_STRIPE_WEBHOOK_SECRET")
+        register(fake, args.webhook_url, secret, args.webhook_mode)
     server = serve(fake, args.host, args.port, allow_any_host=args.in_container)
     print(f"fake Stripe (a test double) serving {args.fixtures} on {server.url}", flush=True)
     try:
