@@ -217,7 +217,17 @@ def build_plan(
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
     state = planfile.fingerprint(local, directory) if fingerprint else ""
-    return Built(plan, dict(remote.fetched_at), state, fetcher.requests)
+    return Built(plan, stamps(plan, remote), state, fetcher.requests)
+
+
+def stamps(plan: Plan, remote) -> dict:
+    """When Stripe's data behind each operation was read: its page's time, or for a row marked
+    deleted (absent from a listing) the time the listing began."""
+    fetched = dict(remote.fetched_at)
+    if remote.listed_at is not None:
+        for op in plan.writes:
+            fetched.setdefault((op.model, op.id), remote.listed_at)
+    return fetched
 
 
 def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:

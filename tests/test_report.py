@@ -115,6 +115,7 @@ def test_json_report():
             {"field": "active", "old": None, "new": True},
             {"field": "metadata", "old": None, "new": {}},
             {"field": "features", "old": None, "new": []},
+            {"field": "deleted", "old": None, "new": False},
         ],
         "reason": None,
         "description": "create Product prod_new (Pro)",

@@ -112,6 +112,11 @@ def _record_name(model: str) -> str:
     return {"StripeUser": "CustomerRec", "SubscriptionItem": "ItemRec"}.get(model, model + "Rec")
 
 
+# Soft deletion: Stripe lists no deleted object; a whole pull marks rows absent from its listing
+# deleted, and an event's deleted object is marked by its type (``*.deleted``).
+_deleted = read.reads("deleted", "deleted")(lambda obj: obj.get("deleted") is True)
+
+
 def _not_deleted(obj: dict) -> None:
     if obj.get("deleted") is True:
         raise read.BadObject("the customer is deleted in Stripe")
@@ -126,6 +131,7 @@ PRODUCTS = Resource(
         Field("description", read.text("description", max_length=0)),
         Field("active", read.flag("active")),
         Field("metadata", read.metadata),
+        Field("deleted", _deleted, default=False),  # soft deletion: the row and its links stay
     ),
     label=("name",),
     extras=(("features", ()),),  # feature ids, sorted, from the features metadata key
@@ -147,6 +153,7 @@ PRICES = Resource(
         Field("nickname", read.text("nickname")),
         Field("lookup_key", read.text("lookup_key", max_length=200), default=None),
         Field("tax_behavior", read.one_of("tax_behavior", TAX_BEHAVIORS, optional=True), default=None),
+        Field("deleted", _deleted, default=False),
     ),
 )
 
@@ -160,6 +167,7 @@ CUSTOMERS = Resource(
     fields=(
         Field("email", read.text("email")),
         Field("name", read.text("name")),
+        Field("deleted", _deleted, default=False),
     ),
     extras=(("user_id", None),),  # local side only: the linked Django user's primary key
     before=(Related("User", "Users"),),
@@ -204,6 +212,10 @@ SUBSCRIPTIONS = Resource(
 
 # The pipeline's order: a resource refers only to resources before it.
 RESOURCES: tuple[Resource, ...] = (PRODUCTS, PRICES, CUSTOMERS, SUBSCRIPTIONS)
+
+# Models whose rows Stripe can delete: a row absent from a whole listing is marked deleted.
+# Subscriptions are never deleted (canceled ones stay listed with status=all): they stay orphans.
+SOFT_DELETED: frozenset[str] = frozenset({"Product", "Price", "StripeUser"})
 
 # -- derived tables ------------------------------------------------------------------------------
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES}

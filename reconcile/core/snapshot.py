@@ -22,6 +22,7 @@ ItemRec = registry.ITEMS.record
 SubscriptionRec = registry.SUBSCRIPTIONS.record
 
 RESOURCES = tuple(r.name for r in registry.RESOURCES)
+SOFT_DELETED = registry.SOFT_DELETED
 
 
 def columns(record_type: type) -> tuple[str, ...]:
@@ -67,6 +68,9 @@ class Snapshot:
     # Remote side only: when the page holding each object was requested, keyed by (model, id),
     # for the lost-write guard.
     fetched_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    # Remote side only: when the listings began (rows absent from a whole listing and written
+    # after this are kept, not marked deleted).
+    listed_at: datetime | None = None
     # Remote side only: customers known to be deleted in Stripe.
     deleted_customers: frozenset[str] = frozenset()
     # Remote side only, windowed runs: the cursor to pass as --starting_after for the next window.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -27,21 +27,28 @@ def known_ids() -> KnownIds:
     )
 
 
-def _rows(resource: Resource, *extra: str) -> Iterator[tuple[dict[str, Any], Any]]:
+def _only(queryset, column: str, ids: Collection[str] | None):
+    """Restricted to ``ids`` (an event's few) when given."""
+    return queryset.all() if ids is None else queryset.filter(**{f"{column}__in": list(ids)})
+
+
+def _rows(resource: Resource, *extra: str, ids: Collection[str] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
     """Per row: the record's values by field name (the id, the compared fields, ``extra`` columns)
-    and ``synced_at``. One query, read in chunks."""
+    and ``synced_at``. One query, read in chunks; with ``ids``, just those rows (of a child
+    collection: those of these parents)."""
     model = apps.get_model("reconcile", resource.model)
     names = ("id", *resource.names, *extra)
-    for *values, synced_at in model.objects.values_list(resource.pk, *resource.columns, *extra, "synced_at").iterator(
-        _CHUNK
-    ):
+    rows = _only(model.objects, resource.parent_column or resource.pk, ids)
+    for *values, synced_at in rows.values_list(resource.pk, *resource.columns, *extra, "synced_at").iterator(_CHUNK):
         yield dict(zip(names, values, strict=True)), synced_at
 
 
-def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), **children: Mapping) -> dict[str, Any]:
+def _load(
+    resource: Resource, synced: dict, extra: tuple[str, ...] = (), ids: Collection[str] | None = None, **children
+) -> dict[str, Any]:
     """One resource's records by id; ``children`` maps an extra attribute to its values by id."""
     records = {}
-    for values, synced_at in _rows(resource, *extra):
+    for values, synced_at in _rows(resource, *extra, ids=ids):
         oid = values["id"]
         for name, by_id in children.items():
             values[name] = by_id.get(oid, ())
@@ -51,36 +58,43 @@ def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), **child
     return records
 
 
-def _items() -> dict[str, tuple]:
-    """Every subscription's items, sorted by id."""
+def _items(ids: Collection[str] | None = None) -> dict[str, tuple]:
+    """Every subscription's items (or those of ``ids``), sorted by id."""
     items: dict[str, list] = defaultdict(list)
-    for values, _ in _rows(ITEMS, ITEMS.parent_column):
+    for values, _ in _rows(ITEMS, ITEMS.parent_column, ids=ids):
         items[values.pop(ITEMS.parent_column)].append(ITEMS.record(**values))
     return {sid: tuple(sorted(recs, key=_by_id)) for sid, recs in items.items()}
 
 
-def _features() -> dict[str, tuple[str, ...]]:
-    """Every product's feature ids, sorted."""
+def _features(ids: Collection[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Every product's feature ids (or those of ``ids``), sorted."""
     links: dict[str, list[str]] = defaultdict(list)
-    for product_id, feature_id in ProductFeature.objects.values_list("product_id", "feature_id").iterator(_CHUNK):
+    rows = _only(ProductFeature.objects, "product_id", ids)
+    for product_id, feature_id in rows.values_list("product_id", "feature_id").iterator(_CHUNK):
         links[product_id].append(feature_id)
     return {pid: tuple(sorted(ids)) for pid, ids in links.items()}
 
 
-def load_local(resources: Iterable[str]) -> Snapshot:
-    """The database's side of the resources named ("products" includes prices and features)."""
+def load_local(resources: Iterable[str], only: Mapping[str, Collection[str]] | None = None) -> Snapshot:
+    """The database's side of the resources named ("products" includes prices and features);
+    with ``only`` ({resource name: ids}, an event's few), just those rows."""
     wanted = {r.name for r in RESOURCES if r.group in set(resources)}
     synced: dict[tuple[str, str], Any] = {}
     loaded: dict[str, Any] = {}
+
+    def ids(name: str) -> Collection[str] | None:
+        return None if only is None else only.get(name, ())
+
     if "products" in wanted:
-        loaded["products"] = _load(PRODUCTS, synced, features=_features())
+        loaded["products"] = _load(PRODUCTS, synced, ids=ids("products"), features=_features(ids("products")))
         loaded["features"] = frozenset(Feature.objects.values_list("id", flat=True))
     if "prices" in wanted:
-        loaded["prices"] = _load(PRICES, synced)
+        loaded["prices"] = _load(PRICES, synced, ids=ids("prices"))
     if "customers" in wanted:
-        loaded["customers"] = _load(CUSTOMERS, synced, ("user_id",))
+        loaded["customers"] = _load(CUSTOMERS, synced, ("user_id",), ids=ids("customers"))
     if "subscriptions" in wanted:
-        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, items=_items())
+        subs = ids("subscriptions")
+        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, ids=subs, items=_items(subs))
     return Snapshot(**loaded, synced_at=synced)
 
 

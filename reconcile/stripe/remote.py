@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..conf import Config
 from ..core.parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
@@ -62,8 +62,9 @@ class _Builder:
         target[rec.id] = rec
         self.fetched_at[(model, rec.id)] = requested_at
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         return Snapshot(
+            listed_at=listed_at,
             products=self.products,
             prices=self.prices,
             customers=self.customers,
@@ -174,6 +175,7 @@ def fetch_remote(
     listing's records go to its own dict, so no two threads write the same key.
     """
     assert_no_transaction()
+    listed_at = datetime.now(timezone.utc)
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key, progress=progress or Progress())
     resources = list(dict.fromkeys(resources))
@@ -199,4 +201,4 @@ def fetch_remote(
             if first is not None:
                 raise first
     _resolve_references(fetcher, b, known or KnownIds())
-    return b.snapshot()
+    return b.snapshot(listed_at)
