@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from ..conf import Config
@@ -202,3 +202,47 @@ def fetch_remote(
                 raise first
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot(listed_at)
+
+
+def snapshot_of(
+    config: Config,
+    fetcher: Fetcher,
+    objects: Iterable[tuple[str, dict, datetime, bool]],
+    lookup: Callable[[set[str], set[str], set[str]], KnownIds],
+) -> Snapshot:
+    """A small remote snapshot of a few objects (an event's), with what they refer to resolved.
+
+    ``objects`` are (model, Stripe object, when it was true, deleted in Stripe). ``lookup(products,
+    prices, customers)`` says which of those referenced ids are stored, so that only the others
+    are fetched (a subscription's unknown customer or price, a price's unknown product).
+    """
+    assert_no_transaction()
+    b = _Builder(config.features_metadata_key)
+    parsers = {
+        "Product": (b.products, b.parse_product),
+        "Price": (b.prices, parse_price),
+        "StripeUser": (b.customers, parse_customer),
+    }
+    gone = []
+    for model, obj, stamp, deleted in objects:
+        if model == "Subscription":
+            page = Page([], False, stamp)
+            b.add(model, b.subscriptions, lambda o, page=page: _parse_subscription(fetcher, b, o, page), obj, stamp)
+        else:
+            b.add(model, parsers[model][0], parsers[model][1], obj, stamp)
+            if deleted:
+                gone.append((model, obj.get("id")))
+    for model, oid in gone:
+        target = parsers[model][0]
+        if oid in target:
+            target[oid] = replace(target[oid], deleted=True)
+    embedded = [obj for obj, _ in b.embedded_prices.values()]
+    products = {p.product_id for p in b.prices.values()} | {_ref(p.get("product")) for p in embedded}
+    prices = {i.price_id for s in b.subscriptions.values() for i in s.items}
+    customers = {s.customer_id for s in b.subscriptions.values()}
+    _resolve_references(fetcher, b, lookup(products - {None}, prices, customers))
+    return b.snapshot()
+
+
+def _ref(value) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value

@@ -66,7 +66,7 @@ class EventRecorder:
         if before == after:
             return None
         kind = _event_type(resource, before, after)
-        shown = after if after is not None and not after.get("deleted") else before
+        shown = after if after is not None and (before is None or not after.get("deleted")) else before
         obj = copy.deepcopy(self._served(resource, {k: v for k, v in shown.items() if k != "deleted"}))
         data: dict[str, Any] = {"object": obj}
         if kind.endswith(".updated") or kind.endswith((".paused", ".resumed")):

@@ -1,0 +1,224 @@
+"""One Stripe event through the pull's engine: a small remote snapshot of the object it names,
+the stored rows of those ids, the same diff, lost-write guard, apply and audit.
+
+Stripe is called (a re-fetch, the subscription's unknown customer or price) before the
+transaction opens; the writes and the event's log entry share one transaction.
+
+Ordering. Stripe delivers at least once and in no set order, and an event's ``created`` has a
+one-second resolution. A row written from an event gets ``synced_at`` = the end of that second
+(the latest instant the event may describe), so that a pull whose page was fetched within the
+same second never overwrites it. An event is stale when the stored row was synced at or after
+the end of its second; when the row was synced within the event's own second, the order cannot
+be told from the timestamps and the object is re-fetched from Stripe (one request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db.models import Q
+
+from ..conf import Config, get_config
+from ..core.diff import UserPolicy, diff
+from ..core.plan import Plan, Skip
+from ..core.report import as_dict
+from ..core.snapshot import RESOURCES, SOFT_DELETED, KnownIds, Snapshot
+from ..core.users import UserDirectory, normalize_email
+from ..db.apply import apply_plan
+from ..db.local import load_local, make_validator
+from ..errors import FetchError, ReconcileError
+from ..models import Price, Product, StripeUser, Subscription
+from ..stripe.fetch import Fetcher
+from ..stripe.remote import snapshot_of
+from .models import Outcome
+from .settings import event_settings
+
+log = logging.getLogger("reconcile.events")
+
+_SUBSCRIPTION = (
+    "created",
+    "updated",
+    "deleted",
+    "paused",
+    "resumed",
+    "pending_update_applied",
+    "pending_update_expired",
+    "trial_will_end",
+)
+HANDLED: dict[str, str] = {
+    **{f"product.{k}": "Product" for k in ("created", "updated", "deleted")},
+    **{f"price.{k}": "Price" for k in ("created", "updated", "deleted")},
+    **{f"customer.{k}": "StripeUser" for k in ("created", "updated", "deleted")},
+    **{f"customer.subscription.{k}": "Subscription" for k in _SUBSCRIPTION},
+}
+RESOURCE = {"Product": "products", "Price": "prices", "StripeUser": "customers", "Subscription": "subscriptions"}
+MODELS = {"Product": Product, "Price": Price, "StripeUser": StripeUser, "Subscription": Subscription}
+_SECOND, _TICK = timedelta(seconds=1), timedelta(microseconds=1)
+_RETRIES = 3  # a concurrent insert of the same row, a deadlock: processed again from the start
+
+
+def stamp_of(created: int) -> datetime:
+    """The latest instant an event created at ``created`` (whole seconds) may describe."""
+    return datetime.fromtimestamp(created, tz=timezone.utc) + _SECOND - _TICK
+
+
+@dataclass(frozen=True)
+class Processed:
+    outcome: str
+    report: dict
+    error: str = ""
+
+
+Record = Callable[[Processed], None]  # writes the event's log entry (inside the transaction)
+
+
+def stored_ids(products: set[str], prices: set[str], customers: set[str]) -> KnownIds:
+    """Which of these referenced ids are stored: three small queries, not the whole tables."""
+    return KnownIds(
+        products=frozenset(Product.objects.filter(pk__in=products).values_list("pk", flat=True)),
+        prices=frozenset(Price.objects.filter(pk__in=prices).values_list("pk", flat=True)),
+        customers=frozenset(StripeUser.objects.filter(pk__in=customers).values_list("pk", flat=True)),
+    )
+
+
+def _directory(remote: Snapshot, email_field: str) -> UserDirectory:
+    """The users whose email matches one of the snapshot's customers (one query)."""
+    emails = {normalize_email(c.email) for c in remote.customers.values()} - {None}
+    if not emails:
+        return UserDirectory()
+    query = Q()
+    for email in emails:
+        query |= Q(**{f"{email_field}__iexact": email})
+    found: dict[str, list] = {}
+    for pk, email in get_user_model().objects.filter(query).values_list("pk", email_field):
+        found.setdefault(normalize_email(email), []).append(pk)
+    return UserDirectory({k: tuple(v) for k, v in found.items() if k})
+
+
+def _policy(remote: Snapshot, config: Config) -> UserPolicy | None:
+    if not remote.customers:
+        return None
+    create_map = config.user_create_map
+    return UserPolicy(
+        _directory(remote, config.user_email_field), create_map, make_validator(create_map) if create_map else None
+    )
+
+
+def _target(event: dict, config: Config, fetcher: Fetcher, mode: str) -> tuple | Processed:
+    """(model, object, stamp, deleted) to reconcile, or the outcome when there is nothing to do."""
+    model = HANDLED.get(event.get("type", ""))
+    if model is None:
+        return Processed(Outcome.IGNORED, {})
+    obj = event["data"]["object"]
+    oid, stamp = obj["id"], stamp_of(event["created"])
+    deleted = event["type"].endswith(".deleted") and model in SOFT_DELETED
+    synced = MODELS[model].objects.filter(pk=oid).values_list("synced_at", flat=True).first()
+    if synced is not None and synced > stamp:
+        return Processed(Outcome.STALE, {"reason": f"the stored row was synced at {synced.isoformat()}"})
+    if mode == "refetch" or (synced is not None and synced >= stamp - _SECOND + _TICK):
+        try:
+            body, requested_at = fetcher.get(f"/v1/{RESOURCE[model]}/{oid}")
+        except FetchError as exc:
+            if exc.status != 404 or model not in SOFT_DELETED:
+                raise
+            body, requested_at = {"deleted": True}, datetime.now(timezone.utc)
+        # Stripe sent the event before this request: the object read now is at least as new as the
+        # event, and as any stored row written from an earlier delivery.
+        stamp = max(requested_at, stamp)
+        deleted = bool(body.get("deleted")) and model in SOFT_DELETED
+        obj = obj if deleted else body
+    return model, obj, stamp, deleted
+
+
+def _outcome(plan: Plan, result, oid: str) -> Processed:
+    report = as_dict(plan)
+    report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+    if any(result.counts.values()):
+        return Processed(Outcome.APPLIED, report)
+    skips = [op for op in plan.operations if isinstance(op, Skip) and op.id == oid] + [
+        c for c in result.conflicts if c.id == oid
+    ]
+    if any("kept" in s.reason for s in skips):
+        return Processed(Outcome.STALE, report)
+    if skips:
+        return Processed(Outcome.FAILED, report, skips[0].reason)
+    return Processed(Outcome.DUPLICATE, report)
+
+
+def _apply(remote: Snapshot, model: str, oid: str, config: Config, record: Record | None) -> Processed:
+    only = {r: set(getattr(remote, r)) for r in RESOURCES}
+    with transaction.atomic():
+        # The event's row is locked first: events of one object are applied one after the other.
+        list(MODELS[model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
+        local = load_local(("products", "customers", "subscriptions"), only=only)
+        known = stored_ids(
+            {p.product_id for p in remote.prices.values()},
+            {i.price_id for s in remote.subscriptions.values() for i in s.items},
+            {s.customer_id for s in remote.subscriptions.values()},
+        )
+        plan = diff(remote, local, known=known, users=_policy(remote, config))
+        result = apply_plan(plan, remote.fetched_at, config.batch_size)
+        processed = _outcome(plan, result, oid)
+        if record is not None:
+            record(processed)
+    return processed
+
+
+def process(event: dict, *, record: Record | None = None, fetcher: Fetcher | None = None) -> Processed:
+    """Reconcile the object one event names; ``record`` writes the log entry in the same transaction.
+
+    Errors (Stripe unreachable, a database error) come back as a failed outcome, recorded apart.
+    """
+    config = get_config()
+    try:
+        fetcher = fetcher or shared_fetcher(config)
+        target = _target(event, config, fetcher, event_settings().mode)
+        if isinstance(target, Processed):
+            processed = target
+        else:
+            model, obj, stamp, deleted = target
+            remote = snapshot_of(config, fetcher, [(model, obj, stamp, deleted)], stored_ids)
+            rejected = [r for r in remote.rejected if r.id == obj.get("id")]
+            if rejected:
+                processed = Processed(Outcome.FAILED, {}, rejected[0].reason)
+            else:
+                for attempt in range(_RETRIES):
+                    try:
+                        processed = _apply(remote, model, obj["id"], config, record)
+                        break
+                    except (IntegrityError, OperationalError):
+                        if attempt == _RETRIES - 1:
+                            raise
+                _log(event, processed)
+                return processed
+    except (ReconcileError, DatabaseError, KeyError, TypeError, ValueError) as exc:
+        processed = Processed(Outcome.FAILED, {}, f"{type(exc).__name__}: {exc}")
+    if record is not None:
+        record(processed)
+    _log(event, processed)
+    return processed
+
+
+def _log(event: dict, processed: Processed) -> None:
+    # ids, types and outcomes only: never payloads (emails) nor secrets at INFO and above.
+    summary = processed.report.get("summary") or {}
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.items()) if n) or "no operation"
+    level = logging.WARNING if processed.outcome == Outcome.FAILED else logging.INFO
+    log.log(level, "event %s %s: %s (%s)", event.get("id"), event.get("type"), processed.outcome, counts)
+
+
+_FETCHERS: dict[tuple, Fetcher] = {}
+
+
+def shared_fetcher(config: Config) -> Fetcher:
+    """One client per process and settings: a webhook should not build a Stripe client per request."""
+    key = (config.api_key, config.api_base, config.api_version, config.timeout, config.max_retries)
+    fetcher = _FETCHERS.get(key)
+    if fetcher is None:
+        fetcher = _FETCHERS[key] = Fetcher(config)
+    return fetcher
