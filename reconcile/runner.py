@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.db import transaction
+
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
@@ -26,6 +28,15 @@ from .db.audit import Audit, audited
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
 from .errors import PlanFileError
+from .events.incremental import (
+    cursor_from_header,
+    cursor_header,
+    cursor_is_old,
+    full_pull_cursor,
+    incremental_plan,
+    save_cursor,
+    scoped_state,
+)
 from .progress import Progress, make_progress
 from .stripe.fetch import Fetcher
 from .stripe.remote import Window, fetch_remote
@@ -47,6 +58,7 @@ class Options:
     plan_out: str | None = None
     apply_plan: str | None = None
     progress: bool | None = None  # None: when stderr is a terminal
+    incremental: bool = False  # read /v1/events since the stored cursor instead of every list
 
     @classmethod
     def parsed(cls, command: str, resources: tuple[str, ...], given: dict[str, Any]) -> Options:
@@ -63,6 +75,7 @@ class Options:
             plan_out=given["plan_out"],
             apply_plan=given["apply_plan"],
             progress=given["progress"],
+            incremental=given.get("incremental", False),
         )
 
     @property
@@ -77,6 +90,7 @@ class Options:
             "limit": self.window.limit,
             "starting_after": self.window.starting_after,
             "apply_plan": self.apply_plan,
+            "incremental": self.incremental,
         }
 
 
@@ -95,6 +109,8 @@ class Built:
     fetched_at: dict
     state: str  # the database fingerprint the plan was computed against
     requests: int
+    cursor: datetime | None = None  # the event cursor to store with the writes (complete pulls)
+    scope: dict | None = None  # an incremental plan's ids: its fingerprint covers only these rows
 
 
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
@@ -126,6 +142,10 @@ class _Run:
     def fetch_load_diff(self) -> Built:
         progress = make_progress(self.err, _listed(self.resources), self.options.progress)
         try:
+            if self.options.incremental:
+                inc = incremental_plan(self.config, self.fetcher, progress, self.options, self.err)
+                if inc is not None:
+                    return Built(inc.plan, inc.fetched_at, inc.state, inc.requests, inc.cursor, inc.scope)
             return build_plan(
                 self.config,
                 self.resources,
@@ -149,7 +169,8 @@ class _Run:
                 f"The plan file {path} was made by {header['command']} for {', '.join(header['resources'])}; "
                 f"apply it with that command."
             )
-        return Built(plan, fetched_at, header["database_fingerprint"], 0)
+        cursor, scope = cursor_from_header(header)
+        return Built(plan, fetched_at, header["database_fingerprint"], 0, cursor, scope)
 
     def render(self, built: Built) -> None:
         self.out.write(render(built.plan, self.options.fmt, self.options.verbosity))
@@ -163,12 +184,16 @@ class _Run:
                 resources=self.resources,
                 state=built.state,
                 fetched_at=built.fetched_at,
+                extra=cursor_header(built.cursor, built.scope),
             )
             Path(path).write_text(text)
             self.err.write(f"Saved the plan to {path}; apply it with --apply-plan {path}.\n")
 
     def not_applied(self, built: Built) -> Outcome:
         plan, options = built.plan, self.options
+        if options.writing and built.cursor is not None and (built.scope is not None or cursor_is_old(built.cursor)):
+            with transaction.atomic():  # nothing to write: the event cursor moves on its own
+                save_cursor(built.cursor, options.command)
         drift = not plan.in_sync or (options.strict and bool(plan.operations))
         return Outcome(plan, EXIT_DRIFT if options.check and drift else EXIT_OK, requests=built.requests)
 
@@ -176,13 +201,19 @@ class _Run:
         """One transaction: (for a saved plan) the database is as it was planned, the apply, the audit row."""
         with audited(Audit(self.started, self.options.command, self.options.as_json(), built.plan)) as audit:
             if self.options.apply_plan:
-                self.check_state(built.state)
+                self.check_state(built.state, built.scope)
             audit.result = apply_plan(built.plan, built.fetched_at, self.config.batch_size)
+            if built.cursor is not None:  # the event cursor moves with the writes
+                save_cursor(built.cursor, self.options.command)
         return audit.result
 
-    def check_state(self, state: str) -> None:
-        local, directory = _local_side(self.config, self.resources)
-        if planfile.fingerprint(local, directory) != state:
+    def check_state(self, state: str, scope: dict | None = None) -> None:
+        if scope is not None:  # an incremental plan depends on the rows of its ids only
+            found = scoped_state(scope, self.config)
+        else:
+            local, directory = _local_side(self.config, self.resources)
+            found = planfile.fingerprint(local, directory)
+        if found != state:
             raise PlanFileError(
                 f"The database changed since the plan in {self.options.apply_plan} was made, so that plan may "
                 "no longer be right. Nothing was applied. Make a new plan with --dry-run --plan-out."
@@ -217,7 +248,9 @@ def build_plan(
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
     state = planfile.fingerprint(local, directory) if fingerprint else ""
-    return Built(plan, stamps(plan, remote), state, fetcher.requests)
+    whole = set(resources) == set(GROUPS) and not window.active
+    cursor = full_pull_cursor(remote.listed_at) if whole and remote.listed_at else None
+    return Built(plan, stamps(plan, remote), state, fetcher.requests, cursor)
 
 
 def stamps(plan: Plan, remote) -> dict:

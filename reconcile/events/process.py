@@ -86,9 +86,17 @@ def stored_ids(products: set[str], prices: set[str], customers: set[str]) -> Kno
     )
 
 
+def emails_of(remote: Snapshot) -> list[str]:
+    return sorted({normalize_email(c.email) for c in remote.customers.values()} - {None})
+
+
 def _directory(remote: Snapshot, email_field: str) -> UserDirectory:
-    """The users whose email matches one of the snapshot's customers (one query)."""
-    emails = {normalize_email(c.email) for c in remote.customers.values()} - {None}
+    """The users whose email matches one of the snapshot's customers."""
+    return directory_for(emails_of(remote), email_field)
+
+
+def directory_for(emails: list[str], email_field: str) -> UserDirectory:
+    """The users with one of these (normalised) emails: one query."""
     if not emails:
         return UserDirectory()
     query = Q()
