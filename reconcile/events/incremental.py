@@ -51,13 +51,12 @@ def cursor_problem(cursor: datetime | None, now: datetime | None = None) -> str 
 
 
 def save_cursor(created: datetime, source: str) -> None:
-    """Store the cursor (never moving it back); call inside the run's transaction."""
-    current = EventCursor.objects.select_for_update().filter(name="events").first()
-    if current is not None and current.created >= created:
-        return
-    EventCursor.objects.update_or_create(
-        name="events", defaults={"created": created, "updated_at": datetime.now(timezone.utc), "source": source}
-    )
+    """Store the cursor, never moving it back (one statement, two the first time); call inside the
+    run's transaction. Only writing runs store it, and they hold the one-run-at-a-time lock."""
+    now = datetime.now(timezone.utc)
+    values = {"created": created, "updated_at": now, "source": source}
+    if not EventCursor.objects.filter(name="events", created__lt=created).update(**values):
+        EventCursor.objects.bulk_create([EventCursor(name="events", **values)], ignore_conflicts=True)
 
 
 def full_pull_cursor(listed_at: datetime) -> datetime:
