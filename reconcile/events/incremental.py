@@ -51,12 +51,21 @@ def cursor_problem(cursor: datetime | None, now: datetime | None = None) -> str 
 
 
 def save_cursor(created: datetime, source: str) -> None:
-    """Store the cursor, never moving it back (one statement, two the first time); call inside the
-    run's transaction. Only writing runs store it, and they hold the one-run-at-a-time lock."""
-    now = datetime.now(timezone.utc)
-    values = {"created": created, "updated_at": now, "source": source}
-    if not EventCursor.objects.filter(name="events", created__lt=created).update(**values):
+    """Store the cursor, never moving it back (a read and one write); call inside the run's
+    transaction. Only writing runs store it, and they hold the one-run-at-a-time lock."""
+    values = {"created": created, "updated_at": datetime.now(timezone.utc), "source": source}
+    stored = load_cursor()
+    if stored is None:
         EventCursor.objects.bulk_create([EventCursor(name="events", **values)], ignore_conflicts=True)
+    elif stored < created:
+        EventCursor.objects.filter(name="events", created__lt=created).update(**values)
+
+
+def cursor_is_old(new: datetime) -> bool:
+    """A pull that changes nothing moves the cursor only when it is a day behind (one read, no
+    write): a no-op pull stays write-free, and the cursor never nears Stripe's 30 days."""
+    stored = load_cursor()
+    return stored is None or stored < new - timedelta(days=1)
 
 
 def full_pull_cursor(listed_at: datetime) -> datetime:

@@ -7,14 +7,18 @@ transaction opens; the writes and the event's log entry share one transaction.
 Ordering. Stripe delivers at least once and in no set order, and an event's ``created`` has a
 one-second resolution. A row written from an event gets ``synced_at`` = the end of that second
 (the latest instant the event may describe), so that a pull whose page was fetched within the
-same second never overwrites it. An event is stale when the stored row was synced at or after
-the end of its second; when the row was synced within the event's own second, the order cannot
-be told from the timestamps and the object is re-fetched from Stripe (one request).
+same second never overwrites it. An event is stale when the stored row was synced after the end
+of its second. When the row was synced within the event's own second the order cannot be told
+from the timestamps: the object is re-fetched from Stripe (one request) and written with the
+time of that request. A re-fetched object is written only over a row synced before the request
+(else it is fetched again, at most a second later). The checks are made again under the row's
+lock, so concurrent deliveries of one object's events serialise correctly.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -59,7 +63,7 @@ HANDLED: dict[str, str] = {
 RESOURCE = {"Product": "products", "Price": "prices", "StripeUser": "customers", "Subscription": "subscriptions"}
 MODELS = {"Product": Product, "Price": Price, "StripeUser": StripeUser, "Subscription": Subscription}
 _SECOND, _TICK = timedelta(seconds=1), timedelta(microseconds=1)
-_RETRIES = 3  # a concurrent insert of the same row, a deadlock: processed again from the start
+_ATTEMPTS = 5  # an ambiguous order, a concurrent insert of the row, a deadlock: processed again
 
 
 def stamp_of(created: int) -> datetime:
@@ -117,30 +121,45 @@ def _policy(remote: Snapshot, config: Config) -> UserPolicy | None:
     )
 
 
-def _target(event: dict, config: Config, fetcher: Fetcher, mode: str) -> tuple | Processed:
-    """(model, object, stamp, deleted) to reconcile, or the outcome when there is nothing to do."""
+@dataclass(frozen=True)
+class _Target:
+    model: str
+    obj: dict
+    stamp: datetime
+    deleted: bool
+    created: datetime | None  # the start of the event's second; None when the object was re-fetched
+
+
+class _Again(Exception):
+    """The stored row was written within the same second as this data: re-fetch and try again."""
+
+    def __init__(self, wait: float = 0.0):
+        super().__init__("ambiguous order")
+        self.wait = wait
+
+
+def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
+    """What to reconcile, or the outcome when there is nothing to do."""
     model = HANDLED.get(event.get("type", ""))
     if model is None:
         return Processed(Outcome.IGNORED, {})
     obj = event["data"]["object"]
     oid, stamp = obj["id"], stamp_of(event["created"])
+    created = stamp - _SECOND + _TICK
     deleted = event["type"].endswith(".deleted") and model in SOFT_DELETED
     synced = MODELS[model].objects.filter(pk=oid).values_list("synced_at", flat=True).first()
     if synced is not None and synced > stamp:
         return Processed(Outcome.STALE, {"reason": f"the stored row was synced at {synced.isoformat()}"})
-    if mode == "refetch" or (synced is not None and synced >= stamp - _SECOND + _TICK):
-        try:
-            body, requested_at = fetcher.get(f"/v1/{RESOURCE[model]}/{oid}")
-        except FetchError as exc:
-            if exc.status != 404 or model not in SOFT_DELETED:
-                raise
-            body, requested_at = {"deleted": True}, datetime.now(timezone.utc)
-        # Stripe sent the event before this request: the object read now is at least as new as the
-        # event, and as any stored row written from an earlier delivery.
-        stamp = max(requested_at, stamp)
-        deleted = bool(body.get("deleted")) and model in SOFT_DELETED
-        obj = obj if deleted else body
-    return model, obj, stamp, deleted
+    if mode != "refetch" and (synced is None or synced < created):
+        return _Target(model, obj, stamp, deleted, created)
+    try:
+        body, requested_at = fetcher.get(f"/v1/{RESOURCE[model]}/{oid}")
+    except FetchError as exc:
+        if exc.status != 404 or model not in SOFT_DELETED:
+            raise
+        body, requested_at = {"deleted": True}, datetime.now(timezone.utc)
+    deleted = bool(body.get("deleted")) and model in SOFT_DELETED
+    return _Target(model, obj if deleted else body, requested_at, deleted, None)
 
 
 def _outcome(plan: Plan, result, oid: str) -> Processed:
@@ -158,12 +177,26 @@ def _outcome(plan: Plan, result, oid: str) -> Processed:
     return Processed(Outcome.DUPLICATE, report)
 
 
-def _apply(remote: Snapshot, model: str, oid: str, config: Config, record: Record | None) -> Processed:
+def _check_order(target: _Target, synced: datetime | None) -> None:
+    """Under the row lock: data from an event's payload is applied only over a row synced before
+    the event's second; data re-fetched at R only over a row synced at or before R. Otherwise the
+    order cannot be told (a concurrent delivery wrote within the same second): fetch again."""
+    if synced is None:
+        return
+    if target.created is not None and target.created <= synced <= target.stamp:
+        raise _Again()
+    if target.created is None and synced > target.stamp:
+        raise _Again(wait=(synced - target.stamp).total_seconds())
+
+
+def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | None) -> Processed:
+    oid = target.obj["id"]
     only = {r: set(getattr(remote, r)) for r in RESOURCES}
     with transaction.atomic():
         # The event's row is locked first: events of one object are applied one after the other.
-        list(MODELS[model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
+        list(MODELS[target.model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
         local = load_local(("products", "customers", "subscriptions"), only=only)
+        _check_order(target, local.synced_at.get((target.model, oid)))
         known = stored_ids(
             {p.product_id for p in remote.prices.values()},
             {i.price_id for s in remote.subscriptions.values() for i in s.items},
@@ -177,37 +210,47 @@ def _apply(remote: Snapshot, model: str, oid: str, config: Config, record: Recor
     return processed
 
 
+def _attempt(event: dict, config: Config, fetcher: Fetcher, mode: str, record: Record | None) -> Processed:
+    target = _target(event, fetcher, mode)
+    if isinstance(target, Processed):
+        if record is not None:
+            record(target)
+        return target
+    remote = snapshot_of(config, fetcher, [(target.model, target.obj, target.stamp, target.deleted)], stored_ids)
+    rejected = [r for r in remote.rejected if r.id == target.obj.get("id")]
+    if rejected:
+        processed = Processed(Outcome.FAILED, {}, rejected[0].reason)
+        if record is not None:
+            record(processed)
+        return processed
+    return _apply(remote, target, config, record)
+
+
 def process(event: dict, *, record: Record | None = None, fetcher: Fetcher | None = None) -> Processed:
     """Reconcile the object one event names; ``record`` writes the log entry in the same transaction.
 
     Errors (Stripe unreachable, a database error) come back as a failed outcome, recorded apart.
     """
     config = get_config()
+    mode = event_settings().mode
     try:
         fetcher = fetcher or shared_fetcher(config)
-        target = _target(event, config, fetcher, event_settings().mode)
-        if isinstance(target, Processed):
-            processed = target
+        for attempt in range(_ATTEMPTS):
+            try:
+                processed = _attempt(event, config, fetcher, mode, record)
+                break
+            except _Again as again:
+                mode = "refetch"
+                time.sleep(min(again.wait, 1.0))
+            except (IntegrityError, OperationalError):  # a concurrent insert of the row, a deadlock
+                if attempt == _ATTEMPTS - 1:
+                    raise
         else:
-            model, obj, stamp, deleted = target
-            remote = snapshot_of(config, fetcher, [(model, obj, stamp, deleted)], stored_ids)
-            rejected = [r for r in remote.rejected if r.id == obj.get("id")]
-            if rejected:
-                processed = Processed(Outcome.FAILED, {}, rejected[0].reason)
-            else:
-                for attempt in range(_RETRIES):
-                    try:
-                        processed = _apply(remote, model, obj["id"], config, record)
-                        break
-                    except (IntegrityError, OperationalError):
-                        if attempt == _RETRIES - 1:
-                            raise
-                _log(event, processed)
-                return processed
+            raise ReconcileError("the stored row stays newer than Stripe's answers (clocks apart?); retry later")
     except (ReconcileError, DatabaseError, KeyError, TypeError, ValueError) as exc:
         processed = Processed(Outcome.FAILED, {}, f"{type(exc).__name__}: {exc}")
-    if record is not None:
-        record(processed)
+        if record is not None:
+            record(processed)
     _log(event, processed)
     return processed
 
