@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 
 from ..conf import Config, get_config
 from ..core.diff import UserPolicy, diff
-from ..core.plan import Plan, Skip
+from ..core.plan import Plan, RecreateItems, Skip
 from ..core.report import as_dict
 from ..core.snapshot import RESOURCES, SOFT_DELETED, KnownIds, Snapshot
 from ..core.users import UserDirectory, normalize_email
@@ -147,7 +147,7 @@ def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
     oid, stamp = obj["id"], stamp_of(event["created"])
     created = stamp - _SECOND + _TICK
     deleted = event["type"].endswith(".deleted") and model in SOFT_DELETED
-    synced = MODELS[model].objects.filter(pk=oid).values_list("synced_at", flat=True).first()
+    synced = last_synced(model, oid)
     if synced is not None and synced > stamp:
         return Processed(Outcome.STALE, {"reason": f"the stored row was synced at {synced.isoformat()}"})
     if mode != "refetch" and (synced is None or synced < created):
@@ -160,6 +160,16 @@ def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
         body, requested_at = {"deleted": True}, datetime.now(timezone.utc)
     deleted = bool(body.get("deleted")) and model in SOFT_DELETED
     return _Target(model, obj if deleted else body, requested_at, deleted, None)
+
+
+def last_synced(model: str, oid: str) -> datetime | None:
+    """When the row was last written from Stripe data; for a subscription, its items count too
+    (a change of quantity rewrites the items only)."""
+    rows = MODELS[model].objects.filter(pk=oid)
+    if model != "Subscription":
+        return rows.values_list("synced_at", flat=True).first()
+    found = rows.annotate(items_synced=Max("items__synced_at")).values_list("synced_at", "items_synced").first()
+    return max((t for t in found or () if t is not None), default=None)
 
 
 def _outcome(plan: Plan, result, oid: str) -> Processed:
@@ -189,14 +199,25 @@ def _check_order(target: _Target, synced: datetime | None) -> None:
         raise _Again(wait=(synced - target.stamp).total_seconds())
 
 
+def _stamp_recreated(plan: Plan, remote: Snapshot) -> None:
+    """A subscription whose items alone changed is stamped too, so that a pull's lost-write guard
+    (which reads the subscription's ``synced_at``) keeps the newer items."""
+    for op in plan.writes:
+        if isinstance(op, RecreateItems):
+            at = remote.fetched_at.get(("Subscription", op.id))
+            if at is not None:
+                older = Q(synced_at__lt=at) | Q(synced_at__isnull=True)
+                Subscription.objects.filter(older, pk=op.id).update(synced_at=at)
+
+
 def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | None) -> Processed:
     oid = target.obj["id"]
     only = {r: set(getattr(remote, r)) for r in RESOURCES}
     with transaction.atomic():
         # The event's row is locked first: events of one object are applied one after the other.
         list(MODELS[target.model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
+        _check_order(target, last_synced(target.model, oid))
         local = load_local(("products", "customers", "subscriptions"), only=only)
-        _check_order(target, local.synced_at.get((target.model, oid)))
         known = stored_ids(
             {p.product_id for p in remote.prices.values()},
             {i.price_id for s in remote.subscriptions.values() for i in s.items},
@@ -204,6 +225,7 @@ def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | N
         )
         plan = diff(remote, local, known=known, users=_policy(remote, config))
         result = apply_plan(plan, remote.fetched_at, config.batch_size)
+        _stamp_recreated(plan, remote)
         processed = _outcome(plan, result, oid)
         if record is not None:
             record(processed)

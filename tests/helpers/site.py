@@ -1,0 +1,113 @@
+"""The demo project under a real WSGI server (gunicorn) on loopback, with a database of its own.
+
+``database(backend)`` makes a fresh SQLite file or PostgreSQL database (dropped afterwards);
+``gunicorn(...)`` serves the demo project on a free 127.0.0.1 port and stops it on exit;
+``manage(...)`` runs a management command in a child process against the same database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "sk_test_SiteTests000000"
+BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("DATABASE_URL", "").startswith("postgres") else [])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(database_url: str, api_base: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "RECONCILE_", "DJANGO_", "CELERY_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="demo.settings",
+        DATABASE_URL=database_url,
+        STRIPE_API_BASE=api_base,
+        STRIPE_API_KEY=API_KEY,
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def manage(database_url: str, api_base: str, *args: str, timeout: float = 300, **extra: str):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env_for(database_url, api_base, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@contextlib.contextmanager
+def database(backend: str, tmp_path: Path, label: str = "site") -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / f'{label}.sqlite3'}"
+        return
+    import psycopg
+
+    base = urlsplit(os.environ["DATABASE_URL"])
+    name = f"{base.path.lstrip('/') or 'reconcile'}_{label}_{os.getpid()}"
+    admin = urlunsplit(base._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(base._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def gunicorn(database_url: str, api_base: str, *, workers: int = 1, threads: int = 1, **extra: str) -> Iterator[str]:
+    """Serve the demo project; yields its base URL. Stops the server (and waits for it) on exit."""
+    port = free_port()
+    binary = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(binary), "demo.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads)]
+        + ["--timeout", "120", "--log-level", "warning", "--graceful-timeout", "5"],
+        cwd=ROOT,
+        env=env_for(database_url, api_base, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/stripe/webhook/", timeout=2)
+            except urllib.error.HTTPError as error:
+                if error.code == 405:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn did not start: {server.stderr.read() if server.stderr else ''}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
