@@ -49,7 +49,7 @@ def test_300_mutations_delivered_shuffled_and_duplicated_leave_the_database_equa
         workers = {"workers": 2, "threads": 4} if backend == "postgres" else {}
         with gunicorn(url, api, STRIPE_WEBHOOK_SECRETS=SECRET, **workers) as site:
             sender = register(fake, site + "/stripe/webhook/", SECRET)
-            apply_mutations(fake, 300, seed=1)
+            apply_mutations(fake, 300, seed=3)  # a seed whose script also needs redeliveries
             events = list(sender.pending)
             sender.pending = []
             first = sender.deliver  # shuffled, 30% delivered twice

@@ -227,6 +227,11 @@ def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | N
         result = apply_plan(plan, remote.fetched_at, config.batch_size)
         _stamp_recreated(plan, remote)
         processed = _outcome(plan, result, oid)
+        if processed.outcome == Outcome.DUPLICATE:
+            # The row already held this state: it is now known good as of the event, which the
+            # ordering checks of a later delivery (of an older event of the same second) must see.
+            older = Q(synced_at__lt=target.stamp) | Q(synced_at__isnull=True)
+            MODELS[target.model].objects.filter(older, pk=oid).update(synced_at=target.stamp)
         if record is not None:
             record(processed)
     return processed

@@ -26,7 +26,8 @@ def _id(rng: random.Random, prefix: str) -> str:
 class Script:
     def __init__(self, fake: FakeStripe, seed: int) -> None:
         self.fake = fake
-        self.rng = random.Random(seed)
+        # a stream of its own: generate_account(seed=n) draws ids from random.Random(n) too
+        self.rng = random.Random(f"reconcile.testing.mutations/{seed}")
         self.bare_products: list[str] = []  # created without prices: these may be deleted
 
     def live_customers(self) -> list[dict]:
