@@ -173,17 +173,19 @@ def last_synced(model: str, oid: str) -> datetime | None:
 
 
 def _outcome(plan: Plan, result, oid: str) -> Processed:
+    """Failed when the event's own object was skipped (a reference Stripe no longer has: a later
+    redelivery may succeed); stale when a newer row was kept; duplicate when nothing was written."""
     report = as_dict(plan)
     report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+    skips = [op for op in plan.operations if isinstance(op, Skip) and op.id == oid]
+    skips += [c for c in result.conflicts if c.id == oid]
+    refused = [s for s in skips if "kept" not in s.reason]
+    if refused:
+        return Processed(Outcome.FAILED, report, refused[0].reason)
+    if skips:
+        return Processed(Outcome.STALE, report)
     if any(result.counts.values()):
         return Processed(Outcome.APPLIED, report)
-    skips = [op for op in plan.operations if isinstance(op, Skip) and op.id == oid] + [
-        c for c in result.conflicts if c.id == oid
-    ]
-    if any("kept" in s.reason for s in skips):
-        return Processed(Outcome.STALE, report)
-    if skips:
-        return Processed(Outcome.FAILED, report, skips[0].reason)
     return Processed(Outcome.DUPLICATE, report)
 
 

@@ -111,3 +111,85 @@ def gunicorn(database_url: str, api_base: str, *, workers: int = 1, threads: int
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+REDIS_URL = os.environ.get("RECONCILE_TEST_REDIS", "redis://127.0.0.1:6379/5")
+
+
+def redis_available(url: str = REDIS_URL) -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:  # noqa: BLE001 - any failure means: no Redis here
+        return False
+
+
+def flush_redis(url: str = REDIS_URL) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()  # this test run's own database number only
+
+
+@contextlib.contextmanager
+def celery_worker(database_url: str, api_base: str, *, concurrency: int = 2, **extra: str) -> Iterator[None]:
+    """A real Celery worker of the demo project (``celery -A demo worker``); stopped on exit."""
+    binary = Path(sys.executable).with_name("celery")
+    worker = subprocess.Popen(
+        [str(binary), "-A", "demo", "worker", "--pool", "threads", "-c", str(concurrency), "-l", "warning"]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT,
+        env=env_for(database_url, api_base, **{"CELERY_BROKER_URL": REDIS_URL, **extra}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        if worker.poll() is not None:
+            raise AssertionError(f"the celery worker did not start: {worker.stderr.read() if worker.stderr else ''}")
+        yield
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def call_task(database_url: str, api_base: str, name: str, **kwargs) -> None:
+    """Send a task to the broker the way celery beat would (``celery -A demo call``)."""
+    import json
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("celery")), "-A", "demo", "call", name, "--kwargs", json.dumps(kwargs)],
+        cwd=ROOT,
+        env=env_for(database_url, api_base, CELERY_BROKER_URL=REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def event_outcomes(database_url: str) -> dict[str, int]:
+    """The event log's count per outcome, read directly (no Django in this process)."""
+    query = "SELECT outcome, COUNT(*) FROM reconcile_stripeevent GROUP BY outcome"
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)) as db:
+            return dict(db.execute(query).fetchall())
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
+        return dict(conn.execute(query).fetchall())
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
