@@ -83,6 +83,9 @@ def _mutate_parser() -> argparse.ArgumentParser:
     can.add_argument("resource", choices=["subscriptions"])
     can.add_argument("id")
     sub.add_parser("requests", help="print how many requests the fake has received")
+    hook = sub.add_parser("webhook", help="deliver an event per later mutation to a loopback URL")
+    hook.add_argument("target", help="e.g. http://127.0.0.1:8000/stripe/webhook/ (secret: $FAKE_STRIPE_WEBHOOK_SECRET)")
+    hook.add_argument("--mode", choices=("auto", "queue"), default="auto")
     dlv = sub.add_parser("deliver", help="send the queued webhooks (see --webhook-url)")
     dlv.add_argument("fields", nargs="?", default="{}", help='JSON: {"shuffle": true, "duplicate": 0.2, "seed": 1}')
     return p
@@ -95,6 +98,13 @@ def mutate(
     base = url.rstrip("/")
     if action == "requests":
         request = urllib.request.Request(f"{base}/_fake/requests")
+    elif action == "webhook":
+        request = urllib.request.Request(
+            f"{base}/_fake/webhooks",
+            data=(payload or "{}").encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
     elif action == "deliver":
         request = urllib.request.Request(
             f"{base}/_fake/deliver",
@@ -119,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = getattr(args, "fields", None) or getattr(args, "object", None)
         if args.action == "deliver":
             args.resource = args.id = None
+        if args.action == "webhook":
+            secret = os.environ.get("FAKE_STRIPE_WEBHOOK_SECRET", "")
+            if not secret:
+                print("mutate webhook needs the signing secret in $FAKE_STRIPE_WEBHOOK_SECRET", file=sys.stderr)
+                return 2
+            payload = json.dumps({"url": args.target, "secret": secret, "mode": args.mode})
         try:
             result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None), payload)
         except urllib.error.HTTPError as error:

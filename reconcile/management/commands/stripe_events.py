@@ -19,11 +19,20 @@ class Command(BaseCommand):
         again.add_argument("ids", nargs="*", help="Only these event ids (failed or pending).")
         waiting = sub.add_parser("process-pending", help="Process events stored but not processed.")
         waiting.add_argument("--older-than", type=float, default=60.0, help="Seconds since receipt (default 60).")
+        listing = sub.add_parser("list", help="The newest events: id, type, outcome, deliveries.")
+        listing.add_argument("--limit", type=int, default=20)
         old = sub.add_parser("prune", help="Delete log entries received more than N days ago.")
         old.add_argument("--days", type=int, default=None, help="Default: RECONCILE['EVENT_RETENTION_DAYS'].")
 
     def handle(self, *args, **options) -> None:
         action = options["action"]
+        if action == "list":
+            for row in StripeEvent.objects.order_by("-received_at")[: options["limit"]]:
+                self.stdout.write(
+                    f"{row.id}  {row.type:<32} {row.outcome:<9} delivered {row.deliveries}x  "
+                    f"{row.received_at:%H:%M:%S} {row.error}\n"
+                )
+            return
         if action == "prune":
             days = options["days"] if options["days"] is not None else event_settings().retention_days
             if days < 0:
