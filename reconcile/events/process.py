@@ -9,16 +9,15 @@ one-second resolution. A row written from an event gets ``synced_at`` = the end 
 (the latest instant the event may describe), so that a pull whose page was fetched within the
 same second never overwrites it. An event is stale when the stored row was synced after the end
 of its second. When the row was synced within the event's own second the order cannot be told
-from the timestamps: the object is re-fetched from Stripe (one request) and written with the
-time of that request. A re-fetched object is written only over a row synced before the request
-(else it is fetched again, at most a second later). The checks are made again under the row's
-lock, so concurrent deliveries of one object's events serialise correctly.
+from the timestamps: the object is re-fetched from Stripe (one request). A re-fetched object is
+newer than the row as it was before the request; it is written only if the row did not change
+meanwhile (else it is fetched again). The checks are made again under the row's lock, so
+concurrent deliveries of one object's events serialise correctly.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -63,6 +62,7 @@ HANDLED: dict[str, str] = {
 RESOURCE = {"Product": "products", "Price": "prices", "StripeUser": "customers", "Subscription": "subscriptions"}
 MODELS = {"Product": Product, "Price": Price, "StripeUser": StripeUser, "Subscription": Subscription}
 _SECOND, _TICK = timedelta(seconds=1), timedelta(microseconds=1)
+_GROUPS = {"products": ("products", "prices"), "customers": ("customers",), "subscriptions": ("subscriptions",)}
 _ATTEMPTS = 5  # an ambiguous order, a concurrent insert of the row, a deadlock: processed again
 
 
@@ -128,14 +128,11 @@ class _Target:
     stamp: datetime
     deleted: bool
     created: datetime | None  # the start of the event's second; None when the object was re-fetched
+    seen: datetime | None = None  # re-fetched: the row's synced_at read before the request
 
 
 class _Again(Exception):
-    """The stored row was written within the same second as this data: re-fetch and try again."""
-
-    def __init__(self, wait: float = 0.0):
-        super().__init__("ambiguous order")
-        self.wait = wait
+    """The stored row changed in a way that leaves the order unknown: re-fetch and try again."""
 
 
 def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
@@ -159,7 +156,10 @@ def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
             raise
         body, requested_at = {"deleted": True}, datetime.now(timezone.utc)
     deleted = bool(body.get("deleted")) and model in SOFT_DELETED
-    return _Target(model, obj if deleted else body, requested_at, deleted, None)
+    # Read after the stored row was written (checked again under the lock): at least as new as it,
+    # so it takes at least its stamp (which may be the end of the second an event was created in).
+    stamp = max(requested_at, synced) if synced is not None else requested_at
+    return _Target(model, obj if deleted else body, stamp, deleted, None, synced)
 
 
 def last_synced(model: str, oid: str) -> datetime | None:
@@ -191,14 +191,13 @@ def _outcome(plan: Plan, result, oid: str) -> Processed:
 
 def _check_order(target: _Target, synced: datetime | None) -> None:
     """Under the row lock: data from an event's payload is applied only over a row synced before
-    the event's second; data re-fetched at R only over a row synced at or before R. Otherwise the
-    order cannot be told (a concurrent delivery wrote within the same second): fetch again."""
-    if synced is None:
-        return
-    if target.created is not None and target.created <= synced <= target.stamp:
+    the event's second; re-fetched data only over the row as it was before the request. Otherwise
+    the order cannot be told (a concurrent delivery wrote meanwhile): fetch again."""
+    if target.created is None:
+        if synced != target.seen:
+            raise _Again()
+    elif synced is not None and target.created <= synced <= target.stamp:
         raise _Again()
-    if target.created is None and synced > target.stamp:
-        raise _Again(wait=(synced - target.stamp).total_seconds())
 
 
 def _stamp_recreated(plan: Plan, remote: Snapshot) -> None:
@@ -219,7 +218,8 @@ def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | N
         # The event's row is locked first: events of one object are applied one after the other.
         list(MODELS[target.model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
         _check_order(target, last_synced(target.model, oid))
-        local = load_local(("products", "customers", "subscriptions"), only=only)
+        groups = [g for g, names in _GROUPS.items() if any(getattr(remote, n) for n in names)]
+        local = load_local(groups, only=only)
         known = stored_ids(
             {p.product_id for p in remote.prices.values()},
             {i.price_id for s in remote.subscriptions.values() for i in s.items},
@@ -268,9 +268,8 @@ def process(event: dict, *, record: Record | None = None, fetcher: Fetcher | Non
             try:
                 processed = _attempt(event, config, fetcher, mode, record)
                 break
-            except _Again as again:
+            except _Again:
                 mode = "refetch"
-                time.sleep(min(again.wait, 1.0))
             except (IntegrityError, OperationalError):  # a concurrent insert of the row, a deadlock
                 if attempt == _ATTEMPTS - 1:
                     raise
