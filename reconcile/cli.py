@@ -75,7 +75,7 @@ def _sync_command(name: str, command: str, summary: str, windowed: bool) -> clic
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.returncode)
 
-    params = [_click(opt) for opt in declared(windowed)]
+    params = [_click(opt) for opt in declared(windowed, command)]
     params.append(
         click.Option(
             ["-v", "--verbosity"], type=click.IntRange(0, 3), default=1, show_default=True, help=VERBOSITY_HELP

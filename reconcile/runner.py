@@ -15,8 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from django.db import transaction
-
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
@@ -35,6 +33,7 @@ from .events.incremental import (
     full_pull_cursor,
     incremental_plan,
     save_cursor,
+    save_cursor_alone,
     scoped_state,
 )
 from .progress import Progress, make_progress
@@ -192,8 +191,7 @@ class _Run:
     def not_applied(self, built: Built) -> Outcome:
         plan, options = built.plan, self.options
         if options.writing and built.cursor is not None and (built.scope is not None or cursor_is_old(built.cursor)):
-            with transaction.atomic():  # nothing to write: the event cursor moves on its own
-                save_cursor(built.cursor, options.command)
+            save_cursor_alone(built.cursor, options.command)  # nothing else to write: the cursor alone
         drift = not plan.in_sync or (options.strict and bool(plan.operations))
         return Outcome(plan, EXIT_DRIFT if options.check and drift else EXIT_OK, requests=built.requests)
 

@@ -21,6 +21,7 @@ from ..core import planfile
 from ..core.diff import diff
 from ..core.plan import Plan
 from ..core.snapshot import RESOURCES
+from ..db import events as db_events
 from ..db.local import load_local
 from ..progress import Progress
 from ..stripe.fetch import Fetcher
@@ -51,14 +52,13 @@ def cursor_problem(cursor: datetime | None, now: datetime | None = None) -> str 
 
 
 def save_cursor(created: datetime, source: str) -> None:
-    """Store the cursor, never moving it back (a read and one write); call inside the run's
-    transaction. Only writing runs store it, and they hold the one-run-at-a-time lock."""
-    values = {"created": created, "updated_at": datetime.now(timezone.utc), "source": source}
-    stored = load_cursor()
-    if stored is None:
-        EventCursor.objects.bulk_create([EventCursor(name="events", **values)], ignore_conflicts=True)
-    elif stored < created:
-        EventCursor.objects.filter(name="events", created__lt=created).update(**values)
+    """Store the cursor, never moving it back; call inside the run's transaction."""
+    db_events.save_cursor(created, source, load_cursor())
+
+
+def save_cursor_alone(created: datetime, source: str) -> None:
+    """Store the cursor in a transaction of its own (a run that wrote nothing else)."""
+    db_events.save_cursor_alone(created, source, load_cursor())
 
 
 def cursor_is_old(new: datetime) -> bool:

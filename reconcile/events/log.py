@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
-
+from ..db.events import prune_events, record_outcome, store_event
 from .models import Outcome, StripeEvent
 from .process import Processed, process
 
@@ -37,35 +35,12 @@ def check_shape(event: object) -> dict:
 
 def receive(event: dict, source: str = "webhook") -> tuple[StripeEvent, bool]:
     """Store the event; returns (row, True) the first time, (stored row, False) for a redelivery."""
-    now = datetime.now(timezone.utc)
-    try:
-        with transaction.atomic():
-            row = StripeEvent.objects.create(
-                id=event["id"],
-                type=event["type"],
-                created=datetime.fromtimestamp(event["created"], tz=timezone.utc),
-                received_at=now,
-                source=source,
-                api_version=event.get("api_version"),
-                livemode=bool(event.get("livemode")),
-                object_id=event["data"]["object"]["id"],
-                payload=event,
-            )
-        return row, True
-    except IntegrityError:
-        StripeEvent.objects.filter(pk=event["id"]).update(deliveries=F("deliveries") + 1)
-        return StripeEvent.objects.get(pk=event["id"]), False
+    return store_event(event, source)
 
 
 def _recorder(row: StripeEvent):
     def record(processed: Processed) -> None:
-        StripeEvent.objects.filter(pk=row.pk).update(
-            outcome=processed.outcome,
-            report=processed.report,
-            error=processed.error,
-            processed_at=datetime.now(timezone.utc),
-            attempts=F("attempts") + 1,
-        )
+        record_outcome(row.pk, processed.outcome, processed.report, processed.error)
 
     return record
 
@@ -100,6 +75,4 @@ def pending(older_than: float = 60.0):
 
 def prune(days: int) -> int:
     """Delete log entries received more than ``days`` days ago; returns how many."""
-    cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-    deleted, _ = StripeEvent.objects.filter(received_at__lt=cutoff).exclude(outcome=Outcome.PENDING).delete()
-    return deleted
+    return prune_events(datetime.now(timezone.utc) - timedelta(days=days))

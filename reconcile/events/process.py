@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError
 from django.db.models import Max, Q
 
 from ..conf import Config, get_config
@@ -33,6 +33,8 @@ from ..core.report import as_dict
 from ..core.snapshot import RESOURCES, SOFT_DELETED, KnownIds, Snapshot
 from ..core.users import UserDirectory, normalize_email
 from ..db.apply import apply_plan
+from ..db.events import event_transaction
+from ..db.events import stamp as stamp_rows
 from ..db.local import load_local, make_validator
 from ..errors import FetchError, ReconcileError
 from ..models import Price, Product, StripeUser, Subscription
@@ -207,16 +209,13 @@ def _stamp_recreated(plan: Plan, remote: Snapshot) -> None:
         if isinstance(op, RecreateItems):
             at = remote.fetched_at.get(("Subscription", op.id))
             if at is not None:
-                older = Q(synced_at__lt=at) | Q(synced_at__isnull=True)
-                Subscription.objects.filter(older, pk=op.id).update(synced_at=at)
+                stamp_rows(Subscription, [op.id], at)
 
 
 def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | None) -> Processed:
     oid = target.obj["id"]
     only = {r: set(getattr(remote, r)) for r in RESOURCES}
-    with transaction.atomic():
-        # The event's row is locked first: events of one object are applied one after the other.
-        list(MODELS[target.model].objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
+    with event_transaction(MODELS[target.model], oid):
         _check_order(target, last_synced(target.model, oid))
         groups = [g for g, names in _GROUPS.items() if any(getattr(remote, n) for n in names)]
         local = load_local(groups, only=only)
@@ -232,8 +231,7 @@ def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | N
         if processed.outcome == Outcome.DUPLICATE:
             # The row already held this state: it is now known good as of the event, which the
             # ordering checks of a later delivery (of an older event of the same second) must see.
-            older = Q(synced_at__lt=target.stamp) | Q(synced_at__isnull=True)
-            MODELS[target.model].objects.filter(older, pk=oid).update(synced_at=target.stamp)
+            stamp_rows(MODELS[target.model], [oid], target.stamp)
         if record is not None:
             record(processed)
     return processed

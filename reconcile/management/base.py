@@ -25,7 +25,7 @@ class SyncCommand(BaseCommand):
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        for opt in declared(self.windowed):
+        for opt in declared(self.windowed, self.command_name()):
             parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **_argparse(opt))
 
     def handle(self, *args, **options) -> None:

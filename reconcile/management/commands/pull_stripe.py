@@ -9,12 +9,3 @@ class Command(SyncCommand):
         "in a single transaction."
     )
     resources = ("products", "customers", "subscriptions")
-
-    def add_arguments(self, parser) -> None:
-        super().add_arguments(parser)
-        parser.add_argument(
-            "--incremental",
-            action="store_true",
-            help="Read only Stripe's events since the last complete run (a full pull when there is no cursor "
-            "or it is older than Stripe's 30 days of events).",
-        )
