@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-n", type=int, default=2_000, help="N of the latency-bound run (default 2,000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-events", action="store_true", help="skip the incremental pull and webhook runs")
+    p.add_argument("--events-only", action="store_true", help="run only the incremental pull and webhook runs")
+    p.add_argument("--no-webhooks", action="store_true", help="skip the webhook throughput runs")
     p.add_argument(
         "--events-n", type=int, default=None, help="N of the incremental pull run (default: N, at most 10,000)"
     )
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine(postgres_url)
     log(f"reconcile benchmark: {command}")
     log("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if args.events_only:
+        return _events_only(args, dbs, command, info, started)
 
     rows, sync_info = sync_scenarios(
         args.n,
@@ -186,6 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _events_only(args: argparse.Namespace, dbs: list[Db], command: str, info: dict, started: float) -> int:
+    rows, hooks = _events(args, dbs)
+    n = args.events_n or min(args.n, 10_000)
+    data = {
+        "n": n,
+        "command": command,
+        "when": report.now(),
+        "machine": info,
+        "events": {"rows": [asdict(r) for r in rows], "webhooks": hooks},
+        "seconds": time.perf_counter() - started,
+    }
+    out = SCRATCH / f"results-events-n{n}.json"
+    out.write_text(json.dumps(data, indent=1, default=str))
+    print(f"\nRaw results: {out.relative_to(report.ROOT)}")
+    if args.write_docs:
+        path = report.write_events_docs(f"events-n{n}", data)
+        print(f"Updated {path.relative_to(report.ROOT)} (section 'events-n{n}').")
+    return 0
+
+
 def _events(args: argparse.Namespace, dbs: list[Db]) -> tuple[list, list[dict]]:
     from . import events
 
@@ -194,7 +218,7 @@ def _events(args: argparse.Namespace, dbs: list[Db]) -> tuple[list, list[dict]]:
     for db in dbs:
         rows += events.incremental_scenario(n, args.seed, db, changes=args.changes, log=log)
     hooks = []
-    if any(db.name == "postgres" for db in dbs):
+    if any(db.name == "postgres" for db in dbs) and not args.no_webhooks:
         from tests.helpers.site import redis_available
 
         modes = ["inline"] + (["celery"] if redis_available() else [])

@@ -474,5 +474,28 @@ def write_docs(key: str, data: dict, path: Path = DOCS) -> Path:
     return path
 
 
+def render_events_section(key: str, data: dict) -> str:
+    """A section of the events runs alone (``python -m bench --events-only``)."""
+    out = [f"<!-- bench:{key}:start -->", f"## Events: incremental pull at N = {data['n']:,}, webhook throughput", ""]
+    out += [f"Run {data['when']} with `{data['command']}` in {data['seconds']:.0f} s.", ""]
+    out += [md_table(["machine", ""], [[k, v] for k, v in data["machine"].items()], right_from=9), ""]
+    out += _events_section(data["events"])[2:]
+    out.append(f"<!-- bench:{key}:end -->")
+    return "\n".join(out)
+
+
+def write_events_docs(key: str, data: dict, path: Path = DOCS) -> Path:
+    """Replace (or add) this events section, keep the others."""
+    sections: dict[str, str] = {}
+    if path.exists():
+        for m in _SECTION.finditer(path.read_text()):
+            sections[m.group("key")] = m.group(0)
+    sections[key] = render_events_section(key, data)
+    ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")
+    return path
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
