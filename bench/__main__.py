@@ -49,6 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-latency-bound", action="store_true", help="skip the latency-bound run")
     p.add_argument("--latency-n", type=int, default=2_000, help="N of the latency-bound run (default 2,000)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-events", action="store_true", help="skip the incremental pull and webhook runs")
+    p.add_argument("--events-only", action="store_true", help="run only the incremental pull and webhook runs")
+    p.add_argument("--no-webhooks", action="store_true", help="skip the webhook throughput runs")
+    p.add_argument(
+        "--events-n", type=int, default=None, help="N of the incremental pull run (default: N, at most 10,000)"
+    )
+    p.add_argument("--changes", type=int, default=100, help="objects changed before the incremental pull")
+    p.add_argument("--webhook-mutations", type=int, default=1000, help="mutations whose webhooks are sent")
     p.add_argument("--drift", type=float, default=0.01, help="fraction changed before the drift re-pull")
     p.add_argument(
         "--repeat",
@@ -113,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine(postgres_url)
     log(f"reconcile benchmark: {command}")
     log("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if args.events_only:
+        return _events_only(args, dbs, command, info, started)
 
     rows, sync_info = sync_scenarios(
         args.n,
@@ -140,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in report.latency_lines(latency_row):
             print(line)
 
+    events_rows, hooks = [], []
+    if not args.no_events:
+        events_rows, hooks = _events(args, dbs)
+
     sbs = None
     if not args.no_peer:
         peer_n = args.peer_n or min(args.n, PEER_MAX_N)
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows],
         "latency": asdict(latency_row) if latency_row else None,
         "side_by_side": sbs,
+        "events": {"rows": [asdict(r) for r in events_rows], "webhooks": hooks},
     }
     verdicts = report.targets(rows, latency_row, sbs, args.n)
     results["targets"] = verdicts
@@ -173,6 +188,55 @@ def main(argv: list[str] | None = None) -> int:
         path = report.write_docs(key, results)
         print(f"Updated {path.relative_to(report.ROOT)} (section '{key}').")
     return 0
+
+
+def _events_only(args: argparse.Namespace, dbs: list[Db], command: str, info: dict, started: float) -> int:
+    rows, hooks = _events(args, dbs)
+    n = args.events_n or min(args.n, 10_000)
+    data = {
+        "n": n,
+        "command": command,
+        "when": report.now(),
+        "machine": info,
+        "events": {"rows": [asdict(r) for r in rows], "webhooks": hooks},
+        "seconds": time.perf_counter() - started,
+    }
+    out = SCRATCH / f"results-events-n{n}.json"
+    out.write_text(json.dumps(data, indent=1, default=str))
+    print(f"\nRaw results: {out.relative_to(report.ROOT)}")
+    if args.write_docs:
+        path = report.write_events_docs(f"events-n{n}", data)
+        print(f"Updated {path.relative_to(report.ROOT)} (section 'events-n{n}').")
+    return 0
+
+
+def _events(args: argparse.Namespace, dbs: list[Db]) -> tuple[list, list[dict]]:
+    from . import events
+
+    rows = []
+    n = args.events_n or min(args.n, 10_000)
+    for db in dbs:
+        rows += events.incremental_scenario(n, args.seed, db, changes=args.changes, log=log)
+    hooks = []
+    if any(db.name == "postgres" for db in dbs) and not args.no_webhooks:
+        from tests.helpers.site import redis_available
+
+        modes = ["inline"] + (["celery"] if redis_available() else [])
+        for mode in modes:
+            hooks.append(
+                events.webhook_scenario(
+                    args.postgres_url,
+                    mode=mode,
+                    customers=2_000,
+                    mutations=args.webhook_mutations,
+                    seed=args.seed,
+                    log=log,
+                )
+            )
+    print("\nEvents:")
+    for line in events.text_lines(rows, hooks):
+        print(line)
+    return rows, hooks
 
 
 def docs_only() -> int:

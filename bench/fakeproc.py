@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import selectors
 import subprocess
 import sys
@@ -100,6 +101,12 @@ def _handle(fake, op: str, args: dict) -> Any:
         return {"requests": expected_requests(data, fake.items_page_size), "objects": objects(data)}
     if op == "drift":
         return drift(fake, args["fraction"], args["seed"])
+    if op == "changes":  # rename ``count`` customers: ``count`` customer.updated events
+        rng = random.Random(args["seed"])
+        ids = sorted(o["id"] for o in fake.sorted_objects("customers")[0] if not o.get("deleted"))
+        for cid in rng.sample(ids, args["count"]):
+            fake.update("customers", cid, name=f"Changed {rng.randint(1, 10**6)}")
+        return len(fake.recorder.events)
     raise ValueError(f"unknown command {op!r}")
 
 

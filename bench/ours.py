@@ -94,7 +94,7 @@ def migrate() -> dict:
     return {"migrated": True}
 
 
-def pull(profile_dir: Path | None = None, label: str = "run") -> dict:
+def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool = False) -> dict:
     from dataclasses import asdict
 
     from django.db import connection
@@ -106,7 +106,9 @@ def pull(profile_dir: Path | None = None, label: str = "run") -> dict:
     connection.ensure_connection()
     counter = StatementCounter()
     out, err = Discard(), Discard()
-    options = Options(command="pull_stripe", resources=("products", "customers", "subscriptions"))
+    options = Options(
+        command="pull_stripe", resources=("products", "customers", "subscriptions"), incremental=incremental
+    )
     rss_before = current_rss_mib()
     profiler = _Profiler(profile_dir, label) if profile_dir else None
     started = time.perf_counter()
@@ -236,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create-users", action="store_true", help="set USER_CREATE_DEFAULTS_ATTRIBUTE_MAP")
     parser.add_argument("--profile", type=Path, default=None, help="write profiles into this directory")
     parser.add_argument("--label", default="run")
+    parser.add_argument("--incremental", action="store_true", help="pull_stripe --incremental")
     args = parser.parse_args(argv)
     configure(args.db_url, args.api_base, args.unthrottled, args.create_users)
-    result = migrate() if args.action == "migrate" else pull(args.profile, args.label)
+    result = migrate() if args.action == "migrate" else pull(args.profile, args.label, args.incremental)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

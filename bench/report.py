@@ -387,6 +387,7 @@ def render_section(key: str, data: dict) -> str:
                 ),
                 "",
             ]
+    out += _events_section(data.get("events"))
     verdicts = targets(rows, latency, sbs, n)  # recomputed, so that a re-render uses today's rules
     out += [
         "### Targets",
@@ -396,6 +397,40 @@ def render_section(key: str, data: dict) -> str:
     ]
     out.append(f"<!-- bench:{key}:end -->")
     return "\n".join(out)
+
+
+def _events_section(events: dict | None) -> list[str]:
+    """The incremental pull against a full pull, and webhook throughput (bench/events.py)."""
+    if not events or not (events.get("rows") or events.get("webhooks")):
+        return []
+    out = ["### Events", ""]
+    rows = [Row(**r) for r in events.get("rows", [])]
+    if rows:
+        out += [md_table(COLUMNS, [row_cells(r) for r in rows]), ""]
+    hooks = events.get("webhooks") or []
+    if hooks:
+        out += [
+            md_table(
+                ["webhooks", "events", "senders", "answered/s", "p50 ms", "p99 ms", "applied/s", "redelivered", "lost"],
+                [
+                    [
+                        h["mode"],
+                        f"{h['events']:,}",
+                        str(h["senders"]),
+                        f"{h['events_per_s']:.0f}",
+                        f"{h['p50_ms']:.0f}",
+                        f"{h['p99_ms']:.0f}",
+                        f"{h['processed_per_s']:.0f}",
+                        str(h["redelivered"]),
+                        str(h["lost"]),
+                    ]
+                    for h in hooks
+                ],
+                right_from=1,
+            ),
+            "",
+        ]
+    return out
 
 
 def latency_lines(row: Row) -> list[str]:
@@ -433,6 +468,29 @@ def write_docs(key: str, data: dict, path: Path = DOCS) -> Path:
         for m in _SECTION.finditer(path.read_text()):
             sections[m.group("key")] = m.group(0)
     sections[key] = render_section(key, data)
+    ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")
+    return path
+
+
+def render_events_section(key: str, data: dict) -> str:
+    """A section of the events runs alone (``python -m bench --events-only``)."""
+    out = [f"<!-- bench:{key}:start -->", f"## Events: incremental pull at N = {data['n']:,}, webhook throughput", ""]
+    out += [f"Run {data['when']} with `{data['command']}` in {data['seconds']:.0f} s.", ""]
+    out += [md_table(["machine", ""], [[k, v] for k, v in data["machine"].items()], right_from=9), ""]
+    out += _events_section(data["events"])[2:]
+    out.append(f"<!-- bench:{key}:end -->")
+    return "\n".join(out)
+
+
+def write_events_docs(key: str, data: dict, path: Path = DOCS) -> Path:
+    """Replace (or add) this events section, keep the others."""
+    sections: dict[str, str] = {}
+    if path.exists():
+        for m in _SECTION.finditer(path.read_text()):
+            sections[m.group("key")] = m.group(0)
+    sections[key] = render_events_section(key, data)
     ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")

@@ -119,9 +119,12 @@ def run_ours(
     create_users: bool = False,
     profile: Path | None = None,
     label: str = "run",
+    incremental: bool = False,
 ) -> dict:
     """``python -m bench.ours ACTION`` in a fresh interpreter; its JSON answer."""
     cmd = [sys.executable, "-m", "bench.ours", action, "--db-url", db.url, "--api-base", api_base, "--label", label]
+    if incremental:
+        cmd.append("--incremental")
     if unthrottled:
         cmd.append("--unthrottled")
     if create_users:
@@ -145,12 +148,15 @@ def measured(
     *,
     unthrottled: bool,
     create_users: bool = False,
+    incremental: bool = False,
 ) -> Row:
     """One measured pull: reset the fake's request log, run, read what the fake received."""
     expected = fake.call("expected")
     fake.call("reset")
     label = f"{scenario.replace(' ', '-')}-{db.name}"
-    result = run_ours("pull", db, fake.url, unthrottled=unthrottled, create_users=create_users, label=label)
+    result = run_ours(
+        "pull", db, fake.url, unthrottled=unthrottled, create_users=create_users, label=label, incremental=incremental
+    )
     received = fake.call("requests")
     return Row(
         scenario=scenario,

@@ -75,8 +75,25 @@ RECONCILE = {
 }
 if os.environ.get("RECONCILE_SQLITE_BUSY_TIMEOUT"):
     RECONCILE["SQLITE_BUSY_TIMEOUT"] = float(os.environ["RECONCILE_SQLITE_BUSY_TIMEOUT"])
+if os.environ.get("STRIPE_WEBHOOK_SECRETS"):  # comma-separated, for a rotation
+    RECONCILE["WEBHOOK_SECRETS"] = os.environ["STRIPE_WEBHOOK_SECRETS"].split(",")
+for _key in ("WEBHOOK_MODE", "WEBHOOK_QUEUE"):
+    if os.environ.get(f"RECONCILE_{_key}"):
+        RECONCILE[_key] = os.environ[f"RECONCILE_{_key}"]
 if os.environ.get("RECONCILE_USER_CREATE"):
     RECONCILE["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] = {"username": "email", "email": "email"}
+
+# Celery (the optional extra reconcile[celery]): a broker URL, e.g. redis://127.0.0.1:6379/0.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the task to another worker
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-incremental-pull": {
+        "task": "reconcile.tasks.pull_stripe",
+        "schedule": 300.0,
+        "kwargs": {"incremental": True},
+    },
+    "reconcile-pending-events": {"task": "reconcile.tasks.process_pending_events", "schedule": 60.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -548,3 +548,6 @@ class SyncRunAdmin(ReadOnlyAdmin):
     @admin.display(description="report (JSON)")
     def report_json(self, obj: SyncRun):
         return format_html("<pre>{}</pre>", json.dumps(obj.report, indent=2, ensure_ascii=False))
+
+
+from .events import admin as _events_admin  # noqa: E402,F401 - the event log, beside SyncRun

@@ -10,3 +10,4 @@ class ReconcileConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .events import settings  # noqa: F401  (registers the events' checks)

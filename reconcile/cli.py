@@ -96,7 +96,7 @@ def _sync_command(name: str, command: str, summary: str, windowed: bool) -> clic
         kwargs = {k: v for k, v in options.items() if v is not None or k == "progress"}
         _call(ctx, command, **kwargs)
 
-    params = [_click(opt) for opt in declared(windowed)]
+    params = [_click(opt) for opt in declared(windowed, command)]
     params.append(
         click.Option(
             ["-v", "--verbosity"], type=click.IntRange(0, 3), default=1, show_default=True, help=VERBOSITY_HELP

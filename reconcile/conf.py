@@ -42,6 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
     "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
     "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
+    # Events (reconcile.events): the webhook endpoint, the event log, incremental pulls.
+    "WEBHOOK_SECRETS": (),  # one "whsec_..." or several (rotation); none: the endpoint answers 400
+    "WEBHOOK_TOLERANCE": 300,  # seconds a signature's timestamp may be old
+    "WEBHOOK_MODE": "payload",  # "payload": trust data.object; "refetch": retrieve the object from Stripe
+    "WEBHOOK_QUEUE": None,  # None: process in the request; "celery": store, enqueue, answer at once
+    "WEBHOOK_MAX_BYTES": 1_048_576,  # larger bodies get 413
+    "EVENT_RETENTION_DAYS": 30,  # stripe_events prune deletes log entries older than this
+    "EVENTS_CURSOR_MARGIN": 300,  # seconds a stored cursor starts before the run that stored it
 }
 
 # Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).

@@ -43,6 +43,7 @@ class Product(StripeObject):
     description = models.TextField(null=True, blank=True)
     active = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True)
+    deleted = models.BooleanField(default=False, help_text="Deleted in Stripe (the row and its links stay).")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
@@ -89,6 +90,7 @@ class Price(StripeObject):
     custom_unit_amount = models.JSONField(
         null=True, blank=True, help_text="{minimum, maximum, preset}: the customer chooses the amount."
     )
+    deleted = models.BooleanField(default=False, help_text="Deleted in Stripe (the row and its links stay).")
 
 
 class Feature(StripeRow):
@@ -122,6 +124,7 @@ class StripeUser(StripeRow):
     email = models.CharField(max_length=255, null=True, blank=True)
     name = models.CharField(max_length=255, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    deleted = models.BooleanField(default=False, help_text="Deleted in Stripe (the row and its links stay).")
 
     class Meta:
         verbose_name = "Stripe customer"
@@ -193,3 +196,6 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
+
+
+from .events.models import EventCursor, StripeEvent  # noqa: E402,F401 - registered with the app

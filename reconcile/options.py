@@ -22,6 +22,7 @@ class Opt:
     metavar: str | None = None
     bounds: tuple[int, int] | None = None  # an int's allowed range, both ends included
     windowed: bool = False  # only the commands that take a window (customers, subscriptions)
+    only: str | None = None  # only this command (pull_stripe's --incremental)
 
 
 FORMAT = Opt(
@@ -83,6 +84,14 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="ID",
         windowed=True,
     ),
+    Opt(
+        ("--incremental",),
+        "incremental",
+        "Read only Stripe's events since the last complete run (a full pull when there is no cursor or it is "
+        "older than Stripe's 30 days of events).",
+        default=False,
+        only="pull_stripe",
+    ),
 )
 
 
@@ -98,6 +107,6 @@ IMPORT_OPTIONS: tuple[Opt, ...] = (
 )
 
 
-def declared(windowed: bool) -> tuple[Opt, ...]:
+def declared(windowed: bool, command: str | None = None) -> tuple[Opt, ...]:
     """The options of one command."""
-    return tuple(opt for opt in OPTIONS if windowed or not opt.windowed)
+    return tuple(opt for opt in OPTIONS if (windowed or not opt.windowed) and opt.only in (None, command))

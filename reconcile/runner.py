@@ -32,6 +32,16 @@ from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
 from .db.storable import screen, stored_ids
 from .errors import PlanFileError
+from .events.incremental import (
+    cursor_from_header,
+    cursor_header,
+    cursor_is_old,
+    full_pull_cursor,
+    incremental_plan,
+    save_cursor,
+    save_cursor_alone,
+    scoped_state,
+)
 from .private_file import write_private
 from .progress import Progress, make_progress
 from .stripe.fetch import Fetcher
@@ -55,6 +65,7 @@ class Options:
     plan_out: str | None = None
     apply_plan: str | None = None
     progress: bool | None = None  # None: when stderr is a terminal
+    incremental: bool = False  # read /v1/events since the stored cursor instead of every list
 
     @classmethod
     def parsed(cls, command: str, resources: tuple[str, ...], given: dict[str, Any]) -> Options:
@@ -71,6 +82,7 @@ class Options:
             plan_out=given["plan_out"],
             apply_plan=given["apply_plan"],
             progress=given["progress"],
+            incremental=given.get("incremental", False),
         )
 
     @property
@@ -85,6 +97,7 @@ class Options:
             "limit": self.window.limit,
             "starting_after": self.window.starting_after,
             "apply_plan": self.apply_plan,
+            "incremental": self.incremental,
         }
 
 
@@ -103,6 +116,8 @@ class Built:
     fetched_at: dict
     state: str  # the database fingerprint the plan was computed against
     requests: int
+    cursor: datetime | None = None  # the event cursor to store with the writes (complete pulls)
+    scope: dict | None = None  # an incremental plan's ids: its fingerprint covers only these rows
 
 
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
@@ -137,6 +152,10 @@ class _Run:
         return run_lock() if self.options.writing else contextlib.nullcontext()
 
     def fetch_load_diff(self) -> Built:
+        if self.options.incremental:
+            inc = incremental_plan(self.config, self.fetcher, self.progress, self.options, self.err)
+            if inc is not None:
+                return Built(inc.plan, inc.fetched_at, inc.state, inc.requests, inc.cursor, inc.scope)
         return build_plan(
             self.config,
             self.resources,
@@ -159,7 +178,8 @@ class _Run:
                 f"apply it with that command."
             )
         self.planned_for = header.get("database")
-        return Built(plan, fetched_at, header["database_fingerprint"], 0)
+        cursor, scope = cursor_from_header(header)
+        return Built(plan, fetched_at, header["database_fingerprint"], 0, cursor, scope)
 
     def render(self, built: Built) -> None:
         self.progress.pause()  # the report goes to stdout undisturbed
@@ -175,12 +195,15 @@ class _Run:
                 state=built.state,
                 fetched_at=built.fetched_at,
                 database=database_identity(),
+                extra=cursor_header(built.cursor, built.scope),
             )
             write_private(Path(path), text.encode())
             self.err.write(f"Saved the plan to {path}; apply it with --apply-plan {path}.\n")
 
     def not_applied(self, built: Built) -> Outcome:
         plan, options = built.plan, self.options
+        if options.writing and built.cursor is not None and (built.scope is not None or cursor_is_old(built.cursor)):
+            save_cursor_alone(built.cursor, options.command)  # nothing else to write: the cursor alone
         drift = not plan.in_sync or (options.strict and bool(plan.operations))
         return Outcome(plan, EXIT_DRIFT if options.check and drift else EXIT_OK, requests=built.requests)
 
@@ -189,18 +212,22 @@ class _Run:
         self.progress.phase("applying")
         with audited(Audit(self.started, self.options.command, self.options.as_json(), built.plan)) as audit:
             if self.options.apply_plan:
-                self.check_state(built.state)
+                self.check_state(built.state, built.scope)
             audit.result = apply_plan(built.plan, built.fetched_at, self.config.batch_size)
+            if built.cursor is not None:  # the event cursor moves with the writes
+                save_cursor(built.cursor, self.options.command)
         return audit.result
 
-    def check_state(self, state: str) -> None:
+    def check_state(self, state: str, scope: dict | None = None) -> None:
         if self.planned_for != database_identity():
             raise PlanFileError(
                 f"The plan in {self.options.apply_plan} was made for another database (another file, server or "
                 "database name), and applies only to the one it was made against. Nothing was applied. Make a "
                 "new plan with --dry-run --plan-out."
             )
-        if _fingerprint(self.config, self.resources) != state:
+        # an incremental plan depends on the rows of its ids only
+        found = scoped_state(scope, self.config) if scope is not None else _fingerprint(self.config, self.resources)
+        if found != state:
             raise PlanFileError(
                 f"The database changed since the plan in {self.options.apply_plan} was made, so that plan may "
                 "no longer be right. Nothing was applied. Make a new plan with --dry-run --plan-out."
@@ -235,7 +262,19 @@ def build_plan(
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
     state = _fingerprint(config, resources, local, directory) if fingerprint else ""
-    return Built(plan, dict(remote.fetched_at), state, fetcher.requests)
+    whole = set(resources) == set(GROUPS) and not window.active
+    cursor = full_pull_cursor(remote.listed_at) if whole and remote.listed_at else None
+    return Built(plan, stamps(plan, remote), state, fetcher.requests, cursor)
+
+
+def stamps(plan: Plan, remote) -> dict:
+    """When Stripe's data behind each operation was read: its page's time, or for a row marked
+    deleted (absent from a listing) the time the listing began."""
+    fetched = dict(remote.fetched_at)
+    if remote.listed_at is not None:
+        for op in plan.writes:
+            fetched.setdefault((op.model, op.id), remote.listed_at)
+    return fetched
 
 
 def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:

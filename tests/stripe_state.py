@@ -93,6 +93,7 @@ def expected_prices(prices: list[dict]) -> dict:
             "tiers": _tiers(p.get("tiers")),
             "currency_options": _options(p),
             "custom_unit_amount": _custom(p.get("custom_unit_amount")),
+            "deleted": False,  # Stripe lists no deleted price (soft deletion marks them here)
         }
     return out
 

@@ -16,9 +16,9 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.local.yml").read_text())
 
 
-def test_services_are_postgres_django_and_an_optional_fake_stripe():
+def test_services_are_postgres_django_redis_celery_and_an_optional_fake_stripe():
     services = compose()["services"]
-    assert set(services) == {"postgres", "django", "fake-stripe"}
+    assert set(services) == {"postgres", "django", "fake-stripe", "redis", "celeryworker", "celerybeat"}
     assert services["fake-stripe"]["profiles"] == ["fake"]
     assert services["postgres"]["image"].startswith("postgres:")
 
@@ -62,3 +62,19 @@ def test_fake_stripe_service_serves_the_demo_fixtures_on_its_port():
     port = args[args.index("--port") + 1]
     assert fake["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert "--in-container" in args
+
+
+def test_celery_worker_and_beat_run_the_demo_app_against_redis():
+    services = compose()["services"]
+    assert services["redis"]["image"].startswith("redis:") and "healthcheck" in services["redis"]
+    broker = "redis://redis:6379/0"
+    assert services["django"]["environment"]["CELERY_BROKER_URL"] == broker
+    assert services["django"]["environment"]["RECONCILE_WEBHOOK_QUEUE"] == "celery"
+    for name, role in (("celeryworker", "worker"), ("celerybeat", "beat")):
+        service = services[name]
+        assert shlex.split(service["command"])[:4] == ["celery", "-A", "demo", role]
+        assert service["image"] == services["django"]["image"]
+        assert service["environment"]["CELERY_BROKER_URL"] == broker
+        assert service["environment"]["DATABASE_URL"] == services["django"]["environment"]["DATABASE_URL"]
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "celery" in (ROOT / "compose/local/django/Dockerfile").read_text()

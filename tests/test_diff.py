@@ -31,6 +31,7 @@ def product(pid="prod_1", name="Pro", features=(), **kw):
         active=kw.get("active", True),
         metadata=kw.get("metadata", {}),
         features=features,
+        deleted=kw.get("deleted", False),
     )
 
 
@@ -78,11 +79,28 @@ def test_empty_snapshots_plan_nothing():
     assert plan.operations == () and plan.in_sync
 
 
-def test_remote_only_creates_local_only_orphans_when_listing_is_complete():
+def test_remote_only_creates_local_only_marked_deleted_when_listing_is_complete():
     remote = Snapshot(products={"prod_1": product()}, complete=frozenset({"products"}))
     local = Snapshot(products={"prod_old": product("prod_old", "Old")})
     plan = diff(remote, local)
-    assert plan.operations == (Create("Product", "prod_1", product()), Orphan("Product", "prod_old"))
+    gone = Update("Product", "prod_old", product("prod_old", "Old", deleted=True), (Change("deleted", False, True),))
+    assert plan.operations == (Create("Product", "prod_1", product()), gone)
+    assert diff(remote, Snapshot(products={"prod_old": product("prod_old", "Old", deleted=True)})).writes == (
+        Create("Product", "prod_1", product()),
+    )
+
+
+def test_subscriptions_absent_from_a_whole_listing_are_orphans():
+    remote = Snapshot(complete=frozenset({"subscriptions"}))
+    local = Snapshot(subscriptions={"sub_1": sub()}, customers={"cus_1": customer("cus_1", None, None)})
+    assert diff(remote, local).operations == (Orphan("Subscription", "sub_1"),)
+
+
+def test_a_row_written_after_the_listing_began_is_not_marked_deleted():
+    remote = Snapshot(complete=frozenset({"customers"}), listed_at=T0)
+    local = Snapshot(customers={"cus_1": customer("cus_1", None, None)}, synced_at={("StripeUser", "cus_1"): T1})
+    (op,) = diff(remote, local).operations
+    assert op.action is Action.SKIP
 
 
 def test_a_windowed_listing_reports_no_orphans():

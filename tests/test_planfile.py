@@ -114,6 +114,7 @@ def test_plan_round_trip_keeps_every_operation_kind(fake_stripe, plan_path, reco
     sub["items"]["data"][0]["quantity"] = 9
     fake_stripe.upsert("subscriptions", sub)
     fake_stripe.remove("products", "prod_DemoLegacy001")
+    fake_stripe.remove("subscriptions", "sub_DemoCarol00001")
     run("pull_stripe", "--plan-out", plan_path)
     from reconcile.conf import get_config
     from reconcile.runner import build_plan

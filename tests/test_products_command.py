@@ -84,15 +84,18 @@ def test_feature_links_become_exactly_the_listed_set(fake_stripe):
     assert run("update_stripe_products").out == "No changes detected.\n"
 
 
-def test_a_product_gone_from_stripe_is_reported_as_an_orphan_not_deleted(fake_stripe):
+def test_a_product_gone_from_stripe_is_marked_deleted_and_kept(fake_stripe):
     run("update_stripe_products")
     fake_stripe.remove("prices", "price_DemoLegacyMo1")
     fake_stripe.remove("products", "prod_DemoLegacy001")
-    result = run("update_stripe_products", "--check")
-    assert result.code == 0
-    assert "  - orphan Product prod_DemoLegacy001: stored here, absent from Stripe (kept)" in result.out
-    assert result.out.endswith("No changes detected (reported only: 2 orphaned, 0 skipped).\n")
-    assert Product.objects.filter(id="prod_DemoLegacy001").exists()
+    result = run("update_stripe_products", "--check", "-v", "2")
+    assert result.code == 1
+    assert "  ~ update Product prod_DemoLegacy001: deleted\n      deleted: False -> True\n" in result.out
+    assert run("update_stripe_products").code == 0
+    assert Product.objects.get(id="prod_DemoLegacy001").deleted is True  # the row and its links stay
+    assert run("update_stripe_products").out == "No changes detected.\n"
+    fake_stripe.upsert("products", next(p for p in demo_data()["products"] if p["id"] == "prod_DemoLegacy001"))
+    assert "deleted: True -> False" in run("update_stripe_products", "--check", "-v", "2").out
 
 
 def test_json_report_follows_the_documented_schema(fake_stripe):
@@ -188,10 +191,10 @@ def test_stripe_is_never_called_inside_a_transaction(fake_stripe):
 
 
 def test_strict_check_counts_orphans_and_skips_as_drift(fake_stripe):
-    run("update_stripe_products")
-    fake_stripe.remove("prices", "price_DemoLegacyMo1")
-    assert run("update_stripe_products", "--check").code == 0  # an orphan: no run can fix it
-    strict = run("update_stripe_products", "--check", "--strict")
-    assert strict.code == 1 and "  - orphan Price price_DemoLegacyMo1" in strict.out
+    run("pull_stripe")
+    fake_stripe.remove("subscriptions", "sub_DemoBob0000001")
+    assert run("pull_stripe", "--check").code == 0  # an orphan: no run can fix it
+    strict = run("pull_stripe", "--check", "--strict")
+    assert strict.code == 1 and "  - orphan Subscription sub_DemoBob0000001" in strict.out
     misuse = run("update_stripe_products", "--strict")
     assert misuse.code == 2 and "--strict goes with --check" in misuse.err

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -242,7 +243,7 @@ def store(local: Snapshot) -> None:
 def projection(local: Snapshot, remote: Snapshot) -> dict:
     """What the database must hold after the apply, worked out without the diff: Stripe's record,
     unless the stored row is newer than the page (kept) or it refers to what neither side has
-    (skipped); rows absent from Stripe (orphans) stay."""
+    (skipped); subscriptions absent from Stripe (orphans) stay, other rows are marked deleted."""
 
     def newer(model: str, oid: str) -> bool:
         synced = local.synced_at.get((model, oid))
@@ -265,10 +266,18 @@ def projection(local: Snapshot, remote: Snapshot) -> dict:
         for s in remote.subscriptions.values()
         if s.customer_id not in customers_ok or any(i.price_id not in prices_ok for i in s.items)
     }
+
+    def gone(resource: str, rows: dict) -> dict:
+        """Products, prices and customers absent from a whole listing are marked deleted."""
+        if resource not in remote.complete:
+            return rows
+        theirs = getattr(remote, resource)
+        return {oid: rec if oid in theirs else dataclasses.replace(rec, deleted=True) for oid, rec in rows.items()}
+
     return {
-        "products": products,
-        "prices": merge("Price", local.prices, remote.prices, bad_prices),
-        "customers": merge("StripeUser", local.customers, remote.customers),
+        "products": gone("products", products),
+        "prices": gone("prices", merge("Price", local.prices, remote.prices, bad_prices)),
+        "customers": gone("customers", merge("StripeUser", local.customers, remote.customers)),
         "subscriptions": merge("Subscription", local.subscriptions, remote.subscriptions, bad_subs),
         "features": {**local.features, **remote.features},
     }
@@ -431,7 +440,12 @@ def test_dry_run_and_check_write_nothing_and_the_apply_makes_the_database_equal_
     for table, rows in expected.items():
         orphans = set(stored[table]) - set(rows)
         assert {k: stored[table][k] for k in rows} == rows, table
-        assert {k: stored[table][k] for k in orphans} == {k: stored_before[table][k] for k in orphans}, table
+        # rows absent from Stripe stay as they were; products, prices and customers get marked deleted
+        gone = {
+            k: {**stored_before[table][k], **({"deleted": True} if "deleted" in stored_before[table][k] else {})}
+            for k in orphans
+        }
+        assert {k: stored[table][k] for k in orphans} == gone, table
 
     second = run("pull_stripe")
     assert second.code == 0 and "No changes detected" in second.out and "Applied" not in second.out, second.out

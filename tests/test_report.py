@@ -114,6 +114,7 @@ def test_json_report():
             {"field": "description", "old": None, "new": None},
             {"field": "active", "old": None, "new": True},
             {"field": "metadata", "old": None, "new": {}},
+            {"field": "deleted", "old": None, "new": False},
             {"field": "features", "old": None, "new": []},
         ],
         "reason": None,

@@ -7,12 +7,12 @@ listing was whole); both = compare the fields the registry declares.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .periods import mixed_periods_note
 from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
-from .registry import BY_NAME, BY_RECORD, MODEL_ORDER
+from .registry import BY_NAME, BY_RECORD, MODEL_ORDER, SOFT_DELETED
 from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
 
@@ -69,7 +69,24 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
             continue
         ops.append(Update(model, oid, rec, found))
     if resource in remote.complete:
-        ops.extend(Orphan(model, oid) for oid in ours.keys() - theirs.keys())
+        ops.extend(_absent(model, remote, ours, local.synced_at, ours.keys() - theirs.keys()))
+    return ops
+
+
+def _absent(model: str, remote: Snapshot, ours: Mapping[str, Any], synced_at: Mapping, ids: Iterable[str]) -> list:
+    """Rows absent from a whole listing: products, prices and customers are marked deleted (Stripe
+    deleted them); subscriptions are orphans (Stripe never deletes one: canceled ones stay listed)."""
+    if model not in SOFT_DELETED:
+        return [Orphan(model, oid) for oid in ids]
+    ops: list[Operation] = []
+    for oid in ids:
+        if ours[oid].deleted:
+            continue
+        synced = synced_at.get((model, oid))
+        if synced is not None and remote.listed_at is not None and synced > remote.listed_at:
+            ops.append(Skip(model, oid, "written after Stripe's listing began; kept (not marked deleted)"))
+            continue
+        ops.append(Update(model, oid, replace(ours[oid], deleted=True), (Change("deleted", False, True),)))
     return ops
 
 

@@ -46,9 +46,17 @@ def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
 
 # -- the file's text (the caller reads and writes the file) ----------------------------------------
 def dumps(
-    plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict, database: str = ""
+    plan: Plan,
+    *,
+    command: str,
+    resources: tuple[str, ...],
+    state: str,
+    fetched_at: dict,
+    database: str = "",
+    extra: dict | None = None,
 ) -> str:
     body = {
+        **(extra or {}),  # e.g. an incremental run's event cursor and scope
         "schema": SCHEMA,
         "command": command,
         "resources": list(resources),

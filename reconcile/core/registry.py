@@ -146,6 +146,11 @@ def _record_name(model: str) -> str:
     return {"StripeUser": "CustomerRec", "SubscriptionItem": "ItemRec"}.get(model, model + "Rec")
 
 
+# Soft deletion: Stripe lists no deleted object; a whole pull marks rows absent from its listing
+# deleted, and an event's deleted object is marked by its type (``*.deleted``).
+_deleted = read.reads("deleted", "deleted")(lambda obj: obj.get("deleted") is True)
+
+
 def _not_deleted(obj: dict) -> None:
     if obj.get("deleted") is True:
         raise read.BadObject("the customer is deleted in Stripe")
@@ -176,6 +181,7 @@ PRODUCTS = Resource(
         Field("description", read.text("description", max_length=0)),
         Field("active", read.flag("active")),
         Field("metadata", read.metadata),
+        Field("deleted", _deleted, default=False),  # soft deletion: the row and its links stay
     ),
     label=("name",),
     extras=(("features", ()),),  # feature ids, sorted: the metadata key's and/or Entitlements' (FEATURES_SOURCE)
@@ -209,6 +215,7 @@ PRICES = Resource(
         Field("tiers", billing.tiers, default=[]),
         Field("currency_options", billing.currency_options, default={}),
         Field("custom_unit_amount", billing.custom_unit_amount, default=None),
+        Field("deleted", _deleted, default=False),
     ),
 )
 
@@ -223,6 +230,7 @@ CUSTOMERS = Resource(
         Field("email", read.text("email")),
         Field("name", read.text("name")),
         Field("metadata", read.metadata, default={}),
+        Field("deleted", _deleted, default=False),
     ),
     extras=(("user_id", None),),  # local side only: the linked Django user's primary key
     before=(Related("User", "Users"),),
@@ -272,6 +280,10 @@ SUBSCRIPTIONS = Resource(
 
 # The pipeline's order: a resource refers only to resources before it.
 RESOURCES: tuple[Resource, ...] = (FEATURES, PRODUCTS, PRICES, CUSTOMERS, SUBSCRIPTIONS)
+
+# Models whose rows Stripe can delete: a row absent from a whole listing is marked deleted.
+# Subscriptions are never deleted (canceled ones stay listed with status=all): they stay orphans.
+SOFT_DELETED: frozenset[str] = frozenset({"Product", "Price", "StripeUser"})
 
 # -- derived tables ------------------------------------------------------------------------------
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES}

@@ -21,6 +21,8 @@ CustomerRec = registry.CUSTOMERS.record
 ItemRec = registry.ITEMS.record
 SubscriptionRec = registry.SUBSCRIPTIONS.record
 
+SOFT_DELETED = registry.SOFT_DELETED
+
 
 @dataclass(frozen=True)
 class KnownIds:
@@ -55,6 +57,9 @@ class Snapshot:
     # Remote side only: when the page holding each object was requested, keyed by (model, id),
     # for the lost-write guard.
     fetched_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    # Remote side only: when the listings began (rows absent from a whole listing and written
+    # after this are kept, not marked deleted).
+    listed_at: datetime | None = None
     # Remote side only: customers known to be deleted in Stripe.
     deleted_customers: frozenset[str] = frozenset()
     # Remote side only, windowed runs: the cursor to pass as --starting_after for the next window.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -27,17 +27,30 @@ def known_ids() -> KnownIds:
     )
 
 
-def _rows(resource: Resource, *extra: str) -> Iterator[tuple]:
-    """``(id, *compared fields, *extra)`` per row: one query, read in chunks."""
+def _only(queryset, column: str, ids: Collection[str] | None):
+    """Restricted to ``ids`` (an event's few) when given."""
+    return queryset.all() if ids is None else queryset.filter(**{f"{column}__in": list(ids)})
+
+
+def _rows(resource: Resource, *extra: str, ids: Collection[str] | None = None) -> Iterator[tuple]:
+    """``(id, *compared fields, *extra)`` per row: one query, read in chunks; with ``ids``, just those
+    rows (of a child collection: those of these parents)."""
     model = apps.get_model("reconcile", resource.model)
-    return model.objects.values_list(resource.pk, *resource.columns, *extra).iterator(_CHUNK)
+    rows = _only(model.objects, resource.parent_column or resource.pk, ids)
+    return rows.values_list(resource.pk, *resource.columns, *extra).iterator(_CHUNK)
 
 
-def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), children: Mapping | None = None) -> dict:
+def _load(
+    resource: Resource,
+    synced: dict,
+    extra: tuple[str, ...] = (),
+    children: Mapping | None = None,
+    ids: Collection[str] | None = None,
+) -> dict:
     """One resource's records by id; ``children``: its child collection's records by parent id."""
     records = {}
     make = resource.maker(*extra)
-    for row in _rows(resource, *extra, "synced_at"):
+    for row in _rows(resource, *extra, "synced_at", ids=ids):
         oid, synced_at = row[0], row[-1]
         records[oid] = make(row) if children is None else make(row, children.get(oid, ()))
         if synced_at is not None:
@@ -45,37 +58,44 @@ def _load(resource: Resource, synced: dict, extra: tuple[str, ...] = (), childre
     return records
 
 
-def _items() -> dict[str, tuple]:
-    """Every subscription's items, sorted by id."""
+def _items(ids: Collection[str] | None = None) -> dict[str, tuple]:
+    """Every subscription's items (or those of ``ids``), sorted by id."""
     items: dict[str, list] = defaultdict(list)
     make = ITEMS.maker()
-    for row in _rows(ITEMS, ITEMS.parent_column):
+    for row in _rows(ITEMS, ITEMS.parent_column, ids=ids):
         items[row[-1]].append(make(row))
     return {sid: tuple(sorted(recs, key=_by_id)) for sid, recs in items.items()}
 
 
-def _features() -> dict[str, tuple[str, ...]]:
-    """Every product's feature ids, sorted."""
+def _features(ids: Collection[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Every product's feature ids (or those of ``ids``), sorted."""
     links: dict[str, list[str]] = defaultdict(list)
-    for product_id, feature_id in ProductFeature.objects.values_list("product_id", "feature_id").iterator(_CHUNK):
+    rows = _only(ProductFeature.objects, "product_id", ids)
+    for product_id, feature_id in rows.values_list("product_id", "feature_id").iterator(_CHUNK):
         links[product_id].append(feature_id)
     return {pid: tuple(sorted(ids)) for pid, ids in links.items()}
 
 
-def load_local(resources: Iterable[str]) -> Snapshot:
-    """The database's side of the resources named ("products" includes prices and features)."""
+def load_local(resources: Iterable[str], only: Mapping[str, Collection[str]] | None = None) -> Snapshot:
+    """The database's side of the resources named ("products" includes prices and features);
+    with ``only`` ({resource name: ids}, an event's few), just those rows."""
     wanted = {r.name for r in RESOURCES if r.group in set(resources)}
     synced: dict[tuple[str, str], Any] = {}
     loaded: dict[str, Any] = {}
+
+    def ids(name: str) -> Collection[str] | None:
+        return None if only is None else only.get(name, ())
+
     if "products" in wanted:
-        loaded["products"] = _load(PRODUCTS, synced, children=_features())
+        loaded["products"] = _load(PRODUCTS, synced, children=_features(ids("products")), ids=ids("products"))
         loaded["features"] = _load(FEATURES, synced)
     if "prices" in wanted:
-        loaded["prices"] = _load(PRICES, synced)
+        loaded["prices"] = _load(PRICES, synced, ids=ids("prices"))
     if "customers" in wanted:
-        loaded["customers"] = _load(CUSTOMERS, synced, ("user_id",))
+        loaded["customers"] = _load(CUSTOMERS, synced, ("user_id",), ids=ids("customers"))
     if "subscriptions" in wanted:
-        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, children=_items())
+        subs = ids("subscriptions")
+        loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, children=_items(subs), ids=subs)
     return Snapshot(**loaded, synced_at=synced)
 
 

@@ -42,7 +42,7 @@ class SyncCommand(ConfigCheckedCommand):
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        for opt in declared(self.windowed):
+        for opt in declared(self.windowed, self.command_name()):
             parser.add_argument(*opt.flags, dest=opt.dest, help=opt.help, **argparse_keywords(opt))
 
     def handle(self, *args, **options) -> None:
@@ -52,10 +52,10 @@ class SyncCommand(ConfigCheckedCommand):
         run = Options.parsed(self.command_name(), self.resources, options)
         if run.strict and not run.check:
             raise CommandError("--strict goes with --check.", returncode=2)
-        if run.apply_plan and (run.plan_out or run.dry_run or run.check or run.window.active):
+        if run.apply_plan and (run.plan_out or run.dry_run or run.check or run.window.active or run.incremental):
             raise CommandError(
                 "--apply-plan applies a saved plan as it is: it takes none of --dry-run, --check, --plan-out, "
-                "--limit, --starting_after.",
+                "--limit, --starting_after, --incremental.",
                 returncode=2,
             )
         try:

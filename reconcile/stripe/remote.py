@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from ..conf import Config
 from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
@@ -66,11 +66,12 @@ class _Builder:
         target[rec.id] = rec
         self.fetched_at[(model, rec.id)] = requested_at
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         named = {f for p in self.products.values() for f in p.features}
         features = {fid: FeatureRec(id=fid) for fid in sorted(named - self.features.keys())}
         features.update((fid, rec) for fid, rec in self.features.items() if fid in named or self.listed_features)
         return Snapshot(
+            listed_at=listed_at,
             products=self.products,
             prices=self.prices,
             customers=self.customers,
@@ -203,6 +204,7 @@ def fetch_remote(
     listing's records go to its own dict, so no two threads write the same key.
     """
     assert_no_transaction()
+    listed_at = datetime.now(timezone.utc)
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress())
     resources = list(dict.fromkeys(resources))
@@ -237,4 +239,63 @@ def fetch_remote(
         lists.shutdown(wait=True, cancel_futures=True)
         pages.shutdown(wait=True, cancel_futures=True)
     _resolve_references(fetcher, b, known or KnownIds())
+    return b.snapshot(listed_at)
+
+
+def snapshot_of(
+    config: Config,
+    fetcher: Fetcher,
+    objects: Iterable[tuple[str, dict, datetime, bool]],
+    lookup: Callable[[set[str], set[str], set[str]], KnownIds],
+) -> Snapshot:
+    """A small remote snapshot of a few objects (an event's), with what they refer to resolved.
+
+    ``objects`` are (model, Stripe object, when it was true, deleted in Stripe). ``lookup(products,
+    prices, customers)`` says which of those referenced ids are stored, so that only the others
+    are fetched (a subscription's unknown customer or price, a price's unknown product). A price
+    without the fields Stripe sends only when expanded (an event's ``data.object``) is retrieved
+    with them; with Entitlements features, a product's attached features are read too.
+    """
+    assert_no_transaction()
+    b = _Builder(config.features_metadata_key, config.features_source)
+    parsers = {
+        "Product": (b.products, b.parse_product),
+        "Price": (b.prices, parse_price),
+        "StripeUser": (b.customers, parse_customer),
+    }
+    gone = []
+    for model, obj, stamp, deleted in objects:
+        if model == "Subscription":
+            page = Page([], False, stamp)
+            b.add(model, b.subscriptions, lambda o, page=page: _parse_subscription(fetcher, b, o, page), obj, stamp)
+            continue
+        if model == "Price" and not deleted and any(key not in obj for key in _PRICE_EXPANSIONS):
+            _retrieve(fetcher, b, "Price", b.prices, parse_price, "prices", obj["id"], {"expand": _PRICE_EXPANSIONS})
+            if obj["id"] in b.prices:
+                continue
+            deleted = True  # gone from Stripe since the event: its last known state, marked deleted
+        b.add(model, parsers[model][0], parsers[model][1], obj, stamp)
+        if deleted:
+            gone.append((model, obj.get("id")))
+    for model, oid in gone:
+        target = parsers[model][0]
+        if oid in target:
+            target[oid] = replace(target[oid], deleted=True)
+    embedded = [obj for obj, _ in b.embedded_prices.values()]
+    products = {p.product_id for p in b.prices.values()} | {_ref(p.get("product")) for p in embedded}
+    prices = {i.price_id for s in b.subscriptions.values() for i in s.items}
+    customers = {s.customer_id for s in b.subscriptions.values()}
+    named = set(b.products)
+    _resolve_references(fetcher, b, lookup(products - {None}, prices, customers))
+    if named and b.features_source != "metadata":
+        if not b.listed_features:
+            entitlements.list_features(fetcher, b)
+        entitlements.attach_features(fetcher, b, named, b.features_source)
     return b.snapshot()
+
+
+_PRICE_EXPANSIONS = [path.removeprefix("data.") for path in PRICES.expand]
+
+
+def _ref(value) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value

@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import Any
 
+from .events import EventQueryError, list_events
 from .store import INCLUDABLE, RESOURCES, SINGULAR, FakeStripe, dumps, resource_of
 from .versions import DEFAULT_VERSION, invalid_version_message, legacy_item, legacy_subscription, periods_on_items
 
@@ -297,6 +298,8 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any], version: str = D
     if handled is not None:
         return handled
     parts = path.strip("/").split("/")
+    if parts[:2] == ["v1", "events"] and len(parts) in (2, 3):
+        return _events(fake, parts, params)
     if len(parts) not in (2, 3) or parts[0] != "v1" or parts[1] not in LISTABLE:
         raise ApiError(
             404,
@@ -320,6 +323,18 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any], version: str = D
         page, has_more = _page(objs, positions, params, SINGULAR[resource], preds, span)
         data = ",".join(_with_expansions(fake, resource, o, paths, version) for o in page)
     return f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"},"url":"{url}"}}'
+
+
+def _events(fake: FakeStripe, parts: list[str], params: dict[str, Any]) -> str:
+    if len(parts) == 3:
+        event = fake.recorder.get(parts[2])
+        if event is None:
+            raise ApiError(404, f"No such event: '{parts[2]}'", param="id", code="resource_missing")
+        return dumps(event)
+    try:
+        return list_events(fake.recorder, params)
+    except EventQueryError as error:
+        raise ApiError(400, str(error), param=error.param) from None
 
 
 def _items_of(fake: FakeStripe, params: dict[str, Any]) -> tuple[list[dict], dict[str, int], list]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from .server import RunningServer, is_loopback, mask_key, serve
 from .store import RESOURCES, FakeStripe, Fault, RequestRecord
+from .webhooks import register
 
 # The demo account (8 customers, 4 products, ...), shipped inside the package so that an installed
 # `reconcile fake-stripe` serves it from any directory.
@@ -63,6 +65,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
     p.add_argument("--items-page-size", type=int, default=10)
     p.add_argument(
+        "--webhook-url",
+        default=None,
+        help="deliver an event per mutation to this loopback URL, signed with $FAKE_STRIPE_WEBHOOK_SECRET",
+    )
+    p.add_argument("--webhook-mode", choices=("auto", "queue"), default="auto", help="send at once, or on 'deliver'")
+    p.add_argument(
         "--in-container",
         action="store_true",
         help="allow a non-loopback --host, for a private container network only (docker compose)",
@@ -94,6 +102,11 @@ def _mutate_parser() -> argparse.ArgumentParser:
     can.add_argument("resource", choices=["subscriptions"])
     can.add_argument("id")
     sub.add_parser("requests", help="print how many requests the fake has received")
+    hook = sub.add_parser("webhook", help="deliver an event per later mutation to a loopback URL")
+    hook.add_argument("target", help="e.g. http://127.0.0.1:8000/stripe/webhook/ (secret: $FAKE_STRIPE_WEBHOOK_SECRET)")
+    hook.add_argument("--mode", choices=("auto", "queue"), default="auto")
+    dlv = sub.add_parser("deliver", help="send the queued webhooks (see --webhook-url)")
+    dlv.add_argument("fields", nargs="?", default="{}", help='JSON: {"shuffle": true, "duplicate": 0.2, "seed": 1}')
     return p
 
 
@@ -104,6 +117,20 @@ def mutate(
     base = url.rstrip("/")
     if action == "requests":
         request = urllib.request.Request(f"{base}/_fake/requests")
+    elif action == "webhook":
+        request = urllib.request.Request(
+            f"{base}/_fake/webhooks",
+            data=(payload or "{}").encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+    elif action == "deliver":
+        request = urllib.request.Request(
+            f"{base}/_fake/deliver",
+            data=(payload or "{}").encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
     else:
         path = "/".join(p for p in (action, resource, obj_id) if p)
         body = json.dumps(json.loads(payload)).encode() if payload else b"{}"
@@ -119,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["mutate"]:
         args = _mutate_parser().parse_args(args_list[1:])
         payload = getattr(args, "fields", None) or getattr(args, "object", None)
+        if args.action == "deliver":
+            args.resource = args.id = None
+        if args.action == "webhook":
+            secret = os.environ.get("FAKE_STRIPE_WEBHOOK_SECRET", "")
+            if not secret:
+                print("mutate webhook needs the signing secret in $FAKE_STRIPE_WEBHOOK_SECRET", file=sys.stderr)
+                return 2
+            payload = json.dumps({"url": args.target, "secret": secret, "mode": args.mode})
         try:
             result = mutate(args.url, args.action, getattr(args, "resource", None), getattr(args, "id", None), payload)
         except urllib.error.HTTPError as error:
@@ -139,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit=args.rate_limit,
         items_page_size=args.items_page_size,
     )
+    if args.webhook_url:
+        secret = os.environ.get("FAKE_STRIPE_WEBHOOK_SECRET", "")
+        if not secret:
+            parser.error("--webhook-url needs the signing secret in $FAKE_STRIPE_WEBHOOK_SECRET")
+        register(fake, args.webhook_url, secret, args.webhook_mode)
     server = serve(fake, args.host, args.port, allow_any_host=args.in_container)
     print(f"fake Stripe (a test double) serving {args.fixtures} on {server.url}", flush=True)
     try:

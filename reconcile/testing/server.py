@@ -225,6 +225,10 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
                 result = fake.delete_customer(parts[2])
             elif parts[:2] == ["cancel", "subscriptions"] and len(parts) == 3:
                 result = fake.cancel_subscription(parts[2])
+            elif parts in (["webhooks"], ["deliver"]):
+                from .webhooks import control  # webhooks imports this module
+
+                result = control(fake, parts, json.loads(body or b"{}"))
             else:
                 raise ApiError(404, f"Unknown control endpoint {method} {path}")
         except KeyError as error:

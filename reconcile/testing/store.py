@@ -119,6 +119,9 @@ class FakeStripe:
         self.rate_limited = 0
         self._windows: dict[str, deque[float]] = {}
         self._invalidate()
+        from .events import EventRecorder  # every mutation below records a Stripe-shaped event
+
+        self.recorder = EventRecorder(self.served)
 
     @classmethod
     def from_dir(cls, path: str | Path, **kwargs: Any) -> FakeStripe:
@@ -224,10 +227,12 @@ class FakeStripe:
         self._check(resource)
         stored = copy.deepcopy(obj)
         with self.lock:
+            before = copy.deepcopy(self._objects[resource].get(stored["id"]))
             self._objects[resource][stored["id"]] = stored
             if resource == "prices":
                 self._propagate_price(stored)
             self._invalidate()
+            self.recorder.record(resource, before, stored)
         return copy.deepcopy(stored)
 
     def update(self, resource: str, obj_id: str, **fields: Any) -> dict:
@@ -261,9 +266,11 @@ class FakeStripe:
         """Remove an object entirely (as if it had never existed)."""
         self._check(resource)
         with self.lock:
-            if self._objects[resource].pop(obj_id, None) is None:
+            before = self._objects[resource].pop(obj_id, None)
+            if before is None:
                 raise KeyError(f"no {SINGULAR[resource]} {obj_id!r}")
             self._invalidate()
+            self.recorder.record(resource, before, None)
 
     def all(self, resource: str) -> list[dict]:
         """Deep copies of every stored object of a resource, in stored order."""
