@@ -35,8 +35,11 @@ class Result:
 
 
 class Applier:
-    def __init__(self, plan: Plan, fetched_at: Mapping[tuple[str, str], datetime], batch_size: int = 500):
+    def __init__(
+        self, plan: Plan, fetched_at: Mapping[tuple[str, str], datetime], batch_size: int = 500, savepoint: bool = True
+    ):
         self.plan = plan
+        self.savepoint = savepoint
         self.fetched_at = fetched_at
         self.batch_size = batch_size
         self.now = datetime.now(timezone.utc)
@@ -55,7 +58,7 @@ class Applier:
         ops: dict[tuple[type, str], list] = defaultdict(list)
         for op in self.plan.writes:
             ops[(type(op), op.model)].append(op)
-        with transaction.atomic():
+        with transaction.atomic(savepoint=self.savepoint):
             for resource in RESOURCES:  # the registry's order: a row's references are written first
                 for related in resource.before:
                     self.before(related.model, ops)
@@ -241,5 +244,12 @@ def _lift_sqlite_parameter_limit(alias: str = "default") -> None:
         conn.features.max_query_params = limit
 
 
-def apply_plan(plan: Plan, fetched_at: Mapping[tuple[str, str], datetime] | None = None, batch_size: int = 500):
-    return Applier(plan, fetched_at or {}, batch_size).run()
+def apply_plan(
+    plan: Plan,
+    fetched_at: Mapping[tuple[str, str], datetime] | None = None,
+    batch_size: int = 500,
+    *,
+    savepoint: bool = True,
+):
+    """``savepoint=False``: the caller's transaction is the unit (an error must leave it whole)."""
+    return Applier(plan, fetched_at or {}, batch_size, savepoint).run()

@@ -10,19 +10,35 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
-from django.db import IntegrityError, models, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
 
 from ..events.models import EventCursor, Outcome, StripeEvent
+from ..models import Subscription, SubscriptionItem
+
+
+def synced_query(model: type[models.Model], oid: str) -> QuerySet:
+    """``(synced_at, items' latest synced_at)`` of one row: a subscription's items count too (a
+    change of quantity rewrites the items only). A subquery, not a join and an aggregate, so that
+    the same statement can also lock the row."""
+    rows = model.objects.filter(pk=oid)
+    if model is not Subscription:
+        return rows.values_list("synced_at", Value(None, output_field=models.DateTimeField()))
+    items = SubscriptionItem.objects.filter(subscription=OuterRef("pk")).order_by(F("synced_at").desc(nulls_last=True))
+    return rows.values_list("synced_at", Subquery(items.values("synced_at")[:1]))
+
+
+def newest(found: tuple | None) -> datetime | None:
+    return max((t for t in found or () if t is not None), default=None)
 
 
 @contextlib.contextmanager
-def event_transaction(model: type[models.Model], oid: str) -> Iterator[None]:
+def event_transaction(model: type[models.Model], oid: str) -> Iterator[datetime | None]:
     """One event's transaction; the event's row is locked first (``SELECT ... FOR UPDATE`` where
-    the database has it), so events of one object are applied one after the other."""
+    the database has it), so events of one object are applied one after the other. Yields the
+    row's last ``synced_at`` read by that same statement (None: no row)."""
     with transaction.atomic():
-        list(model.objects.select_for_update().filter(pk=oid).values_list("pk", flat=True))
-        yield
+        yield newest(synced_query(model, oid).select_for_update().first())
 
 
 def stamp(model: type[models.Model], ids: Iterable[str], at: datetime) -> None:
@@ -33,8 +49,10 @@ def stamp(model: type[models.Model], ids: Iterable[str], at: datetime) -> None:
 
 def store_event(event: dict, source: str) -> tuple[StripeEvent, bool]:
     """Store the event once; (row, True) the first time, (stored row, False) for a redelivery."""
+    # In autocommit the INSERT is its own transaction (a duplicate fails alone): no BEGIN/COMMIT.
+    guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             row = StripeEvent.objects.create(
                 id=event["id"],
                 type=event["type"],

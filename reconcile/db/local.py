@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -32,12 +32,18 @@ def _only(queryset, column: str, ids: Collection[str] | None):
     return queryset.all() if ids is None else queryset.filter(**{f"{column}__in": list(ids)})
 
 
-def _rows(resource: Resource, *extra: str, ids: Collection[str] | None = None) -> Iterator[tuple]:
+def _rows(resource: Resource, *extra: str, ids: Collection[str] | None = None) -> Iterable[tuple]:
     """``(id, *compared fields, *extra)`` per row: one query, read in chunks; with ``ids``, just those
     rows (of a child collection: those of these parents)."""
     model = apps.get_model("reconcile", resource.model)
     rows = _only(model.objects, resource.parent_column or resource.pk, ids)
-    return rows.values_list(resource.pk, *resource.columns, *extra).iterator(_CHUNK)
+    return _read(rows.values_list(resource.pk, *resource.columns, *extra), ids)
+
+
+def _read(rows, ids: Collection[str] | None) -> Iterable[tuple]:
+    """A whole table in chunks (a server-side cursor on PostgreSQL); an event's few rows at once
+    (a cursor would cost three round trips)."""
+    return rows.iterator(_CHUNK) if ids is None else rows
 
 
 def _load(
@@ -71,7 +77,7 @@ def _features(ids: Collection[str] | None = None) -> dict[str, tuple[str, ...]]:
     """Every product's feature ids (or those of ``ids``), sorted."""
     links: dict[str, list[str]] = defaultdict(list)
     rows = _only(ProductFeature.objects, "product_id", ids)
-    for product_id, feature_id in rows.values_list("product_id", "feature_id").iterator(_CHUNK):
+    for product_id, feature_id in _read(rows.values_list("product_id", "feature_id"), ids):
         links[product_id].append(feature_id)
     return {pid: tuple(sorted(ids)) for pid, ids in links.items()}
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, OperationalError
-from django.db.models import Max, Q
+from django.db.models import Q
 
 from ..conf import Config, get_config
 from ..core.diff import UserPolicy, diff
@@ -34,7 +34,7 @@ from ..core.report import as_dict
 from ..core.snapshot import SOFT_DELETED, KnownIds, Snapshot
 from ..core.users import UserDirectory, normalize_email
 from ..db.apply import apply_plan
-from ..db.events import event_transaction
+from ..db.events import event_transaction, newest, synced_query
 from ..db.events import stamp as stamp_rows
 from ..db.local import load_local, make_validator
 from ..errors import FetchError, ReconcileError
@@ -172,11 +172,7 @@ def _target(event: dict, fetcher: Fetcher, mode: str) -> _Target | Processed:
 def last_synced(model: str, oid: str) -> datetime | None:
     """When the row was last written from Stripe data; for a subscription, its items count too
     (a change of quantity rewrites the items only)."""
-    rows = MODELS[model].objects.filter(pk=oid)
-    if model != "Subscription":
-        return rows.values_list("synced_at", flat=True).first()
-    found = rows.annotate(items_synced=Max("items__synced_at")).values_list("synced_at", "items_synced").first()
-    return max((t for t in found or () if t is not None), default=None)
+    return newest(synced_query(MODELS[model], oid).first())
 
 
 def _outcome(plan: Plan, result, oid: str) -> Processed:
@@ -220,8 +216,8 @@ def _stamp_recreated(plan: Plan, remote: Snapshot) -> None:
 def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | None) -> Processed:
     oid = target.obj["id"]
     only = {r: set(getattr(remote, r)) for r in RECORDS}
-    with event_transaction(MODELS[target.model], oid):
-        _check_order(target, last_synced(target.model, oid))
+    with event_transaction(MODELS[target.model], oid) as synced:
+        _check_order(target, synced)
         groups = [g for g, names in _GROUPS.items() if any(getattr(remote, n) for n in names)]
         local = load_local(groups, only=only)
         known = stored_ids(
@@ -230,7 +226,8 @@ def _apply(remote: Snapshot, target: _Target, config: Config, record: Record | N
             {s.customer_id for s in remote.subscriptions.values()},
         )
         plan = diff(remote, local, known=known, users=_policy(remote, config))
-        result = apply_plan(plan, remote.fetched_at, config.batch_size)
+        # No savepoint: any error leaves the whole event's transaction (and is retried or recorded).
+        result = apply_plan(plan, remote.fetched_at, config.batch_size, savepoint=False)
         _stamp_recreated(plan, remote)
         processed = _outcome(plan, result, oid)
         if processed.outcome == Outcome.DUPLICATE:
