@@ -4,7 +4,8 @@ Reads three environment variables:
 - ``STRIPE_API_KEY``: the Stripe secret key (a fake ``sk_test_...`` key against the fake Stripe);
 - ``STRIPE_API_BASE``: a base URL such as ``http://127.0.0.1:12111`` to talk to a local server
   instead of Stripe (unset: Stripe itself);
-- ``DATABASE_URL``: any URL dj-database-url understands (default: ``sqlite:///db.sqlite3``).
+- ``DATABASE_URL``: any URL dj-database-url understands (default: ``sqlite:///db.sqlite3``);
+  ``DATABASE_CONN_MAX_AGE``: seconds a connection is kept between requests (default 0).
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        # Seconds a connection is kept for the next request (0: one per request, the default here;
+        # a server taking webhooks sets it, as any Django deployment does, or uses a pooler).
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        conn_health_checks=True,
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
