@@ -65,7 +65,6 @@ DATABASES = {
         # Seconds a connection is kept for the next request (0: one per request, the default here;
         # a server taking webhooks sets it, as any Django deployment does, or uses a pooler).
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
-        conn_health_checks=True,
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
