@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -100,7 +101,7 @@ def test_admin_lists_filters_and_shows_events_read_only(hooks, staff):
     assert "After the outage" not in failed and failed.count('class="field-outcome">failed') == 1
     assert staff.get(url, {"type__exact": "invoice.paid"}).content.decode().count("field-outcome") == 0
     row = StripeEvent.objects.filter(outcome="applied").get()
-    detail = staff.get(reverse("admin:reconcile_stripeevent_change", args=[row.id])).content.decode()
+    detail = staff.get(reverse("admin:reconcile_stripeevent_change", args=[quote(row.id)])).content.decode()
     assert "update Product prod_DemoStarter01: name" in detail and "&lt;b&gt;Shown&lt;/b&gt;" in detail
     assert "<b>Shown</b>" not in detail
     assert staff.get(reverse("admin:reconcile_stripeevent_add")).status_code == 403

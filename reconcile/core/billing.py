@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .currencies import ISO_4217
-from .read import BadObject, Reader, get, reads, short, timestamp
+from .read import BadObject, Reader, get, iso_currency, reads, short, timestamp
 
 PRICE_TYPES = frozenset({"one_time", "recurring"})
 BILLING_SCHEMES = frozenset({"per_unit", "tiered"})
@@ -177,8 +177,4 @@ def optional_one_of(key: str, allowed: frozenset[str]) -> Reader:
 @reads("currency", "currency")
 def optional_currency(obj: dict) -> str | None:
     value = get(obj, "currency", str, nullable=True, optional=True)
-    if value is None:
-        return None
-    if value.lower() not in ISO_4217:
-        raise BadObject(f"currency {value!r} is not an ISO 4217 code")
-    return value.lower()
+    return None if value is None else iso_currency(value)

@@ -164,10 +164,15 @@ def metadata(obj: dict) -> dict:
 
 @reads("currency", "currency")
 def currency(obj: dict) -> str:
-    value = get(obj, "currency", str).lower()
-    if value not in ISO_4217:
-        raise BadObject(f"currency {value!r} is not an ISO 4217 code")
-    return value
+    return iso_currency(get(obj, "currency", str))
+
+
+def iso_currency(value: str) -> str:
+    """A currency code, lower-cased as Stripe returns it; ``BadObject`` unless ISO 4217 names it."""
+    code = value.lower()
+    if code not in ISO_4217:
+        raise BadObject(f"currency {code!r} is not an ISO 4217 code")
+    return code
 
 
 @reads("recurring", "frequency")

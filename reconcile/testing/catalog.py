@@ -130,9 +130,10 @@ def _special_prices(ids: Ids, product: dict, created: int) -> dict[str, dict]:
     }
 
 
-def _product(ids: Ids, name: str, created: int) -> dict:
+def product_object(pid: str, name: str, created: int, **fields) -> dict:
+    """A product as Stripe serves it (fixtures3.json's keys); ``fields`` override the defaults."""
     return {
-        "id": ids("prod_"),
+        "id": pid,
         "object": "product",
         "active": True,
         "created": created,
@@ -150,7 +151,12 @@ def _product(ids: Ids, name: str, created: int) -> dict:
         "unit_label": None,
         "updated": created + 3600,
         "url": None,
+        **fields,
     }
+
+
+def _product(ids: Ids, name: str, created: int) -> dict:
+    return product_object(ids("prod_"), name, created)
 
 
 def catalog(account: dict, ids: Ids, origin: int) -> tuple[dict[str, dict], list[dict]]:

@@ -117,16 +117,9 @@ def mutate(
     base = url.rstrip("/")
     if action == "requests":
         request = urllib.request.Request(f"{base}/_fake/requests")
-    elif action == "webhook":
+    elif action in ("webhook", "deliver"):  # JSON bodies: register a webhook URL, deliver queued events
         request = urllib.request.Request(
-            f"{base}/_fake/webhooks",
-            data=(payload or "{}").encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-    elif action == "deliver":
-        request = urllib.request.Request(
-            f"{base}/_fake/deliver",
+            f"{base}/_fake/{'webhooks' if action == 'webhook' else 'deliver'}",
             data=(payload or "{}").encode(),
             method="POST",
             headers={"Content-Type": "application/json"},

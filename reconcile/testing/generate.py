@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .catalog import product_object
 from .shapes import add_billing_shapes
 from .store import RESOURCES
 
@@ -148,26 +149,10 @@ def _product(rng: random.Random, ids: _Ids, i: int, created: int) -> dict:
     metadata = (
         {"features": " ".join(features)} if roll < 0.3 else {"features": ",".join(features)} if roll < 0.5 else {}
     )
-    return {
-        "id": ids("prod_"),
-        "object": "product",
-        "active": rng.random() > 0.1,
-        "created": created,
-        "default_price": None,
-        "description": rng.choice([None, f"The {name} plan"]),
-        "images": [],
-        "livemode": False,
-        "marketing_features": [],
-        "metadata": metadata,
-        "name": name,
-        "package_dimensions": None,
-        "shippable": None,
-        "statement_descriptor": None,
-        "tax_code": None,
-        "unit_label": None,
-        "updated": created + 3600,
-        "url": None,
-    }
+    # The generator's draws stay in the order they always had, so accounts stay the same byte for byte.
+    pid, active = ids("prod_"), rng.random() > 0.1
+    description = rng.choice([None, f"The {name} plan"])
+    return product_object(pid, name, created, active=active, description=description, metadata=metadata)
 
 
 def _price(rng: random.Random, ids: _Ids, product: dict, created: int, k: int) -> dict:
