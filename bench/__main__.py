@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="N of the peer's run on the generator's account as is (default 2,000)",
     )
     p.add_argument("--no-latency-bound", action="store_true", help="skip the latency-bound run")
-    p.add_argument("--latency-n", type=int, default=2_000, help="N of the latency-bound run (default 2,000)")
+    p.add_argument("--latency-n", type=int, default=10_000, help="N of the latency-bound run (default 10,000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--drift", type=float, default=0.01, help="fraction changed before the drift re-pull")
     p.add_argument(

@@ -167,58 +167,67 @@ def targets(rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int) 
         out.append(
             ("No writes on a no-op re-pull", f"{writes} INSERT/UPDATE/DELETE", "met" if writes == 0 else "not met")
         )
+    peer_name = "N=10,000, zero latency: at least 30x the peer's objects/s (SQLite and PostgreSQL)"
     if sbs and sbs.get("pairs") and sbs["n"] == 10_000:
         speeds = [ratios(p)["speed"] for p in sbs["pairs"]]
         out.append(
             (
-                "N=10,000, zero latency: at least 20x the peer's objects/s",
+                peer_name,
                 ", ".join(f"{p['db']} {s:.1f}x" for p, s in zip(sbs["pairs"], speeds, strict=False)),
-                "met" if min(speeds) >= 20 else "not met",
+                "met" if min(speeds) >= 30 else "not met",
             )
         )
     else:
-        out.append(
-            (
-                "N=10,000, zero latency: at least 20x the peer's objects/s",
-                "the side by side ran at another N or not at all",
-                "not measured",
-            )
-        )
+        out.append((peer_name, "the side by side ran at another N or not at all", "not measured"))
     large = n >= 100_000
-    for scenario, goal in (("first pull", 5_000), ("no-op re-pull", 10_000)):
+    for scenario, goals in (
+        ("first pull", {"sqlite": 20_000, "postgres": 15_000}),
+        ("no-op re-pull", {"sqlite": 40_000, "postgres": 40_000}),
+    ):
         picked = [r for r in rows if r.scenario == scenario]
-        name = f"N=100,000 {scenario}: at least {goal:,} objects/s"
+        name = f"N=100,000 {scenario}: at least " + ", ".join(f"{v:,} objects/s on {k}" for k, v in goals.items())
         if large and picked:
-            worst = min(r.objects_per_s for r in picked)
             out.append(
                 (
                     name,
                     ", ".join(f"{r.db} {_n(r.objects_per_s)}" for r in picked),
-                    "met" if worst >= goal else "not met",
+                    "met" if all(r.objects_per_s >= goals.get(r.db, 0) for r in picked) else "not met",
                 )
             )
         else:
             out.append((name, f"this run: N={n:,}", "not measured"))
-    name = "N=100,000: peak RSS at most ~1 KB (1 KiB) per object"
+    name = "N=100,000: peak RSS at most 1 KiB per object"
     if large and rows:
         per = max(r.peak_rss_mib * 1024 * 1024 / r.objects for r in rows)
         out.append(
             (
                 name,
                 f"up to {per / 1024:.2f} KiB per object (peak RSS / objects, worst run)",
-                "met" if per <= 1024 * 1.05 else "not met",
+                "met" if per <= 1024 else "not met",
             )
         )
     else:
         out.append((name, f"this run: N={n:,}", "not measured"))
     if latency_row:
-        b = latency_row.extra["bounds"]["rate_limit_bound"]
-        ratio = latency_row.wall / b if b else float("inf")
+        b = latency_row.extra["bounds"]
+        bound = b["rate_limit_bound"]
+        minimum = b.get("minimum_requests") or sum(b["needed"].values())
+        ratio = latency_row.wall / bound if bound else float("inf")
+        n_lat = latency_row.n
         out.append(
             (
-                "Latency-bound first pull within 1.25x the rate-limit bound",
-                f"{latency_row.wall:.2f} s against {b:.2f} s = {ratio:.1f}x",
-                "met" if ratio <= 1.25 else "not met",
+                f"Latency-bound first pull (0.3 s, 25/s for the account), N={n_lat:,}: at most 1.25x the time "
+                "the minimum of requests needs at that limit",
+                f"{latency_row.wall:.2f} s against {bound:.2f} s = {ratio:.2f}x",
+                "met" if ratio <= 1.25 and n_lat >= 10_000 else "not met",
+            )
+        )
+        sent = latency_row.fake_requests or latency_row.requests
+        out.append(
+            (
+                f"Latency-bound first pull, N={n_lat:,}: at most 1.1x the minimum of requests",
+                f"{sent} sent / {minimum} needed = {sent / minimum:.3f}x",
+                "met" if sent <= 1.1 * minimum and n_lat >= 10_000 else "not met",
             )
         )
     return out
@@ -402,19 +411,20 @@ def latency_lines(row: Row) -> list[str]:
     b = row.extra["bounds"]
     config = row.extra.get("config", {})
     settings = ", ".join(
-        f"{k.upper()} {config[k]:g}"
+        f"{k.upper()} {config[k]:g}" if isinstance(config.get(k), (int, float)) else f"{k.upper()} {config.get(k)}"
         for k in ("rate_limit", "rate_limit_total", "concurrency")
-        if isinstance(config.get(k), (int, float))
+        if k in config
     )
+    minimum = b.get("minimum_requests") or sum(b["needed"].values())
     return [
-        f"Fake: {row.extra['latency']:g} s per request, {row.extra['rate_limit']:g} requests/s per endpoint. "
-        f"reconcile's settings: {settings or 'its defaults'}.",
+        f"Fake: {row.extra['latency']:g} s per request, {row.extra['rate_limit']:g} requests/s for the whole account "
+        f"(Stripe's test-mode limit). reconcile's settings: {settings or 'its defaults'}.",
         f"Requests needed per endpoint: {_endpoints(b['needed'])}; made: {_endpoints(row.extra['by_endpoint'])} "
         f"({row.requests} in all, {row.rate_limited} answered 429).",
-        f"Rate-limit bound (largest endpoint / {row.extra['rate_limit']:g} per s) {b['rate_limit_bound']:.2f} s; "
-        f"under one limit for the whole account it would be {b['total_limit_bound']:.2f} s; one page at a time "
-        f"per listing would take {b['sequential_paging']:.2f} s.",
-        f"Wall {row.wall:.2f} s = {row.wall / b['rate_limit_bound']:.2f}x the rate-limit bound.",
+        f"Rate-limit bound ({minimum} requests / {row.extra['rate_limit']:g} per s) {b['rate_limit_bound']:.2f} s; "
+        f"one page at a time per listing would take {b['sequential_paging']:.2f} s.",
+        f"Wall {row.wall:.2f} s = {row.wall / b['rate_limit_bound']:.2f}x the rate-limit bound (target 1.25x); "
+        f"requests {row.requests} = {row.requests / minimum:.3f}x the minimum (target 1.1x).",
     ]
 
 

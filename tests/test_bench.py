@@ -42,8 +42,9 @@ def test_bounds_of_the_latency_run():
         "listings": {"customers": 20, "subscriptions status=all": 20, "products active=true": 1},
     }
     b = bounds(need, latency=0.3, rate=25.0)
-    assert b["rate_limit_bound"] == pytest.approx(0.8)
-    assert b["total_limit_bound"] == pytest.approx(44 / 25)
+    assert b["rate_limit_bound"] == pytest.approx(44 / 25)  # Stripe's limit is per account
+    assert b["minimum_requests"] == 44
+    assert b["endpoint_bound"] == pytest.approx(0.8)
     assert b["sequential_paging"] == pytest.approx(6.0)
 
 

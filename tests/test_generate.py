@@ -15,22 +15,86 @@ from reconcile.testing.generate import add_months, generate_account, main, perio
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES3 = Path("/work/shared/stripe-openapi/fixtures3.json")
 REQUIRED = {
-    "products": {"id", "object", "name", "description", "active", "created", "updated", "metadata",
-                 "default_price", "livemode"},
-    "prices": {"id", "object", "active", "currency", "product", "unit_amount", "unit_amount_decimal",
-               "billing_scheme", "tiers_mode", "recurring", "type", "nickname", "created", "metadata",
-               "livemode", "lookup_key"},
-    "customers": {"id", "object", "email", "name", "created", "metadata", "livemode", "phone",
-                  "description", "address"},
-    "subscriptions": {"id", "object", "customer", "status", "created", "start_date", "cancel_at",
-                      "cancel_at_period_end", "canceled_at", "ended_at", "trial_start", "trial_end",
-                      "metadata", "items", "billing_cycle_anchor", "currency", "livemode"},
+    "products": {
+        "id",
+        "object",
+        "name",
+        "description",
+        "active",
+        "created",
+        "updated",
+        "metadata",
+        "default_price",
+        "livemode",
+    },
+    "prices": {
+        "id",
+        "object",
+        "active",
+        "currency",
+        "product",
+        "unit_amount",
+        "unit_amount_decimal",
+        "billing_scheme",
+        "tiers_mode",
+        "recurring",
+        "type",
+        "nickname",
+        "created",
+        "metadata",
+        "livemode",
+        "lookup_key",
+    },
+    "customers": {
+        "id",
+        "object",
+        "email",
+        "name",
+        "created",
+        "metadata",
+        "livemode",
+        "phone",
+        "description",
+        "address",
+    },
+    "subscriptions": {
+        "id",
+        "object",
+        "customer",
+        "status",
+        "created",
+        "start_date",
+        "cancel_at",
+        "cancel_at_period_end",
+        "canceled_at",
+        "ended_at",
+        "trial_start",
+        "trial_end",
+        "metadata",
+        "items",
+        "billing_cycle_anchor",
+        "currency",
+        "livemode",
+    },
 }
-ITEM_REQUIRED = {"id", "object", "price", "quantity", "subscription", "created", "current_period_start",
-                 "current_period_end", "metadata"}
+ITEM_REQUIRED = {
+    "id",
+    "object",
+    "price",
+    "quantity",
+    "subscription",
+    "created",
+    "current_period_start",
+    "current_period_end",
+    "metadata",
+}
 SINGULAR = {"products": "product", "prices": "price", "customers": "customer", "subscriptions": "subscription"}
-ID_RE = {"products": r"prod_[A-Za-z0-9]+", "prices": r"price_[A-Za-z0-9]+",
-         "customers": r"cus_[A-Za-z0-9]+", "subscriptions": r"sub_[A-Za-z0-9]+"}
+ID_RE = {
+    "products": r"prod_[A-Za-z0-9]+",
+    "prices": r"price_[A-Za-z0-9]+",
+    "customers": r"cus_[A-Za-z0-9]+",
+    "subscriptions": r"sub_[A-Za-z0-9]+",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +144,11 @@ def test_shapes_match_fixtures3(big: dict, stripe_shapes: dict) -> None:
 
 def test_counts_ids_and_timestamps(big: dict) -> None:
     assert {k: len(v) for k, v in big.items()} == {
-        "products": 5, "prices": len(big["prices"]), "customers": 1000, "subscriptions": 1000}
+        "products": 5,
+        "prices": len(big["prices"]),
+        "customers": 1000,
+        "subscriptions": 1000,
+    }
     assert len(generate_account(10)["products"]) == 3
     assert len(generate_account(10, n_products=7)["products"]) == 7
     per_product = Counter(p["product"] for p in big["prices"])
@@ -101,8 +169,13 @@ def test_counts_ids_and_timestamps(big: dict) -> None:
 def test_prices_mix(big: dict) -> None:
     prices = big["prices"]
     tiered = [p for p in prices if p["billing_scheme"] == "tiered"]
-    assert tiered and all(p["unit_amount"] is None and p["unit_amount_decimal"] is None
-                          and p["tiers_mode"] == "graduated" and p["recurring"] for p in tiered)
+    assert tiered and all(
+        p["unit_amount"] is None
+        and p["unit_amount_decimal"] is None
+        and p["tiers_mode"] == "graduated"
+        and p["recurring"]
+        for p in tiered
+    )
     one_time = [p for p in prices if p["type"] == "one_time"]
     assert one_time and all(p["recurring"] is None for p in one_time)
     assert any(not p["active"] for p in prices)
@@ -111,7 +184,12 @@ def test_prices_mix(big: dict) -> None:
             assert p["unit_amount_decimal"] == str(p["unit_amount"])
         if p["recurring"]:
             assert (p["recurring"]["interval"], p["recurring"]["interval_count"]) in {
-                ("month", 1), ("month", 3), ("month", 6), ("month", 12), ("year", 1)}
+                ("month", 1),
+                ("month", 3),
+                ("month", 6),
+                ("month", 12),
+                ("year", 1),
+            }
     many = generate_account(4000, seed=2)
     assert {"usd", "eur", "gbp"} <= {p["currency"] for p in many["prices"]}
     features = [p["metadata"]["features"] for p in many["products"] if "features" in p["metadata"]]
@@ -135,8 +213,16 @@ def test_customers_emails(big: dict) -> None:
 def test_subscriptions_statuses_and_items(big: dict) -> None:
     subs = big["subscriptions"]
     statuses = Counter(s["status"] for s in subs)
-    assert set(statuses) == {"active", "canceled", "trialing", "past_due", "incomplete",
-                             "incomplete_expired", "unpaid", "paused"}
+    assert set(statuses) == {
+        "active",
+        "canceled",
+        "trialing",
+        "past_due",
+        "incomplete",
+        "incomplete_expired",
+        "unpaid",
+        "paused",
+    }
     assert 600 <= statuses["active"] <= 800 and 40 <= statuses["canceled"] <= 130
     prices = {p["id"]: p for p in big["prices"]}
     assert Counter(len(s["items"]["data"]) for s in subs).keys() == {1, 2, 3}
@@ -169,7 +255,11 @@ def test_write_account_round_trip_and_cli(tmp_path: Path, capsys: pytest.Capture
     account = generate_account(30, seed=1)
     write_account(account, tmp_path / "a")
     assert {p.name for p in (tmp_path / "a").iterdir()} == {
-        "products.json", "prices.json", "customers.json", "subscriptions.json"}
+        "products.json",
+        "prices.json",
+        "customers.json",
+        "subscriptions.json",
+    }
     fake = FakeStripe.from_dir(tmp_path / "a")
     assert {r: fake.all(r) for r in account} == account
     assert main(["--customers", "30", "--seed", "1", "--out", str(tmp_path / "b")]) == 0
@@ -181,8 +271,7 @@ def test_write_account_round_trip_and_cli(tmp_path: Path, capsys: pytest.Capture
 def test_demo_fixtures(stripe_shapes: dict) -> None:
     demo = {r: json.loads((ROOT / "fixtures" / "demo" / f"{r}.json").read_text()) for r in SINGULAR}
     check_shapes(demo, stripe_shapes)
-    assert {k: len(v) for k, v in demo.items()} == {
-        "products": 4, "prices": 8, "customers": 8, "subscriptions": 9}
+    assert {k: len(v) for k, v in demo.items()} == {"products": 4, "prices": 8, "customers": 8, "subscriptions": 9}
     assert sum(not p["active"] for p in demo["products"]) == 1
     prices = {p["id"]: p for p in demo["prices"]}
     assert prices["price_DemoTeamTier1"]["unit_amount"] is None
@@ -191,7 +280,12 @@ def test_demo_fixtures(stripe_shapes: dict) -> None:
     assert prices["price_DemoProQuartr"]["recurring"]["interval_count"] == 3
     assert sum(c.get("deleted", False) for c in demo["customers"]) == 1
     assert Counter(s["status"] for s in demo["subscriptions"]) == {
-        "active": 4, "trialing": 1, "canceled": 2, "past_due": 1, "incomplete_expired": 1}
+        "active": 4,
+        "trialing": 1,
+        "canceled": 2,
+        "past_due": 1,
+        "incomplete_expired": 1,
+    }
     assert max(len(s["items"]["data"]) for s in demo["subscriptions"]) == 3
     customers = {c["id"] for c in demo["customers"]}
     for sub in demo["subscriptions"]:

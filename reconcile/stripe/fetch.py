@@ -58,29 +58,59 @@ class Page:
 
 
 class TokenBucket:
-    """At most ``rate`` requests a second per endpoint, and ``total`` in all, shared by every thread.
+    """At most ``total`` requests a second for the whole account (Stripe's limit is per account),
+    and ``rate`` per endpoint when one is set, shared by every thread.
 
-    Each request reserves the next free slot of its endpoint and of the account, then sleeps until
-    that slot: requests are spaced evenly instead of bursting into 429s.
+    Each request reserves the next free slot of the account (and of its endpoint), then sleeps
+    until that slot: requests are spaced evenly instead of bursting into 429s. A 429 seen by any
+    thread slows every thread down (:meth:`back_off`): the next slot moves past the backoff and
+    the spacing widens, then narrows again as requests succeed.
     """
 
+    SLOWER = 0.5  # a 429 halves the account's pace ...
+    RECOVER = 0.05  # ... and each success gives back 5% of the configured pace
+
     def __init__(
-        self, rate: float, total: float | None = None, clock: Callable[[], float] = time.monotonic, sleep=time.sleep
+        self,
+        rate: float | None,
+        total: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep=time.sleep,
     ):
         self.rate, self.total = rate, total
         self._clock, self._sleep = clock, sleep
         self._next: dict[str, float] = {}
+        self._scale = 1.0  # the share of ``total`` in use: below 1 after a 429
         self._lock = threading.Lock()
 
     def take(self, endpoint: str) -> None:
         with self._lock:
             now = self._clock()
-            start = max(now, self._next.get(endpoint, now), self._next.get("*", now) if self.total else now)
-            self._next[endpoint] = start + 1.0 / self.rate
+            start = max(now, self._next.get("*", now))
+            if self.rate:
+                start = max(start, self._next.get(endpoint, now))
+                self._next[endpoint] = start + 1.0 / self.rate
             if self.total:
-                self._next["*"] = start + 1.0 / self.total
+                self._next["*"] = start + 1.0 / (self.total * self._scale)
         if start > now:
             self._sleep(start - now)
+
+    def back_off(self, delay: float) -> None:
+        """A 429: no thread sends before ``delay`` seconds from now, and the account's pace halves."""
+        with self._lock:
+            now = self._clock()
+            self._next["*"] = max(self._next.get("*", now), now + delay)
+            self._scale = max(0.1, self._scale * self.SLOWER)
+
+    def succeeded(self) -> None:
+        if self._scale < 1.0:
+            with self._lock:
+                self._scale = min(1.0, self._scale + self.RECOVER)
+
+    @property
+    def pace(self) -> float:
+        """Requests a second for the whole account right now (inf when unlimited)."""
+        return self.total * self._scale if self.total else float("inf")
 
 
 def _endpoint(path: str) -> str:
@@ -145,6 +175,7 @@ class Fetcher:
             try:
                 body = self._send(path, params)
                 self._observe(time.monotonic() - began)
+                self.bucket.succeeded()
             except stripe.StripeError as exc:
                 reason = self._retry_reason(exc)
                 if reason is None or attempt >= self.config.max_retries:
@@ -154,7 +185,10 @@ class Fetcher:
                 log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
                 with self._count_lock:
                     self.retries += 1
-                self._sleep(delay)
+                if isinstance(exc, stripe.RateLimitError) or exc.http_status == 429:
+                    self.bucket.back_off(delay)  # every thread waits, not only this one
+                else:
+                    self._sleep(delay)
                 continue
             if not isinstance(body, dict):
                 raise FetchError(f"Stripe answered {what} with JSON that is not an object.")

@@ -18,7 +18,7 @@ from ..core.snapshot import KnownIds, Rejected, Snapshot
 from ..errors import FetchError
 from ..progress import Progress
 from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
-from .walk import walk
+from .walk import Flights, walk
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def _walk(ctx: _Context, path: str, params: dict, window: Window | None, resourc
             b.next_cursor[resource] = last.last_id
         yield from pages
         return
-    yield from walk(fetcher, ctx.pool, path, params)
+    yield from walk(fetcher, ctx.pool, path, params, ctx.flights)
     b.complete.add(resource)
 
 
@@ -154,6 +154,7 @@ class _Context:
     fetcher: Fetcher
     builder: _Builder
     pool: ThreadPoolExecutor | None  # runs page requests; each listing is walked by a thread of its own
+    flights: Flights | None = None  # requests in flight, shared by the listings (the rate limit is per account)
 
 
 def fetch_remote(
@@ -189,6 +190,7 @@ def fetch_remote(
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
+    ctx.flights = Flights(fetcher, len(jobs))
     with ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page") as pages:
         ctx.pool = pages
         with ThreadPoolExecutor(listings, thread_name_prefix="stripe-list") as lists:
