@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-WRITES = ("INSERT", "UPDATE", "DELETE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "COPY")  # COPY: PostgreSQL's first-pull load
 
 
 def peak_rss_mib() -> float:

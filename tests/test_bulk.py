@@ -15,7 +15,7 @@ from reconcile.testing.generate import generate_account
 from tests.conftest import run
 
 pytestmark = pytest.mark.django_db
-WRITES = ("INSERT", "UPDATE", "DELETE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "COPY")
 
 
 def writes(ctx: CaptureQueriesContext) -> list[str]:
@@ -45,9 +45,10 @@ def test_first_apply_of_1000_products_and_3000_prices_takes_tens_of_statements()
     assert len(plan.writes) == 1 + 1000 + 3000
     with CaptureQueriesContext(connection) as ctx:
         apply_plan(plan, batch_size=500)
-    # per batch of 500: one SELECT (the lost-write guard) and one INSERT; plus features and links
-    assert len(ctx.captured_queries) <= 25, len(ctx.captured_queries)  # 21 when measured
-    assert len(writes(ctx)) <= 15
+    # per batch of 500: one SELECT (the lost-write guard) and one INSERT (PostgreSQL: one COPY);
+    # plus the savepoint, the features and the links
+    assert len(ctx.captured_queries) == 21, [q["sql"][:40] for q in ctx.captured_queries]
+    assert len(writes(ctx)) == 11
 
 
 def test_updating_1000_products_takes_tens_of_statements():
@@ -79,7 +80,12 @@ def test_2000_customers_and_subscriptions_first_pull_and_no_op(start_fake):
     items = sum(len(s["items"]["data"]) for s in account["subscriptions"])
     statements = len(ctx.captured_queries)
     assert objects + items > 6000
-    assert statements <= 50, statements  # 44 when measured: under 1 per 100 rows written
+    # under 1 per 100 rows written; PostgreSQL loads each call's rows with one COPY, where SQLite
+    # needs an INSERT per batch its parameter limit allows (the subscription items: 6 instead of 1)
+    expected = {"sqlite": (44, 19), "postgresql": (41, 14)}.get(connection.vendor)
+    if expected:
+        assert (statements, len(writes(ctx))) == expected
+    assert statements <= 50, statements
     # requests equal pages: each listing's page count, nothing else
     pages = {
         "/v1/products": sum(-(-sum(p["active"] == a for p in account["products"]) // 100) or 1 for a in (True, False)),
