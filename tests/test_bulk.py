@@ -103,3 +103,19 @@ def test_2000_customers_and_subscriptions_first_pull_and_no_op(start_fake):
     assert "No changes detected" in second.out.splitlines()[-1]
     assert writes(ctx) == []
     assert len(fake.requests) == sum(pages.values())
+
+
+def test_bulk_adapts_datetimes_exactly_as_django_does():
+    from datetime import datetime, timedelta, timezone
+
+    from reconcile.db.bulk import _adapter
+    from reconcile.models import Subscription
+
+    adapt = _adapter(Subscription._meta.get_field("created"), connection)
+    values = [
+        datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        datetime(2024, 1, 2, 3, 4, 5, 123, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),  # a second time: from the cache
+        None,
+    ]
+    assert [adapt(v) for v in values] == [connection.ops.adapt_datetimefield_value(v) for v in values]
