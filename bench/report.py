@@ -138,7 +138,9 @@ def finding_rows(stripe_run: dict) -> list[list[str]]:
 # -- targets ----------------------------------------------------------------------------------------
 
 
-def targets(rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int) -> list[tuple[str, str, str]]:
+def targets(
+    rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int, points: list[dict] | None = None
+) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) triples; verdict is "met", "not met" or "not measured"."""
     out: list[tuple[str, str, str]] = []
     bad = [r for r in rows if not (r.requests == r.expected_requests == r.fake_requests)]
@@ -159,6 +161,16 @@ def targets(rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int) 
                 "SQL statements on a first pull: at most 1 per 100 objects",
                 f"{worst:.2f} per 100 objects (worst database)",
                 "met" if worst <= 1 else "not met",
+            )
+        )
+    pg_first = [r for r in rows if r.scenario == "first pull" and r.db == "postgres"]
+    if pg_first:
+        kinds = pg_first[0].sql_kinds
+        out.append(
+            (
+                "PostgreSQL first pull loads new rows with COPY, not INSERT statements",
+                f"COPY {kinds.get('COPY', 0)}, INSERT {kinds.get('INSERT', 0)} (the features and the audit row)",
+                "met" if kinds.get("COPY", 0) > 0 and kinds.get("INSERT", 0) <= 3 else "not met",
             )
         )
     noops = [r for r in rows if r.scenario == "no-op re-pull"]
@@ -208,7 +220,38 @@ def targets(rows: list[Row], latency_row: Row | None, sbs: dict | None, n: int) 
         )
     else:
         out.append((name, f"this run: N={n:,}", "not measured"))
+    if points:
+        from .scenarios import slope
+
+        ns = sorted({p["n"] for p in points})
+        fits = {sc: slope(points, sc) for sc in ("first pull", "no-op re-pull")}
+        worst = max((f["worst_residual"] for f in fits.values() if f), default=1.0)
+        out.append(
+            (
+                "Peak RSS grows linearly with N (" + ", ".join(f"{x:,}" for x in ns) + "), slope stated",
+                "; ".join(
+                    f"{sc} {f['kib_per_object']:.3f} KiB/object + {f['intercept_mib']:.0f} MiB, "
+                    f"worst point {f['worst_residual'] * 100:.1f}% off"
+                    for sc, f in fits.items()
+                    if f
+                ),
+                "met" if len(ns) >= 3 and worst <= 0.1 else "not met",
+            )
+        )
+    else:
+        out.append(("Peak RSS grows linearly with N (10,000, 100,000, 300,000)", "not run (--growth)", "not measured"))
     if latency_row:
+        config = latency_row.extra.get("config", {})
+        defaults = config.get("rate_limit") is None and config.get("rate_limit_total") == 25.0
+        out.append(
+            (
+                "Rate-limit defaults match Stripe: a test-mode key gets 25 requests/s for the account, "
+                "no per-endpoint throttle",
+                f"RATE_LIMIT {config.get('rate_limit')}, RATE_LIMIT_TOTAL {config.get('rate_limit_total')} "
+                f"(defaults, key sk_test_...); {latency_row.rate_limited} answered 429",
+                "met" if defaults else "not met",
+            )
+        )
         b = latency_row.extra["bounds"]
         bound = b["rate_limit_bound"]
         minimum = b.get("minimum_requests") or sum(b["needed"].values())
@@ -287,7 +330,51 @@ def machine(postgres_url: str | None) -> dict:
         "PostgreSQL": postgres_version(postgres_url) if postgres_url else "not used",
     }
     info["reconcile commit"] = _commit()
+    info["load average at start (1, 5, 15 min)"] = load_average()
     return info
+
+
+def load_average() -> str:
+    """The machine's load: figures taken while other work runs are noisier, and slower."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def breakdown_lines(b: dict) -> list[list[str]]:
+    """Rows (stage, seconds) of ``bench.breakdown``'s answer, in its order."""
+    return [[k, f"{v:.3f}"] for k, v in b.items() if isinstance(v, float)]
+
+
+def growth_rows(points: list[dict]) -> list[list[str]]:
+    return [
+        [
+            p["scenario"],
+            f"{p['n']:,}",
+            f"{p['objects']:,}",
+            f"{p['peak_rss_mib']:.0f}",
+            f"{p['peak_rss_mib'] * 1024 / p['objects']:.2f}",
+        ]
+        for p in points
+    ]
+
+
+GROWTH_COLUMNS = ["scenario", "N", "objects", "peak RSS MiB", "KiB per object"]
+
+
+def slope_lines(points: list[dict]) -> list[str]:
+    from .scenarios import slope
+
+    out = []
+    for scenario in ("first pull", "no-op re-pull"):
+        fit = slope(points, scenario)
+        if fit:
+            out.append(
+                f"{scenario}: peak RSS = {fit['intercept_mib']:.0f} MiB + {fit['kib_per_object']:.3f} KiB x objects "
+                f"(least squares; worst point {fit['worst_residual'] * 100:.1f}% off the line)"
+            )
+    return out
 
 
 def _commit() -> str:
@@ -396,7 +483,26 @@ def render_section(key: str, data: dict) -> str:
                 ),
                 "",
             ]
-    verdicts = targets(rows, latency, sbs, n)  # recomputed, so that a re-render uses today's rules
+    if data.get("breakdown"):
+        out += [
+            "### Where a no-op's time goes (each stage alone, one thread, SQLite)",
+            "",
+            md_table(["stage", "seconds"], breakdown_lines(data["breakdown"]), right_from=1),
+            "",
+            f"{data['breakdown'].get('pages', 0):,} pages, {data['breakdown'].get('bytes', 0) / 1e6:.1f} MB of JSON.",
+            "",
+        ]
+    if data.get("growth"):
+        out += [
+            "### Peak RSS against N (SQLite)",
+            "",
+            md_table(GROWTH_COLUMNS, growth_rows(data["growth"]), right_from=1),
+            "",
+        ]
+        out += [f"- {line}" for line in slope_lines(data["growth"])] + [""]
+    if data.get("load_end"):
+        out += [f"Load average at the end (1, 5, 15 min): {data['load_end']}.", ""]
+    verdicts = targets(rows, latency, sbs, n, data.get("growth"))  # recomputed, so that a re-render uses today's rules
     out += [
         "### Targets",
         "",

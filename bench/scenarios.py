@@ -193,6 +193,8 @@ def sync_scenarios(
     drift_fraction: float = 0.01,
     repeat: int = 1,
     profile: Path | None = None,
+    breakdown: bool = False,
+    drift: bool = True,
     log=print,
 ) -> tuple[list[Row], dict]:
     """First pull into an empty database, no-op re-pull, re-pull after drift; on each database.
@@ -221,12 +223,64 @@ def sync_scenarios(
                     )
         if profile is not None:
             info["profiles"] = profile_runs(fake, profile, unthrottled, log)
+        if breakdown and dbs:
+            log(f"  where a no-op's time goes, stage by stage, on {dbs[0].name} ...")
+            info["breakdown"] = run_breakdown(dbs[0], fake.url)
+        if not drift:
+            return [median_row(rows) for rows in runs.values()], info
         info["drift"] = fake.call("drift", fraction=drift_fraction, seed=seed + 1)
         fake.call("warm")
         for db in dbs:
             log(f"  re-pull after drift on {db.name} ...")
             runs[("drift re-pull", db.name)] = [measured("drift re-pull", db, fake, n, unthrottled=unthrottled)]
     return [median_row(rows) for rows in runs.values()], info
+
+
+def run_breakdown(db: Db, api_base: str) -> dict:
+    """``python -m bench.breakdown`` against a database a first pull filled: seconds per stage."""
+    cmd = [sys.executable, "-m", "bench.breakdown", "--db-url", db.url, "--api-base", api_base]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError("bench.breakdown failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-12:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def growth(ns: list[int], seed: int, db: Db, known: list[Row], log=print) -> list[dict]:
+    """Peak RSS of a first pull and a no-op at each N (SQLite), reusing the rows already measured."""
+    points = []
+    for n in ns:
+        rows = [r for r in known if r.n == n and r.db == db.name and r.scenario in ("first pull", "no-op re-pull")]
+        if len(rows) < 2:
+            log(f"  memory growth: N={n:,} on {db.name} ...")
+            rows, _ = sync_scenarios(n, seed, [db], drift=False, log=log)
+        for r in rows:
+            points.append(
+                {
+                    "scenario": r.scenario,
+                    "n": n,
+                    "objects": r.objects,
+                    "peak_rss_mib": r.peak_rss_mib,
+                    "rss_before_mib": r.rss_before_mib,
+                    "wall": r.wall,
+                }
+            )
+    return points
+
+
+def slope(points: list[dict], scenario: str) -> dict:
+    """Least squares of peak RSS on objects: KiB per object, the intercept, and the worst residual."""
+    pts = [(p["objects"], p["peak_rss_mib"] * 1024) for p in points if p["scenario"] == scenario]
+    if len(pts) < 2:
+        return {}
+    n = len(pts)
+    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    k = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+    b = my - k * mx
+    worst = max(abs(y - (k * x + b)) / y for x, y in pts)
+    return {"kib_per_object": k, "intercept_mib": b / 1024, "worst_residual": worst}
 
 
 def median_row(rows: list[Row]) -> Row:
