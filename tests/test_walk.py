@@ -91,6 +91,23 @@ def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
     assert slept == pytest.approx([0.1, 0.2, 0.2 + 1 / 15])  # prices waits for the account-wide slot
 
 
+def test_a_part_is_cut_so_that_it_ends_with_the_rest_of_the_account():
+    from reconcile.stripe.walk import Flights
+
+    flights = Flights(_fetcher(0.3, 25), listings=2)
+    flights.left(1, 10.0)
+    flights.left(2, float("inf"))  # a list whose end is not known yet: no estimate, no cut
+    assert flights.pieces(8) == 1
+    flights.left(2, 10.0)  # 20 pages left at 25/s: 0.8 s; 8 pages a page at a time: 2.4 s
+    assert flights.pieces(8) == 3
+    assert flights.pieces(1.5) == 1  # under two pages: nothing to gain
+    flights.left(2, 200.0)  # 8 s of work left for the account: 8 pages (2.4 s) end in time
+    assert flights.pieces(8) == 1
+    flights.finished_listing(2)
+    flights.left(1, 8.0)  # the last part of the last list: as many parts as requests in flight pay
+    assert flights.pieces(8) == 8
+
+
 def _page(created, has_more=True):
     from datetime import datetime, timezone
 

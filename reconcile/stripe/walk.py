@@ -40,7 +40,8 @@ from .fetch import Fetcher, Page
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
 MIN_LATENCY = 0.15  # seconds: below, the client (its own CPU, loopback, a LAN) is what limits, not round trips
 SPARE = 2  # requests in flight beyond latency * pace: a page's parsing and the scheduler's own delays
-CHUNK_PAGES = 4  # pages per part cut from a list's open end, whose length is unknown
+CHUNK_PAGES = 4  # pages of the first part cut from a list's open end, whose length is unknown ...
+MAX_CHUNK_PAGES = 64  # ... each next one twice as long, up to this: the list's end is found early
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,14 @@ class Part:
 
 
 class Flights:
-    """Requests in flight for every list of one fetch, and how many the account can use."""
+    """Requests in flight for every list of one fetch, how many the account can use, and the
+    pages each list still has to fetch (an estimate; infinite while a list's end is unknown)."""
 
     def __init__(self, fetcher: Fetcher, listings: int = 1) -> None:
         self.fetcher = fetcher
         self.in_flight = 0
         self.unfinished = max(1, listings)
-        self.open_ends = 0  # parts still in flight with no lower bound: how much is left is unknown
+        self._left: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def wanted(self) -> int:
@@ -75,47 +77,59 @@ class Flights:
         f = self.fetcher
         if f.latency < MIN_LATENCY or f.config.concurrency <= 1:
             return 1
-        pace = f.bucket.pace
-        if f.config.rate_limit:
-            pace = min(pace, f.config.rate_limit * self.unfinished)
+        pace = self.pace()
         if not math.isfinite(pace):
             return f.config.concurrency * self.unfinished
         if f.latency * pace <= 1:
             return 1  # one request at a time already uses the limit
         return max(1, min(math.ceil(f.latency * pace) + SPARE, f.config.concurrency * self.unfinished))
 
-    def slots(self, own: int, bounded: bool = False) -> int:
-        """New parts a list with ``own`` requests in flight may start now: its share of what is free.
+    def pace(self) -> float:
+        pace = self.fetcher.bucket.pace
+        if self.fetcher.config.rate_limit:
+            pace = min(pace, self.fetcher.config.rate_limit * self.unfinished)
+        return pace
 
-        A ``bounded`` part (one with a lower bound) is split only at the end, when no list has an
-        open end left and the account has fewer requests in flight than its limit can take:
-        before that, the open ends give the free slots work without the partial page a split costs.
-        """
+    def slots(self, own: int) -> int:
+        """New parts a list with ``own`` requests in flight may start now: its share of what is free."""
         wanted = self.wanted()
         if wanted <= 1:
             return 0
         with self._lock:
-            if bounded and self.open_ends:
-                return 0
             free = wanted - self.in_flight - 1  # the part that goes on is not submitted yet
-            if bounded:
-                free -= SPARE
             share = math.ceil(wanted / self.unfinished)
         per_list = self.fetcher.config.rate_limit and math.ceil(self.fetcher.latency * self.fetcher.config.rate_limit)
         cap = min(share, per_list + SPARE) if per_list else share
         return max(0, min(free, cap - own))
 
+    def pieces(self, pages: float) -> int:
+        """Into how many parts to cut a part with ``pages`` left, so that walked a page at a time it
+        ends no later than the account's remaining pages allow at its pace (1: leave it whole).
+
+        Only once every list's end is known; before, the estimate of what is left is infinite.
+        """
+        if self.wanted() <= 1 or pages < 2:
+            return 1
+        with self._lock:
+            left = sum(self._left.values())
+        if not math.isfinite(left):
+            return 1
+        latency = self.fetcher.latency
+        horizon = max(left / self.pace(), latency)  # seconds until every list is done at full pace
+        return max(1, min(math.floor(pages), self.wanted(), math.ceil(pages * latency / horizon)))
+
+    def left(self, key: int, pages: float) -> None:
+        with self._lock:
+            self._left[key] = pages
+
     def add(self, count: int) -> None:
         with self._lock:
             self.in_flight += count
 
-    def add_open(self, count: int) -> None:
-        with self._lock:
-            self.open_ends += count
-
-    def finished_listing(self) -> None:
+    def finished_listing(self, key: int | None = None) -> None:
         with self._lock:
             self.unfinished = max(1, self.unfinished - 1)
+            self._left.pop(key, None)
 
 
 class Density:
@@ -141,61 +155,105 @@ def walk(
 ) -> Iterator[Page]:
     """Every page of a list, in no particular order, splitting the list while that helps."""
     flights = flights or Flights(fetcher)
-    limit = fetcher.config.page_size
-    pending: dict[Future, Part] = {}
-    density = Density()
-
-    def submit(part: Part) -> None:
-        flights.add(1)
-        if part.gte is None:
-            flights.add_open(1)
-        future = pool.submit(fetcher.page, path, part.query(params, limit))
-        future.add_done_callback(lambda _: flights.add(-1))
-        pending[future] = part
-
-    submit(Part())
+    state = _ListWalk(fetcher, pool, path, params, flights)
+    state.submit(Part(), None)
+    state.report()
     try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        while state.pending:
+            done, _ = wait(state.pending, return_when=FIRST_COMPLETED)
             for future in done:
-                part = pending.pop(future)
-                if part.gte is None:
-                    flights.add_open(-1)
+                part = state.pending.pop(future)
+                state.tops.pop(part, None)
                 page = future.result()
-                yield page
                 if page.has_more and page.data:
-                    density.see(page)
-                    slots = flights.slots(len(pending) + 1, bounded=part.gte is not None)
-                    for new in split(part, page, slots, density.per_second, limit):
-                        submit(new)
+                    # the next requests go out before the caller reads this page: its parsing
+                    # overlaps their round trips
+                    state.go_on(part, page)
+                state.report()
+                yield page
     finally:
-        flights.finished_listing()
-        for future, part in pending.items():
+        flights.finished_listing(id(state))
+        for future in state.pending:
             future.cancel()
-            if part.gte is None:
-                flights.add_open(-1)
 
 
-def split(part: Part, page: Page, slots: int, per_second: float | None, limit: int = 100) -> list[Part]:
+class _ListWalk:
+    """One list's parts in flight, the density its pages show, and how often its open end was cut."""
+
+    def __init__(self, fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict, flights: Flights):
+        self.fetcher, self.pool, self.path, self.params, self.flights = fetcher, pool, path, params, flights
+        self.limit = fetcher.config.page_size
+        self.pending: dict[Future, Part] = {}
+        self.tops: dict[Part, int | None] = {}  # the created time below which a part's rest lies
+        self.density = Density()
+        self.cuts = 0
+
+    def submit(self, part: Part, top: int | None) -> None:
+        self.flights.add(1)
+        future = self.pool.submit(self.fetcher.page, self.path, part.query(self.params, self.limit))
+        future.add_done_callback(lambda _: self.flights.add(-1))
+        self.pending[future] = part
+        self.tops[part] = top if top is not None else part.lt
+
+    def go_on(self, part: Part, page: Page) -> None:
+        self.density.see(page)
+        per_second = self.density.per_second
+        top = page.data[-1].get("created")
+        if part.gte is None:  # the open end: cut it at least once, the parts doubling until its end is found
+            slots = self.flights.slots(len(self.pending) + 1)
+            if slots or self.flights.wanted() > 1:
+                sizes = [min(CHUNK_PAGES << min(self.cuts + i, 4), MAX_CHUNK_PAGES) for i in range(max(slots, 1))]
+                self.cuts += len(sizes)
+                self._submit_all(split(part, page, sizes, per_second, self.limit), top)
+                return
+        elif per_second and isinstance(top, int):
+            pages = per_second * (top - part.gte) / self.limit
+            count = self.flights.pieces(pages) if not self._open() else 1
+            if count > 1:
+                self._submit_all(split(part, page, count, per_second, self.limit), top)
+                return
+        self._submit_all([Part(part.gte, part.lt, page.last_id)], top)
+
+    def _submit_all(self, parts: list[Part], top: int | None = None) -> None:
+        for i, new in enumerate(parts):
+            self.submit(new, top if i == 0 else None)
+
+    def _open(self) -> bool:
+        return any(p.gte is None for p in self.pending.values())
+
+    def report(self) -> None:
+        """Tell the flights how many pages this list has left (infinite while its end is unknown)."""
+        per_second = self.density.per_second
+        if self._open() or not per_second:
+            left = math.inf if self.pending else 0.0
+        else:
+            left = sum(
+                max(per_second * ((self.tops.get(p) or p.gte) - p.gte) / self.limit, 1.0) for p in self.pending.values()
+            )
+        self.flights.left(id(self), left)
+
+
+def split(part: Part, page: Page, sizes: list[int] | int, per_second: float | None, limit: int = 100) -> list[Part]:
     """The parts that cover what remains of ``part`` after ``page``: the part itself, continued
-    after the page's last object, cut into up to ``slots + 1`` parts of whole pages.
+    after the page's last object, cut in parts of whole pages.
 
-    ``per_second`` is the list's density (objects per second of ``created``); without it, or
-    without room for another request, the part just goes on.
+    ``sizes``: for an open part, the pages of each part cut from its top (the rest stays open);
+    for a bounded one, into how many parts of about equal pages to cut it. ``per_second`` is the
+    list's density (objects per second of ``created``); without it the part just goes on.
     """
     rest = Part(part.gte, part.lt, page.last_id)
     top = page.data[-1].get("created")
-    if slots < 1 or not per_second or not isinstance(top, int):
+    if not per_second or not isinstance(top, int):
         return [rest]
     low = part.gte if part.gte is not None else STRIPE_EPOCH
     if part.gte is not None:
         pages = math.ceil(per_second * (top - low) / limit)
-        if pages < 2:
+        count = min(sizes if isinstance(sizes, int) else len(sizes) + 1, pages)
+        if count < 2:
             return [rest]
-        count = min(slots + 1, pages)
         sizes = [pages // count + (1 if i < pages % count else 0) for i in range(count)][:-1]
-    else:
-        sizes = [CHUNK_PAGES] * slots  # the open end keeps whatever is older
+    elif isinstance(sizes, int):
+        sizes = [CHUNK_PAGES] * sizes
     bounds, edge = [], top
     for size in sizes:
         objects = size * limit - max(1, size * limit // 100)  # a little under whole pages
