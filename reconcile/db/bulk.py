@@ -79,11 +79,20 @@ def insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[tup
         columns_sql = ", ".join(quote(f.column) for f in fields)
         return _copy(connection, f"COPY {quote(meta.db_table)} ({columns_sql}) FROM STDIN", adapters, rows)
     count = 0
+    adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt]  # most columns go as they are
+    width = len(fields)
     with connection.cursor() as cursor:
         for batch in batches(rows, per_statement):
-            params = [
-                adapt(value) if adapt else value for row in batch for adapt, value in zip(adapters, row, strict=True)
-            ]
+            params: list = []
+            extend = params.extend
+            for row in batch:
+                if len(row) != width:
+                    raise ValueError(f"a row of {len(row)} values for {width} columns")
+                if adapted:
+                    row = list(row)
+                    for i, adapt in adapted:
+                        row[i] = adapt(row[i])
+                extend(row)
             cursor.execute(head + ", ".join([one] * len(batch)), params)
             count += len(batch)
     return count
@@ -104,9 +113,13 @@ def _copy(connection, sql: str, adapters: list, rows: Iterable[tuple]) -> int:
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors, context["cursor"].cursor.copy(sql) as copy:
             write = copy.write_row
-            if any(adapters):
+            adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt]
+            if adapted:
                 for row in rows:
-                    write([a(v) if a else v for a, v in zip(adapters, row, strict=True)])
+                    row = list(row)
+                    for i, adapt in adapted:
+                        row[i] = adapt(row[i])
+                    write(row)
                     count += 1
             else:
                 for row in rows:

@@ -190,6 +190,10 @@ def fetch_remote(
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
+    if listings > 1:
+        # subscriptions and customers first: they are the long lists, whose first pages tell how
+        # to cut them, so they take the rate limit's first slots
+        jobs.reverse()
     ctx.flights = Flights(fetcher, len(jobs))
     with ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page") as pages:
         ctx.pool = pages
