@@ -68,8 +68,8 @@ def test_requests_in_flight_follow_latency_and_the_accounts_limit(latency, pace,
 def test_listings_share_the_requests_in_flight():
     from reconcile.stripe.walk import Flights
 
-    flights = Flights(_fetcher(0.3, 25), listings=2)  # wants 10 in flight, 5 per listing
-    assert flights.slots(own=1) == 4  # a listing's first page: its share, less the part that goes on
+    flights = Flights(_fetcher(0.3, 25), listings=2)  # wants 10 in flight, one kept for the other listing
+    assert flights.slots(own=1) == 8  # a listing's first page: the free slots, less the part that goes on
     flights.add(5)
     assert flights.slots(own=1) == 4
     flights.add(4)
@@ -95,6 +95,8 @@ def test_a_part_is_cut_so_that_it_ends_with_the_rest_of_the_account():
     from reconcile.stripe.walk import Flights
 
     flights = Flights(_fetcher(0.3, 25), listings=2)
+    assert flights.pieces(8) == 8  # nothing in flight: cut into as many parts as the account can use
+    flights.add(7)  # 7 in flight and 1 going on: the limit is busy (10 wanted, 2 of them spare)
     flights.left(1, 10.0)
     flights.left(2, float("inf"))  # a list whose end is not known yet: no estimate, no cut
     assert flights.pieces(8) == 1

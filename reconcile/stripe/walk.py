@@ -97,26 +97,29 @@ class Flights:
             return 0
         with self._lock:
             free = wanted - self.in_flight - 1  # the part that goes on is not submitted yet
-            share = math.ceil(wanted / self.unfinished)
+            share = wanted - (self.unfinished - 1)  # one for each other list still walking
         per_list = self.fetcher.config.rate_limit and math.ceil(self.fetcher.latency * self.fetcher.config.rate_limit)
         cap = min(share, per_list + SPARE) if per_list else share
         return max(0, min(free, cap - own))
 
     def pieces(self, pages: float) -> int:
-        """Into how many parts to cut a part with ``pages`` left, so that walked a page at a time it
-        ends no later than the account's remaining pages allow at its pace (1: leave it whole).
-
-        Only once every list's end is known; before, the estimate of what is left is infinite.
+        """Into how many parts to cut a part with ``pages`` left (1: leave it whole): as many as the
+        account has requests in flight to spare, and as many as make it end, walked a page at a
+        time, no later than the account's remaining pages allow at its pace (this one only once
+        every list's end is known; before, the estimate of what is left is infinite).
         """
-        if self.wanted() <= 1 or pages < 2:
+        wanted = self.wanted()
+        if wanted <= 1 or pages < 2:
             return 1
         with self._lock:
             left = sum(self._left.values())
-        if not math.isfinite(left):
-            return 1
-        latency = self.fetcher.latency
-        horizon = max(left / self.pace(), latency)  # seconds until every list is done at full pace
-        return max(1, min(math.floor(pages), self.wanted(), math.ceil(pages * latency / horizon)))
+            idle = max(0, wanted - SPARE - self.in_flight - 1)  # slots the limit leaves unused
+        count = 1 + idle
+        if math.isfinite(left):
+            latency = self.fetcher.latency
+            horizon = max(left / self.pace(), latency)  # seconds until every list is done at full pace
+            count = max(count, math.ceil(pages * latency / horizon))
+        return max(1, min(math.floor(pages), wanted, count))
 
     def left(self, key: int, pages: float) -> None:
         with self._lock:
