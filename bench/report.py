@@ -529,6 +529,9 @@ def latency_lines(row: Row) -> list[str]:
         f"({row.requests} in all, {row.rate_limited} answered 429).",
         f"Rate-limit bound ({minimum} requests / {row.extra['rate_limit']:g} per s) {b['rate_limit_bound']:.2f} s; "
         f"one page at a time per listing would take {b['sequential_paging']:.2f} s.",
+        f"Of the wall, fetching from the fake took {row.extra.get('fetch_seconds') or 0:.2f} s "
+        f"({(row.extra.get('fetch_seconds') or 0) / b['rate_limit_bound']:.2f}x the bound); the rest (diff, report, "
+        f"apply) {row.wall - (row.extra.get('fetch_seconds') or 0):.2f} s.",
         f"Wall {row.wall:.2f} s = {row.wall / b['rate_limit_bound']:.2f}x the rate-limit bound (target 1.25x); "
         f"requests {row.requests} = {row.requests / minimum:.3f}x the minimum (target 1.1x).",
     ]

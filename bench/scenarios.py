@@ -176,6 +176,7 @@ def measured(
             "expected_by_endpoint": expected["requests"],
             "exit_code": result["exit_code"],
             "config": result["config"],
+            "fetch_seconds": result.get("fetch_seconds"),
         },
     )
 
