@@ -255,7 +255,11 @@ def growth(ns: list[int], seed: int, db: Db, known: list[Row], log=print) -> lis
         rows = [r for r in known if r.n == n and r.db == db.name and r.scenario in ("first pull", "no-op re-pull")]
         if len(rows) < 2:
             log(f"  memory growth: N={n:,} on {db.name} ...")
-            rows, _ = sync_scenarios(n, seed, [db], drift=False, log=log)
+            try:
+                rows, _ = sync_scenarios(n, seed, [db], drift=False, log=log)
+            except Exception as exc:  # noqa: BLE001 - a point that could not be measured is said so
+                log(f"  memory growth at N={n:,} failed: {type(exc).__name__}: {exc}")
+                continue
         for r in rows:
             points.append(
                 {
