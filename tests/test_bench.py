@@ -89,7 +89,7 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
         assert row.extra["by_endpoint"] == made
         assert row.rate_limited == 0
         assert row.sql == sum(row.sql_kinds.values())
-        assert row.sql_writes == sum(row.sql_kinds.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
+        assert row.sql_writes == sum(row.sql_kinds.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE", "COPY"))
         assert row.wall > 0 and row.peak_rss_mib > 0
 
     assert first.sql_kinds["INSERT"] == _tables_written(account)

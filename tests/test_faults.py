@@ -283,7 +283,7 @@ def test_a_database_error_mid_apply_rolls_everything_back_and_exits_2(start_fake
     inserts = []
 
     def fail_on_second_customer_batch(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith('INSERT INTO "RECONCILE_STRIPEUSER"'):
+        if sql.lstrip().upper().startswith(('INSERT INTO "RECONCILE_STRIPEUSER"', 'COPY "RECONCILE_STRIPEUSER"')):
             inserts.append(sql)
             if len(inserts) == 2:
                 raise DatabaseError("injected: disk I/O error on the 2nd customer batch")
