@@ -275,7 +275,8 @@ def growth(ns: list[int], seed: int, db: Db, known: list[Row], log=print) -> lis
 
 
 def slope(points: list[dict], scenario: str) -> dict:
-    """Least squares of peak RSS on objects: KiB per object, the intercept, and the worst residual."""
+    """Least squares of peak RSS on objects: KiB per object, the intercept, the worst residual, and
+    the slope of each segment between consecutive N (growth is linear when they agree)."""
     pts = [(p["objects"], p["peak_rss_mib"] * 1024) for p in points if p["scenario"] == scenario]
     if len(pts) < 2:
         return {}
@@ -285,7 +286,16 @@ def slope(points: list[dict], scenario: str) -> dict:
     k = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
     b = my - k * mx
     worst = max(abs(y - (k * x + b)) / y for x, y in pts)
-    return {"kib_per_object": k, "intercept_mib": b / 1024, "worst_residual": worst}
+    pts.sort()
+    segments = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in zip(pts, pts[1:], strict=False) if x2 > x1]
+    spread = (max(segments) - min(segments)) / max(segments) if segments and max(segments) > 0 else 0.0
+    return {
+        "kib_per_object": k,
+        "intercept_mib": b / 1024,
+        "worst_residual": worst,
+        "segments": segments,
+        "segment_spread": spread,
+    }
 
 
 def median_row(rows: list[Row]) -> Row:

@@ -228,3 +228,21 @@ def test_a_latency_bound_walk_stays_within_a_tenth_of_the_minimum_of_requests(st
     assert any("created[lt]" in r.query for r in fake.requests), "the walk never split"
     assert fake.rate_limited == 0
     assert minimum <= len(fake.requests) <= 1.1 * minimum
+
+
+def test_one_stalled_answer_does_not_make_a_fast_link_look_slow(reconcile_settings):
+    """A split costs partial pages, so it starts only when requests are slow at best, not on one
+    stall (a pause on a loaded machine): the walk keeps the minimum of requests on a fast link."""
+    from reconcile.stripe.fetch import Fetcher
+    from reconcile.stripe.walk import Flights
+
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "CONCURRENCY": 8}
+    fetcher = Fetcher(get_config())
+    for seconds in (0.004, 0.005, 0.003, 1.2, 0.004):
+        fetcher._observe(seconds)
+    assert fetcher.latency == 0.003
+    assert Flights(fetcher, listings=6).wanted() == 1
+    for _ in range(8):
+        fetcher._observe(0.31)  # a slow link: every answer takes 0.3 s
+    assert fetcher.latency == 0.31
+    assert Flights(fetcher, listings=6).wanted() > 1

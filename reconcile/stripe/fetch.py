@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -151,7 +152,8 @@ class Fetcher:
         self._count_lock = threading.Lock()
         self.requests = 0
         self.retries = 0
-        self.latency = 0.0  # a moving average of request durations, in seconds
+        self.latency = 0.0  # what a request costs at best lately: the fastest of the last few, in seconds
+        self._durations: deque[float] = deque(maxlen=8)
         self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
     # -- one request -------------------------------------------------------------------------------
@@ -217,7 +219,10 @@ class Fetcher:
 
     def _observe(self, seconds: float) -> None:
         with self._count_lock:
-            self.latency = seconds if not self.latency else 0.8 * self.latency + 0.2 * seconds
+            # the fastest of the last 8, not an average: one stalled answer (a pause on a loaded
+            # machine) must not make a fast link look slow and start cutting lists into parts
+            self._durations.append(seconds)
+            self.latency = min(self._durations)
 
     @staticmethod
     def _retry_reason(exc: stripe.StripeError) -> str | None:
