@@ -1,12 +1,13 @@
 # reconcile: `make demo` runs the main job on the embedded default (SQLite + the fake Stripe);
-# `make test` runs the tests (SQLite always; PostgreSQL too when DATABASE_URL points at one).
+# `make test` runs the tests: SQLite always; PostgreSQL when DATABASE_URL points at one; MariaDB/MySQL
+# when MARIADB_URL is set or DATABASE_URL points at one (mysql://...).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-sqlite test-postgres lint cassettes bench bench-large clean
+.PHONY: setup setup-mysql demo test test-sqlite test-postgres test-mariadb lint cassettes bench bench-large clean
 
 setup: $(VENV)/.installed
 
@@ -16,12 +17,20 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+setup-mysql: $(VENV)/.installed-mysql
+
+$(VENV)/.installed-mysql: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,mysql]'
+	touch $@
+
 demo: setup
 	bash scripts/demo.sh
 
 test: setup test-sqlite
 	@case "$$DATABASE_URL" in postgres*) $(MAKE) --no-print-directory test-postgres ;; \
 	  *) echo "PostgreSQL run skipped: DATABASE_URL does not point at PostgreSQL." ;; esac
+	@case "$${MARIADB_URL:-$$DATABASE_URL}" in mysql*|mariadb*) $(MAKE) --no-print-directory test-mariadb ;; \
+	  *) echo "MariaDB run skipped: neither MARIADB_URL nor DATABASE_URL points at MySQL/MariaDB." ;; esac
 
 test-sqlite: setup
 	env -u DATABASE_URL $(VENV)/bin/pytest -q $(PYTEST_ARGS)
@@ -29,6 +38,14 @@ test-sqlite: setup
 test-postgres: setup
 	@echo "== the same suite on PostgreSQL ($${DATABASE_URL%%@*}@...)"
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# MARIADB_URL (or a mysql:// DATABASE_URL), e.g. mysql://root@127.0.0.1:3306/reconcile; pytest-django
+# creates and drops test_<name>.
+test-mariadb: setup-mysql
+	@url="$${MARIADB_URL:-$$DATABASE_URL}"; case "$$url" in mysql*|mariadb*) ;; \
+	  *) echo "test-mariadb needs MARIADB_URL=mysql://user@host:port/name"; exit 2 ;; esac; \
+	echo "== the same suite on MariaDB/MySQL ($${url%%@*}@...)"; \
+	DATABASE_URL="$$url" $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check reconcile tests demo scripts bench

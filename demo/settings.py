@@ -32,6 +32,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JavaScript) served without DEBUG, as Django projects
+    # commonly do in production: WhiteNoise, from the apps' static directories (no collectstatic).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,11 +67,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
 
 RECONCILE = {
     "API_KEY": os.environ.get("STRIPE_API_KEY", ""),
     "API_BASE": os.environ.get("STRIPE_API_BASE") or None,
 }
+if os.environ.get("RECONCILE_SQLITE_BUSY_TIMEOUT"):
+    RECONCILE["SQLITE_BUSY_TIMEOUT"] = float(os.environ["RECONCILE_SQLITE_BUSY_TIMEOUT"])
 if os.environ.get("RECONCILE_USER_CREATE"):
     RECONCILE["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] = {"username": "email", "email": "email"}
 

@@ -17,44 +17,25 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import Model
+from django.db.models import Model, Prefetch
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from .conf import raw_settings
+from .core.amounts import UNKNOWN, describe_row, money
+from .core.report import DONE
+from .core.values import show
 from .models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem, SyncRun
 
-TIERED = "tiered / custom"
-# Stripe's zero-decimal and three-decimal currencies (https://docs.stripe.com/currencies); every other
-# currency, ISK, HUF and TWD included, has two decimals in the API's minor units.
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+TIERED = UNKNOWN
 MAX_OPERATIONS = 1000  # rows of a report's operations table shown on a SyncRun page
 
 
 def format_amount(amount: int | None, currency: str) -> str:
     """Minor units as a decimal amount with its currency: ``1200, "usd"`` gives ``"12.00 USD"``."""
-    if amount is None:
-        return TIERED
-    code = (currency or "").lower()
-    decimals = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-    sign = "-" if amount < 0 else ""
-    units, minor = divmod(abs(amount), 10**decimals)
-    number = f"{units}.{minor:0{decimals}d}" if decimals else str(units)
-    return f"{sign}{number} {code.upper()}".rstrip()
-
-
-def show(value: Any) -> str:
-    """A JSON value from a report, written as the text report writes values."""
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
-    return str(value)
+    return TIERED if amount is None else money(amount, currency)
 
 
 def admin_link(obj: Model | None, text: Any = None, site: str = "admin") -> SafeString | str:
@@ -95,6 +76,14 @@ class ReadOnlyMixin:
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = None
+    # A list of many columns of long Stripe ids: without the navigation sidebar on its changelist
+    # (the page keeps its breadcrumbs), it fits 1280 px without horizontal scrolling.
+    wide_list = False
+
+    def changelist_view(self, request, extra_context=None):
+        if self.wide_list:
+            extra_context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def get_fields(self, request, obj=None):
         """The model's fields, ``synced_at`` (bookkeeping, inherited first) moved last."""
@@ -131,7 +120,7 @@ class PriceInline(ReadOnlyTabularInline):
 
     @admin.display(description="amount")
     def amount_display(self, obj: Price) -> str:
-        return format_amount(obj.amount, obj.currency)
+        return describe_row(obj)
 
 
 def _links_inline(shows: str) -> type[ReadOnlyTabularInline]:
@@ -165,20 +154,25 @@ class ProductAdmin(ReadOnlyAdmin):
 
 @admin.register(Price)
 class PriceAdmin(ReadOnlyAdmin):
-    list_display = ("id", "product", "nickname", "amount_display", "frequency", "active")
-    list_filter = ("active", "currency", "frequency")
+    list_display = ("id", "product_link", "nickname", "amount_display", "frequency", "active")
+    wide_list = True
+    list_filter = ("active", "currency", "type", "billing_scheme", "interval", "usage_type")
     list_select_related = ("product",)
     search_fields = ("id", "nickname", "product__id", "product__name")
 
+    @admin.display(description="product", ordering="product__name")
+    def product_link(self, obj: Price):
+        return self.link(obj.product, obj.product.name or obj.product_id)
+
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Price) -> str:
-        return format_amount(obj.amount, obj.currency)
+        return describe_row(obj)
 
 
 @admin.register(Feature)
 class FeatureAdmin(ReadOnlyAdmin):
-    list_display = ("id", "description")
-    search_fields = ("id", "description")
+    list_display = ("id", "lookup_key", "name")
+    search_fields = ("id", "lookup_key", "name", "description")
     inlines = (LinkedProductInline,)
 
 
@@ -240,22 +234,45 @@ class SubscriptionItemInline(ReadOnlyTabularInline):
 
     @admin.display(description="amount")
     def amount(self, obj: SubscriptionItem) -> str:
-        return format_amount(obj.price.amount, obj.price.currency)
+        return describe_row(obj.price)
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "customer", "status", "current_period_end", "cancel_at_period_end")
-    list_filter = ("status", "cancel_at_period_end")
-    list_select_related = ("stripe_user",)
+    list_display = ("id", "customer", "user", "products", "status", "currency", "period_end", "cancels")
+    wide_list = True
+    list_filter = ("status", "cancel_at_period_end", "currency", "collection_method", "pause_collection_behavior")
+    list_select_related = ("stripe_user__user",)
     inlines = (SubscriptionItemInline,)
+
+    def get_queryset(self, request):
+        # the products column: one query for every item, price and product of the page
+        items = SubscriptionItem.objects.select_related("price__product").order_by("id")
+        return super().get_queryset(request).prefetch_related(Prefetch("items", queryset=items))
+
+    @admin.display(description="user", ordering="stripe_user__user")
+    def user(self, obj: Subscription):
+        return self.link(obj.stripe_user.user) if obj.stripe_user.user_id else "-"
+
+    @admin.display(description="products")
+    def products(self, obj: Subscription):
+        seen = {item.price.product_id: item.price.product for item in obj.items.all()}
+        return format_html_join(", ", "{}", ((self.link(p, p.name or p.id),) for p in seen.values())) or "-"
+
+    @admin.display(description="period end", ordering="current_period_end")
+    def period_end(self, obj: Subscription) -> str:
+        return f"{obj.current_period_end:%Y-%m-%d}" if obj.current_period_end else "-"
+
+    @admin.display(description="cancels", boolean=True, ordering="cancel_at_period_end")
+    def cancels(self, obj: Subscription) -> bool:
+        return obj.cancel_at_period_end
 
     def get_search_fields(self, request):
         return ("id", "stripe_user__customer_id", "stripe_user__email", *_user_email_field("stripe_user__user__"))
 
     @admin.display(description="Stripe customer", ordering="stripe_user")
     def customer(self, obj: Subscription):
-        return self.link(obj.stripe_user)
+        return self.link(obj.stripe_user, obj.stripe_user_id)  # its email is a click (or a search) away
 
 
 @admin.register(SubscriptionItem)
@@ -274,10 +291,23 @@ class SubscriptionItemAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount")
     def amount(self, obj: SubscriptionItem) -> str:
-        return format_amount(obj.price.amount, obj.price.currency)
+        return describe_row(obj.price)
 
 
 # The audit
+
+
+# The admin page an operation's id opens: a user created or a recreated item set is seen from its
+# customer or subscription (the operation's id is theirs).
+REPORT_MODELS: dict[str, type[Model]] = {
+    "Product": Product,
+    "Price": Price,
+    "Feature": Feature,
+    "StripeUser": StripeUser,
+    "User": StripeUser,
+    "Subscription": Subscription,
+    "SubscriptionItem": Subscription,
+}
 
 
 def _dicts(value: Any) -> list[Mapping]:
@@ -298,11 +328,19 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# What a run did, in the words of its "Applied:" line.
+DONE_WORDS = {**{a.key: w for a, w in DONE.items()}, "conflict": "conflicts kept the newer row"}
+
+
 def _counts_line(counts: Any) -> str:
     if not isinstance(counts, Mapping):
         return ""
-    done = [(k, n) for k, n in sorted(counts.items(), key=lambda kv: str(kv[0])) if n]
-    return ", ".join(f"{n} {str(k).replace('_', ' ')}" for k, n in done) or "nothing"
+    order = list(DONE_WORDS)
+    done = sorted(
+        ((k, n) for k, n in counts.items() if n),
+        key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), str(kv[0])),
+    )
+    return ", ".join(f"{n} {DONE_WORDS.get(k, str(k).replace('_', ' '))}" for k, n in done) or "nothing"
 
 
 def _table(headers: Iterable[str], rows: SafeString, css: str = "") -> SafeString:
@@ -386,50 +424,105 @@ class SyncRunAdmin(ReadOnlyAdmin):
             format_html_join("", "<td>{}</td>", ((_text(n),) for n in summary.values())),
         )
         schema = report.get("schema")
-        in_sync = report.get("in_sync")
-        meta = format_html(
-            "<p>schema {} &middot; {}</p>",
-            _text(schema) or "unknown",
-            "in sync" if in_sync is True else "changes planned" if in_sync is False else "in sync: unknown",
-        )
+        # a SyncRun is an applied run: its plan was written, so say what happened, not "planned"
+        meta = format_html("<p>schema {} &middot; {}</p>", _text(schema) or "unknown", _text(obj.outcome) or "applied")
         return format_html("{}{}", meta, table) if summary else meta
 
     @admin.display(description="operations")
     def operations_display(self, obj: SyncRun):
+        """Changes first (updates, links, skips... with their fields); creates, which on a first run
+        are thousands of rows of every field, folded into one collapsed list."""
         ops = _dicts(self._report(obj).get("operations"))
         if not ops:
             return "none"
+        shown = ops[:MAX_OPERATIONS]
+        urls = self._object_urls(shown)
+        changes = [op for op in shown if op.get("action") != "create"]
+        creates = [op for op in shown if op.get("action") == "create"]
         rows = format_html_join(
             "",
-            '<tr title="{}"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>',
+            '<tr title="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             (
                 (
                     _text(op.get("description")),
                     _text(op.get("symbol")),
                     _text(op.get("action")),
                     _text(op.get("model")),
-                    _text(op.get("id")),
+                    self._op_id(op, urls),
                     _change_lines(op.get("changes")),
                     _text(op.get("reason")),
                 )
-                for op in ops[:MAX_OPERATIONS]
+                for op in changes
             ),
         )
-        table = _table(("", "action", "model", "id", "changes", "reason"), rows, "reconcile-operations")
+        parts = [
+            _table(("", "action", "model", "id", "changes", "reason"), rows, "reconcile-operations")
+            if changes
+            else format_html("<p>{}</p>", "No change to rows stored before this run.")
+        ]
+        if creates:
+            parts.append(self._creates(creates, urls))
         if len(ops) > MAX_OPERATIONS:
-            more = format_html("<p>{} more operations not shown; see the raw report.</p>", len(ops) - MAX_OPERATIONS)
-            return format_html("{}{}", table, more)
-        return table
+            parts.append(
+                format_html("<p>{} more operations not shown; see the raw report.</p>", len(ops) - MAX_OPERATIONS)
+            )
+        return format_html_join("", "{}", ((p,) for p in parts))
+
+    def _creates(self, creates: list[Mapping], urls: Mapping) -> SafeString:
+        per_model: dict[str, int] = {}
+        for op in creates:
+            per_model[_text(op.get("model"))] = per_model.get(_text(op.get("model")), 0) + 1
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((_text(op.get("model")), self._op_id(op, urls), _text(op.get("description"))) for op in creates),
+        )
+        return format_html(
+            '<details class="reconcile-creates"><summary>{} created ({}): show</summary>{}</details>',
+            len(creates),
+            ", ".join(f"{model} {n}" for model, n in per_model.items()),
+            _table(("model", "id", "created"), rows, "reconcile-created"),
+        )
+
+    def _object_urls(self, ops: list[Mapping]) -> dict[tuple[str, str], str]:
+        """The admin page of every stored object the operations name: one query per model."""
+        wanted: dict[type[Model], set[str]] = {}
+        for op in ops:
+            model, oid = REPORT_MODELS.get(_text(op.get("model"))), op.get("id")
+            if model is not None and isinstance(oid, str):
+                wanted.setdefault(model, set()).add(oid)
+        urls: dict[tuple[str, str], str] = {}
+        for model, ids in wanted.items():
+            opts = model._meta
+            try:
+                name = f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change"
+                reverse(name, args=["x"])
+            except NoReverseMatch:
+                continue
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 500):
+                for pk in model.objects.filter(pk__in=ordered[start : start + 500]).values_list("pk", flat=True):
+                    urls[(opts.label, pk)] = reverse(name, args=[quote(pk)])
+        return urls
+
+    @staticmethod
+    def _op_id(op: Mapping, urls: Mapping) -> SafeString:
+        model = REPORT_MODELS.get(_text(op.get("model")))
+        url = urls.get((model._meta.label, op.get("id"))) if model is not None else None
+        if url:
+            return format_html('<a href="{}"><code>{}</code></a>', url, _text(op.get("id")))
+        return format_html("<code>{}</code>", _text(op.get("id")))
 
     def _model_id_table(self, obj: SyncRun, key: str, text: str):
         """The report's ``key`` list (conflicts or notes) as a table of model, id and ``text``."""
         entries = _dicts(self._report(obj).get(key))
         if not entries:
             return "none"
+        urls = self._object_urls(entries)
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            ((_text(e.get("model")), _text(e.get("id")), _text(e.get(text))) for e in entries),
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((_text(e.get("model")), self._op_id(e, urls), _text(e.get(text))) for e in entries),
         )
         return _table(("model", "id", text), rows, f"reconcile-{key}")
 

@@ -7,8 +7,18 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-from .conf import CUSTOMER_ATTRIBUTES, DEFAULTS, PRIVILEGED_USER_FIELDS, raw_settings
+from .conf import (
+    CUSTOMER_ATTRIBUTES,
+    DEFAULTS,
+    FEATURES_SOURCES,
+    PRIVILEGED_USER_FIELDS,
+    SUBSCRIPTION_STATUSES,
+    key_hint,
+    key_problem,
+    raw_settings,
+)
 
+_POSITIVE_NUMBERS = ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL")
 _POSITIVE_INTS = {"PAGE_SIZE": (1, 100), "BATCH_SIZE": (1, 100_000), "MAX_RETRIES": (0, 20), "CONCURRENCY": (1, 32)}
 
 
@@ -33,7 +43,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             errors.append(
                 checks.Error(f"RECONCILE['{key}'] must be an integer from {low} to {high}.", id="reconcile.E003")
             )
-    for key in ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL"):
+    for key in (*_POSITIVE_NUMBERS, "SQLITE_BUSY_TIMEOUT"):
         if key in ("RATE_LIMIT", "RATE_LIMIT_TOTAL") and s[key] is None:
             continue
         if not isinstance(s[key], (int, float)) or isinstance(s[key], bool) or s[key] <= 0:
@@ -41,17 +51,36 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     base = s["API_BASE"]
     if base and not (isinstance(base, str) and base.startswith(("http://", "https://"))):
         errors.append(checks.Error("RECONCILE['API_BASE'] must be an http(s) URL.", id="reconcile.E004"))
-    key = s["API_KEY"]
-    if key and not (isinstance(key, str) and key.startswith(("sk_", "rk_"))):
+    problem = key_problem(s["API_KEY"]) if s["API_KEY"] else None
+    if problem:
+        errors.append(checks.Error(problem[0].upper() + problem[1:] + ".", hint=key_hint(), id="reconcile.E005"))
+    errors.extend(_check_statuses(s["ACCESS_STATUSES"]))
+    if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
         errors.append(
             checks.Error(
-                "RECONCILE['API_KEY'] does not look like a Stripe secret key (sk_...) or restricted key (rk_...).",
-                hint="A publishable key (pk_...) cannot list customers or subscriptions.",
-                id="reconcile.E005",
+                f"RECONCILE['FEATURES_SOURCE'] must be one of {', '.join(map(repr, FEATURES_SOURCES))}.",
+                hint="'metadata' reads FEATURES_METADATA_KEY; 'entitlements' reads Stripe's Entitlements features.",
+                id="reconcile.E020",
             )
         )
     errors.extend(_check_user_fields(s))
     return errors
+
+
+def _check_statuses(statuses: object) -> list[checks.CheckMessage]:
+    if (
+        isinstance(statuses, (list, tuple, set, frozenset))
+        and statuses
+        and all(isinstance(x, str) and x in SUBSCRIPTION_STATUSES for x in statuses)
+    ):
+        return []
+    return [
+        checks.Error(
+            "RECONCILE['ACCESS_STATUSES'] must be a non-empty list of Stripe subscription statuses.",
+            hint=f"Known statuses: {', '.join(sorted(SUBSCRIPTION_STATUSES))}. Default: ['active', 'trialing'].",
+            id="reconcile.E012",
+        )
+    ]
 
 
 def _check_user_fields(s: dict) -> list[checks.CheckMessage]:
@@ -111,4 +140,36 @@ def _check_user_fields(s: dict) -> list[checks.CheckMessage]:
                     id="reconcile.E010",
                 )
             )
+    return errors + _check_required_fields(user_model, mapping)
+
+
+def _check_required_fields(user_model, mapping: dict) -> list[checks.CheckMessage]:
+    """Fields a created user needs a value for but the map leaves out: a unique one would get the
+    same empty value for every user (an IntegrityError at apply time), a NOT NULL one without a
+    default and without an empty value (a number, a date) would fail at once."""
+    errors = []
+    for model_field in user_model._meta.concrete_fields:
+        name = model_field.name
+        if (
+            name in mapping
+            or name in PRIVILEGED_USER_FIELDS
+            or model_field.primary_key
+            or model_field.null
+            or model_field.has_default()
+            or model_field.is_relation
+            or getattr(model_field, "auto_now", False)
+            or getattr(model_field, "auto_now_add", False)
+        ):
+            continue
+        if model_field.unique or not model_field.empty_strings_allowed:
+            why = "a unique field" if model_field.unique else "a required field without a default"
+            errors.append(
+                checks.Error(
+                    f"USER_CREATE_DEFAULTS_ATTRIBUTE_MAP does not set {name!r}, {why} of {user_model._meta.label}: "
+                    "creating users would fail.",
+                    hint=f"Map it to a customer attribute, e.g. {{{name!r}: 'email'}}.",
+                    id="reconcile.E011",
+                )
+            )
     return errors
+

@@ -8,27 +8,40 @@ are read when the matching ``RECONCILE`` keys are absent.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
+
+from .errors import ConfigError
+
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_]+")  # every Stripe key: sk_/rk_, test_/live_, then letters and digits
 
 DEFAULTS: dict[str, Any] = {
     "API_KEY": "",  # Stripe secret or restricted key; falls back to $STRIPE_API_KEY
     "API_BASE": None,  # e.g. "http://127.0.0.1:12111" for a local server; None: Stripe itself
     "API_VERSION": None,  # None: the version stripe-python pins
     "FEATURES_METADATA_KEY": "features",
+    # Where a product's features come from: "metadata" (the key above, drf-stripe-subscription's
+    # way), "entitlements" (Stripe's Entitlements features), or "both" (their union).
+    "FEATURES_SOURCE": "metadata",
     "USER_EMAIL_FIELD": "email",
     "USER_CREATE_DEFAULTS_ATTRIBUTE_MAP": None,  # {user_field: customer_attribute}; None: never create
+    # Link customers to staff, superuser or inactive accounts by email too. Off: Stripe does not
+    # verify emails, so anyone could type an admin's email at checkout and get the admin's account.
+    "LINK_PRIVILEGED_USERS": False,
+    "SQLITE_BUSY_TIMEOUT": 60.0,  # seconds a run waits for another writer's lock on a SQLite database
     "PAGE_SIZE": 100,  # Stripe's maximum
     "BATCH_SIZE": 500,  # rows per bulk statement
     "MAX_RETRIES": 5,  # per request, for 5xx, 429 and network errors
     "RETRY_BASE_DELAY": 0.5,  # seconds, doubled per try, with jitter
     "RETRY_MAX_DELAY": 8.0,
     "TIMEOUT": 30.0,  # seconds per request
-    "CONCURRENCY": 8,  # requests in flight at once while fetching
+    "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": None,  # requests per second per endpoint; None: no per-endpoint throttle
     "RATE_LIMIT_TOTAL": None,  # requests per second for the whole account; None: Stripe's, from the key
+    "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
 }
 
 # Stripe's documented account-wide limits (read requests per second): 25 in test mode (sandboxes),
@@ -41,6 +54,11 @@ def stripe_rate_limit(api_key: str) -> float:
     """Stripe's account-wide limit for this key: test-mode keys (sk_test_, rk_test_) 25/s, else 100/s."""
     return TEST_MODE_RATE if api_key.startswith(("sk_test_", "rk_test_")) else LIVE_MODE_RATE
 
+
+# Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
+SUBSCRIPTION_STATUSES = frozenset(
+    {"incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"}
+)
 
 # drf-stripe-subscription's names for the same settings.
 DRF_STRIPE_ALIASES = {
@@ -64,8 +82,11 @@ class Config:
     api_base: str | None
     api_version: str | None
     features_metadata_key: str
+    features_source: str
     user_email_field: str
     user_create_map: dict[str, str] | None
+    link_privileged_users: bool
+    sqlite_busy_timeout: float
     page_size: int
     batch_size: int
     max_retries: int
@@ -75,6 +96,7 @@ class Config:
     concurrency: int
     rate_limit: float | None  # per endpoint; None: none
     rate_limit_total: float  # the whole account (resolved from the key when not set)
+    access_statuses: tuple[str, ...] = ("active", "trialing")
 
 
 def raw_settings() -> dict[str, Any]:
@@ -89,17 +111,33 @@ def raw_settings() -> dict[str, Any]:
     return merged
 
 
+FEATURES_SOURCES = ("metadata", "entitlements", "both")
+
+
+def features_source(value: Any) -> str:
+    if value not in FEATURES_SOURCES:
+        raise ConfigError(
+            f"RECONCILE['FEATURES_SOURCE'] is {value!r}; it must be one of {', '.join(map(repr, FEATURES_SOURCES))}."
+        )
+    return value
+
+
 def get_config() -> Config:
     s = raw_settings()
     return Config(
-        api_key=s["API_KEY"] or "",
+        # A key read from a file or a secret store often ends with a line break: strip it here, so
+        # that it never reaches an HTTP header (where requests would print it whole in its error).
+        api_key=(s["API_KEY"] or "").strip() if isinstance(s["API_KEY"], str) else "",
         api_base=(s["API_BASE"] or None),
         api_version=s["API_VERSION"] or None,
         features_metadata_key=s["FEATURES_METADATA_KEY"],
+        features_source=features_source(s["FEATURES_SOURCE"]),
         user_email_field=s["USER_EMAIL_FIELD"],
         user_create_map=dict(s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"])
         if s["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"]
         else None,
+        link_privileged_users=bool(s["LINK_PRIVILEGED_USERS"]),
+        sqlite_busy_timeout=float(s["SQLITE_BUSY_TIMEOUT"]),
         page_size=int(s["PAGE_SIZE"]),
         batch_size=int(s["BATCH_SIZE"]),
         max_retries=int(s["MAX_RETRIES"]),
@@ -109,4 +147,38 @@ def get_config() -> Config:
         concurrency=int(s["CONCURRENCY"]),
         rate_limit=float(s["RATE_LIMIT"]) if s["RATE_LIMIT"] else None,
         rate_limit_total=float(s["RATE_LIMIT_TOTAL"] or stripe_rate_limit(s["API_KEY"] or "")),
+        access_statuses=tuple(s["ACCESS_STATUSES"]),
     )
+
+
+def key_problem(key: object) -> str | None:
+    """Why a Stripe key cannot be used (None when it can); the message never repeats the key."""
+    if not isinstance(key, str) or not key.strip():
+        return "no Stripe API key is set"
+    key = key.strip()  # a key read from a file ends with a line break: it is stripped when read
+    if key.startswith("pk_"):
+        return (
+            "the Stripe API key is a publishable key (pk_...), which cannot list customers or subscriptions; "
+            "use a secret key (sk_...) or a restricted key with read access (rk_...)"
+        )
+    if not key.startswith(("sk_", "rk_")):
+        return "the Stripe API key does not look like a secret key (sk_...) or a restricted key (rk_...)"
+    if not KEY_CHARACTERS.fullmatch(key):
+        return (
+            "the Stripe API key has a character no Stripe key has (a space, a line break or a control character "
+            "inside it?): a key holds letters, digits and underscores only"
+        )
+    return None
+
+
+def key_hint() -> str:
+    """Where a person sets the key: the standalone CLI's environment variable, or the project's settings."""
+    if getattr(django_settings, "RECONCILE_STANDALONE", False):
+        return STANDALONE_KEY_HINT
+    return "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
+
+
+STANDALONE_KEY_HINT = (
+    "Set the environment variable STRIPE_API_KEY (export STRIPE_API_KEY=sk_test_...), "
+    "or give --settings MODULE to use your Django project's settings."
+)

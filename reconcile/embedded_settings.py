@@ -31,6 +31,14 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "reconcile.apps.ReconcileConfig"]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATABASE_PATH)}}
+# Write-ahead logging: a dry run or check reads while another run applies, never waiting for its
+# lock (the file is reconcile's own, so its journal mode is reconcile's to choose).
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(DATABASE_PATH),
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL"},
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 RECONCILE = {"API_KEY": os.environ.get("STRIPE_API_KEY", ""), "API_BASE": os.environ.get("STRIPE_API_BASE") or None}

@@ -1,6 +1,9 @@
 """Local copies of Stripe objects. Stripe owns them: write them through reconcile or webhooks.
 
-Field names match drf-stripe-subscription's, so queries written against it keep working.
+They are not drf-stripe-subscription's models: the tables (``reconcile_*``) and several field
+names differ (``Price.amount`` for ``price``, ``frequency`` for ``freq``, ``id`` for ``product_id``
+and the like, one ``StripeUser`` per customer); docs/migrating-from-drf-stripe-subscription.md
+maps each one. Which Stripe field fills which column: ``core/registry.py``.
 ``synced_at`` records when a row was last written from Stripe data (by a sync run, at the time
 its Stripe page was fetched; a webhook handler should set it to the event's time or now). A run
 never overwrites a row whose ``synced_at`` is newer than the page it fetched.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+
+from .fields import ExactDecimalField
 
 
 class StripeRow(models.Model):
@@ -21,8 +26,19 @@ class StripeRow(models.Model):
         abstract = True
 
 
-class Product(StripeRow):
+class StripeObject(StripeRow):
+    """A row holding one Stripe object, keyed by its Stripe id."""
+
     id = models.CharField(max_length=255, primary_key=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Product(StripeObject):
     name = models.CharField(max_length=255)
     description = models.TextField(null=True, blank=True)
     active = models.BooleanField(default=True)
@@ -32,8 +48,7 @@ class Product(StripeRow):
         return f"{self.name} ({self.id})"
 
 
-class Price(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class Price(StripeObject):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
     amount = models.BigIntegerField(null=True, blank=True, help_text="Minor units; NULL for tiered or custom prices.")
     currency = models.CharField(max_length=3)
@@ -42,14 +57,47 @@ class Price(StripeRow):
     )
     active = models.BooleanField(default=True)
     nickname = models.CharField(max_length=255, null=True, blank=True)
+    lookup_key = models.CharField(max_length=200, null=True, blank=True, db_index=True)
+    tax_behavior = models.CharField(
+        max_length=16,
+        null=True,
+        blank=True,
+        help_text="inclusive, exclusive or unspecified; NULL when Stripe omits it.",
+    )
+    # What the amount means (README, "Models"): Stripe's own names, NULL where Stripe gives none.
+    type = models.CharField(max_length=16, null=True, blank=True, help_text="one_time or recurring.")
+    billing_scheme = models.CharField(max_length=16, null=True, blank=True, help_text="per_unit or tiered.")
+    interval = models.CharField(max_length=8, null=True, blank=True, help_text="day, week, month or year.")
+    interval_count = models.PositiveIntegerField(null=True, blank=True)
+    usage_type = models.CharField(max_length=16, null=True, blank=True, help_text="licensed or metered.")
+    unit_amount_decimal = ExactDecimalField(
+        max_digits=32,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="The exact unit amount in minor units (may hold fractions of a cent, e.g. 0.5).",
+    )
+    transform_divide_by = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The amount is per package of this many units."
+    )
+    transform_round = models.CharField(max_length=8, null=True, blank=True, help_text="up or down.")
+    tiers_mode = models.CharField(max_length=16, null=True, blank=True, help_text="graduated or volume.")
+    tiers = models.JSONField(default=list, blank=True, help_text="Stripe's tiers, in order; [] unless tiered.")
+    currency_options = models.JSONField(
+        default=dict, blank=True, help_text="Amounts in other currencies, by currency code (not the price's own)."
+    )
+    custom_unit_amount = models.JSONField(
+        null=True, blank=True, help_text="{minimum, maximum, preset}: the customer chooses the amount."
+    )
 
-    def __str__(self) -> str:
-        return self.id
 
-
-class Feature(models.Model):
+class Feature(StripeRow):
     id = models.CharField(max_length=255, primary_key=True)
     description = models.TextField(null=True, blank=True)
+    lookup_key = models.CharField(
+        max_length=200, null=True, blank=True, db_index=True, help_text="An Entitlements feature's lookup key."
+    )
+    name = models.CharField(max_length=255, null=True, blank=True, help_text="An Entitlements feature's name.")
 
     def __str__(self) -> str:
         return self.id
@@ -73,6 +121,7 @@ class StripeUser(StripeRow):
     )
     email = models.CharField(max_length=255, null=True, blank=True)
     name = models.CharField(max_length=255, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name = "Stripe customer"
@@ -81,8 +130,7 @@ class StripeUser(StripeRow):
         return f"{self.customer_id} ({self.email or 'no email'})"
 
 
-class Subscription(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class Subscription(StripeObject):
     stripe_user = models.ForeignKey(
         StripeUser, on_delete=models.CASCADE, related_name="subscriptions", verbose_name="Stripe customer"
     )
@@ -97,21 +145,31 @@ class Subscription(StripeRow):
     trial_end = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    currency = models.CharField(max_length=3, null=True, blank=True, help_text="The currency it bills in.")
+    collection_method = models.CharField(
+        max_length=32, null=True, blank=True, help_text="charge_automatically or send_invoice."
+    )
+    cancellation_reason = models.CharField(
+        max_length=64, null=True, blank=True, help_text="cancellation_details.reason: why Stripe canceled it."
+    )
+    pause_collection_behavior = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        help_text="Set while payment collection is paused: keep_as_draft, mark_uncollectible or void.",
+    )
+    pause_collection_resumes_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
 
 
-class SubscriptionItem(StripeRow):
-    id = models.CharField(max_length=255, primary_key=True)
+class SubscriptionItem(StripeObject):
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="items")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="subscription_items")
     quantity = models.PositiveIntegerField(null=True, blank=True)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return self.id
 
 
 class SyncRun(models.Model):

@@ -19,12 +19,15 @@ class Progress:
     def page(self, resource: str, objects: int) -> None:
         pass
 
+    def pause(self) -> None:
+        """Stop drawing while the report is printed; the next phase draws again."""
+
     def close(self) -> None:
         pass
 
 
 class RichProgress(Progress):
-    """Per resource: pages, objects, objects/s; and the phase (fetching, diffing, applying)."""
+    """Per resource: pages, objects, objects/s; and the phase (fetching, diffing, planned, applying, done)."""
 
     def __init__(self, stream: TextIO, resources: tuple[str, ...]):
         from rich.console import Console
@@ -41,12 +44,20 @@ class RichProgress(Progress):
             transient=False,
         )
         self._start = time.monotonic()
+        self._closed = False
         self._tasks = {r: self._bar.add_task(r, total=None, pages=0, rate="-") for r in resources}
         self._phase = self._bar.add_task("fetching", total=None, pages="", rate="")
         self._bar.start()
 
     def phase(self, name: str) -> None:
         self._bar.update(self._phase, description=name)
+        if not self._bar.live.is_started:
+            self._bar.start()
+
+    def pause(self) -> None:
+        if self._bar.live.is_started:
+            self._bar.update(self._phase, description="planned")
+            self._bar.stop()
 
     def page(self, resource: str, objects: int) -> None:
         with self._lock:
@@ -59,6 +70,9 @@ class RichProgress(Progress):
             self._bar.update(task, completed=done, pages=pages, rate=f"{done / elapsed:,.0f}")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._bar.update(self._phase, description="done")
         self._bar.stop()
 

@@ -1,7 +1,8 @@
-"""One run, shared by the management commands and the click CLI: fetch, load, diff, report, apply.
+"""One run, shared by the management commands and the click CLI.
 
-Stripe is called before any transaction opens; the apply and its audit row share one transaction.
-A writing run holds the one-run-at-a-time lock from its start to its end.
+The steps, in order: lock (a writing run holds it to its end), fetch Stripe's side (no transaction
+open), load ours, diff, render the report, save the plan (--plan-out), apply with its audit row in
+one transaction. ``--apply-plan`` reads a saved plan instead of fetching, loading and diffing.
 """
 
 from __future__ import annotations
@@ -11,27 +12,34 @@ import gc
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from django.db import transaction
+from django.db import connection
 
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
+from .core.escape import escape
 from .core.plan import Plan
-from .core.report import as_dict, render
-from .db.apply import apply_plan
+from .core.registry import RESOURCES
+from .core.report import applied_line, render
+from .db.apply import Result, apply_plan
+from .db.audit import Audit, audited
+from .db.busy import sqlite_busy_timeout
+from .db.identity import database_identity
 from .db.local import known_ids, load_directory, load_local, make_validator
 from .db.lock import run_lock
+from .db.storable import screen, stored_ids
 from .errors import PlanFileError
-from .models import SyncRun
+from .private_file import write_private
 from .progress import Progress, make_progress
 from .stripe.fetch import Fetcher
 from .stripe.remote import Window, fetch_remote
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
-ORDER = ("products", "customers", "subscriptions")
-AUDIT_OPERATIONS = 1000  # operations kept in a SyncRun's report; the summary counts them all
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's convention for SIGINT
+GROUPS = tuple(dict.fromkeys(r.group for r in RESOURCES))  # what a command may name, in pipeline order
 
 
 @dataclass
@@ -48,9 +56,36 @@ class Options:
     apply_plan: str | None = None
     progress: bool | None = None  # None: when stderr is a terminal
 
+    @classmethod
+    def parsed(cls, command: str, resources: tuple[str, ...], given: dict[str, Any]) -> Options:
+        """From the options as the command line gave them (``options.OPTIONS``' dests)."""
+        return cls(
+            command=command,
+            resources=resources,
+            dry_run=given["dry_run"],
+            check=given["check"],
+            strict=given["strict"],
+            fmt=given["format"],
+            verbosity=given["verbosity"],
+            window=Window(given.get("limit"), given.get("starting_after")),
+            plan_out=given["plan_out"],
+            apply_plan=given["apply_plan"],
+            progress=given["progress"],
+        )
+
     @property
     def writing(self) -> bool:
         return not (self.dry_run or self.check or self.plan_out)
+
+    def as_json(self) -> dict[str, Any]:
+        """What the audit row keeps of the options."""
+        return {
+            "resources": list(self.resources),
+            "format": self.fmt,
+            "limit": self.window.limit,
+            "starting_after": self.window.starting_after,
+            "apply_plan": self.apply_plan,
+        }
 
 
 @dataclass
@@ -70,13 +105,112 @@ class Built:
     requests: int
 
 
-def _local_side(config: Config, resources: tuple[str, ...]):
-    """The stored records, and the users by email when customers may be created or linked
-    (a subscriptions run records the customers its subscriptions need)."""
-    local = load_local(resources)
-    wanted = "customers" in resources or "subscriptions" in resources
-    directory = load_directory(config.user_email_field) if wanted else None
-    return local, directory
+def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
+    """Run one command, step by step; raises ReconcileError on errors a person must fix."""
+    run = _Run(options, out, err, fetcher)
+    busy = sqlite_busy_timeout(run.config.sqlite_busy_timeout)
+    with _fewer_collections(), busy, contextlib.closing(run.progress), run.lock():
+        built = run.read_plan() if options.apply_plan else run.fetch_load_diff()
+        run.render(built)
+        run.save_plan(built)
+        if not (options.writing and built.plan.writes):
+            return run.not_applied(built)
+        result = run.apply_with_audit(built)
+    return run.applied(built, result)
+
+
+class _Run:
+    """The steps of one run, over its options, its streams and its start time."""
+
+    def __init__(self, options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None):
+        self.options, self.out, self.err, self.fetcher = options, out, err, fetcher
+        self.config = get_config()
+        self.resources = tuple(g for g in GROUPS if g in options.resources)
+        self.started, self.clock = datetime.now(timezone.utc), time.monotonic()
+        self.planned_for: str | None = None  # a saved plan's database identity
+        # Fetching, diffing, then (paused while the report prints) applying; closed when the run ends.
+        listed = _listed(self.resources)
+        self.progress = Progress() if options.apply_plan else make_progress(err, listed, options.progress)
+
+    def lock(self):
+        """One writing run at a time, held from the fetch to the end of the apply."""
+        return run_lock() if self.options.writing else contextlib.nullcontext()
+
+    def fetch_load_diff(self) -> Built:
+        return build_plan(
+            self.config,
+            self.resources,
+            self.options.window,
+            fetcher=self.fetcher,
+            progress=self.progress,
+            fingerprint=bool(self.options.plan_out),
+        )
+
+    def read_plan(self) -> Built:
+        path = self.options.apply_plan
+        try:
+            text = Path(path).read_text()
+        except (OSError, ValueError) as exc:
+            raise PlanFileError(f"Cannot read the plan file {path}: {exc}") from None
+        header, plan, fetched_at = planfile.loads(text, path)
+        if tuple(header["resources"]) != self.resources:
+            raise PlanFileError(
+                f"The plan file {path} was made by {header['command']} for {', '.join(header['resources'])}; "
+                f"apply it with that command."
+            )
+        self.planned_for = header.get("database")
+        return Built(plan, fetched_at, header["database_fingerprint"], 0)
+
+    def render(self, built: Built) -> None:
+        self.progress.pause()  # the report goes to stdout undisturbed
+        self.out.write(render(built.plan, self.options.fmt, self.options.verbosity))
+
+    def save_plan(self, built: Built) -> None:
+        path = self.options.plan_out
+        if path:
+            text = planfile.dumps(
+                built.plan,
+                command=self.options.command,
+                resources=self.resources,
+                state=built.state,
+                fetched_at=built.fetched_at,
+                database=database_identity(),
+            )
+            write_private(Path(path), text.encode())
+            self.err.write(f"Saved the plan to {path}; apply it with --apply-plan {path}.\n")
+
+    def not_applied(self, built: Built) -> Outcome:
+        plan, options = built.plan, self.options
+        drift = not plan.in_sync or (options.strict and bool(plan.operations))
+        return Outcome(plan, EXIT_DRIFT if options.check and drift else EXIT_OK, requests=built.requests)
+
+    def apply_with_audit(self, built: Built) -> Result:
+        """One transaction: (for a saved plan) the database is as it was planned, the apply, the audit row."""
+        self.progress.phase("applying")
+        with audited(Audit(self.started, self.options.command, self.options.as_json(), built.plan)) as audit:
+            if self.options.apply_plan:
+                self.check_state(built.state)
+            audit.result = apply_plan(built.plan, built.fetched_at, self.config.batch_size)
+        return audit.result
+
+    def check_state(self, state: str) -> None:
+        if self.planned_for != database_identity():
+            raise PlanFileError(
+                f"The plan in {self.options.apply_plan} was made for another database (another file, server or "
+                "database name), and applies only to the one it was made against. Nothing was applied. Make a "
+                "new plan with --dry-run --plan-out."
+            )
+        if _fingerprint(self.config, self.resources) != state:
+            raise PlanFileError(
+                f"The database changed since the plan in {self.options.apply_plan} was made, so that plan may "
+                "no longer be right. Nothing was applied. Make a new plan with --dry-run --plan-out."
+            )
+
+    def applied(self, built: Built, result: Result) -> Outcome:
+        lines = [applied_line(result.counts, time.monotonic() - self.clock)]
+        lines += [escape(f"  ! conflict {c.model} {c.id}: {c.reason}") for c in result.conflicts]
+        (self.out if self.options.fmt == "text" else self.err).write("\n".join(lines) + "\n")
+        return Outcome(built.plan, EXIT_OK, applied=True, counts=dict(result.counts), requests=built.requests)
 
 
 def build_plan(
@@ -94,13 +228,39 @@ def build_plan(
     remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known, progress=progress)
     (progress or Progress()).phase("diffing")
     local, directory = _local_side(config, resources)
+    remote = screen(remote, stored_ids(local, known), collation=connection.vendor == "mysql")
     policy = None
     if directory is not None:
         create_map = config.user_create_map
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
-    state = planfile.fingerprint(local, directory) if fingerprint else ""
+    state = _fingerprint(config, resources, local, directory) if fingerprint else ""
     return Built(plan, dict(remote.fetched_at), state, fetcher.requests)
+
+
+def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:
+    """The listings a run walks, for the progress display ("products" lists prices too)."""
+    return tuple(r.name for r in RESOURCES if r.group in resources)
+
+
+def _local_side(config: Config, resources: tuple[str, ...]):
+    """The stored records, and the users by email when customers may be created or linked
+    (a subscriptions run records the customers its subscriptions need)."""
+    local = load_local(resources)
+    wanted = "customers" in resources or "subscriptions" in resources
+    directory = None
+    if wanted:
+        directory = load_directory(config.user_email_field, link_privileged=config.link_privileged_users)
+    return local, directory
+
+
+def _fingerprint(config: Config, resources: tuple[str, ...], local=None, directory=None) -> str:
+    """The state a saved plan depends on. A subscriptions plan also creates the customers, prices and
+    products its subscriptions need, so its fingerprint covers those tables too."""
+    wider = GROUPS if "subscriptions" in resources else resources
+    if local is None or wider != resources:
+        local, directory = _local_side(config, wider)
+    return planfile.fingerprint(local, directory)
 
 
 @contextlib.contextmanager
@@ -114,114 +274,3 @@ def _fewer_collections():
         yield
     finally:
         gc.set_threshold(*thresholds)
-
-
-def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
-    """Run one command; raises ReconcileError on errors a person must fix."""
-    with _fewer_collections():
-        return _execute(options, out, err, fetcher)
-
-
-def _execute(options: Options, out: TextIO, err: TextIO, fetcher: Fetcher | None) -> Outcome:
-    config = get_config()
-    resources = tuple(r for r in ORDER if r in options.resources)
-    started = datetime.now(timezone.utc)
-    clock = time.monotonic()
-    listed = tuple(
-        r
-        for r in ("products", "prices", "customers", "subscriptions")
-        if r in resources or (r == "prices" and "products" in resources)
-    )
-    progress = make_progress(err, listed, options.progress) if not options.apply_plan else Progress()
-    lock = run_lock() if options.writing else contextlib.nullcontext()
-    try:
-        with lock:
-            if options.apply_plan:
-                built, header = _from_file(options.apply_plan, resources, config)
-            else:
-                built = build_plan(
-                    config,
-                    resources,
-                    options.window,
-                    fetcher=fetcher,
-                    progress=progress,
-                    fingerprint=bool(options.plan_out),
-                )
-                header = None
-            progress.close()
-            out.write(render(built.plan, options.fmt, options.verbosity))
-            if options.plan_out:
-                planfile.write(
-                    options.plan_out,
-                    built.plan,
-                    command=options.command,
-                    resources=resources,
-                    state=built.state,
-                    fetched_at=built.fetched_at,
-                )
-                err.write(f"Saved the plan to {options.plan_out}; apply it with --apply-plan {options.plan_out}.\n")
-            if not options.writing:
-                drift = not built.plan.in_sync or (options.strict and bool(built.plan.operations))
-                code = EXIT_DRIFT if options.check and drift else EXIT_OK
-                return Outcome(built.plan, code, requests=built.requests)
-            if not built.plan.writes:
-                return Outcome(built.plan, EXIT_OK, requests=built.requests)
-            with transaction.atomic():
-                if header is not None:  # the database may have changed since the plan was made
-                    _check_state(options.apply_plan, header, resources, config)
-                result = apply_plan(built.plan, built.fetched_at, config.batch_size)
-                report = as_dict(built.plan, max_operations=AUDIT_OPERATIONS)
-                report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
-                SyncRun.objects.create(
-                    started_at=started,
-                    finished_at=datetime.now(timezone.utc),
-                    command=options.command,
-                    options=_options_json(options),
-                    outcome="applied" if not result.conflicts else "applied with conflicts",
-                    counts={**result.counts, "conflict": len(result.conflicts)}
-                    if result.conflicts
-                    else dict(result.counts),
-                    report=report,
-                )
-    finally:
-        progress.close()
-    (out if options.fmt == "text" else err).write(
-        _applied_line(result.counts, result.conflicts, time.monotonic() - clock)
-    )
-    return Outcome(built.plan, EXIT_OK, applied=True, counts=dict(result.counts), requests=built.requests)
-
-
-def _from_file(path: str, resources: tuple[str, ...], config: Config) -> tuple[Built, dict]:
-    header, plan, fetched_at = planfile.read(path)
-    if tuple(header["resources"]) != resources:
-        raise PlanFileError(
-            f"The plan file {path} was made by {header['command']} for {', '.join(header['resources'])}; "
-            f"apply it with that command."
-        )
-    return Built(plan, fetched_at, header["database_fingerprint"], 0), header
-
-
-def _check_state(path: str, header: dict, resources: tuple[str, ...], config: Config) -> None:
-    local, directory = _local_side(config, resources)
-    if planfile.fingerprint(local, directory) != header["database_fingerprint"]:
-        raise PlanFileError(
-            f"The database changed since the plan in {path} was made, so that plan may no longer be right. "
-            "Nothing was applied. Make a new plan with --dry-run --plan-out."
-        )
-
-
-def _applied_line(counts: dict, conflicts: list, seconds: float) -> str:
-    done = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()) if n) or "nothing"
-    lines = [f"Applied: {done} in {seconds:.1f}s."]
-    lines += [f"  ! conflict {c.model} {c.id}: {c.reason}" for c in conflicts]
-    return "\n".join(lines) + "\n"
-
-
-def _options_json(options: Options) -> dict:
-    return {
-        "resources": list(options.resources),
-        "format": options.fmt,
-        "limit": options.window.limit,
-        "starting_after": options.window.starting_after,
-        "apply_plan": options.apply_plan,
-    }

@@ -8,7 +8,7 @@ PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print
 export STRIPE_API_BASE="http://127.0.0.1:$PORT" STRIPE_API_KEY="sk_test_DemoNotARealKey0000"
 export DATABASE_URL="sqlite:///$PWD/demo.sqlite3" DJANGO_SETTINGS_MODULE=demo.settings
 rm -f demo.sqlite3
-$PY -m reconcile.testing.fakestripe --fixtures fixtures/demo --port "$PORT" &
+$PY -m reconcile.testing.fakestripe --port "$PORT" &
 FAKE=$!
 trap 'kill $FAKE 2>/dev/null || true' EXIT
 for _ in $(seq 50); do $PY -m reconcile.testing.fakestripe mutate "$STRIPE_API_BASE" requests >/dev/null 2>&1 && break; sleep 0.1; done

@@ -32,9 +32,9 @@ def main() -> int:
     if key.startswith(("sk_test_", "rk_test_")) and not base:
         target = "Stripe test mode"
     else:
-        from reconcile.testing.fakestripe import FakeStripe, serve
+        from reconcile.testing.fakestripe import DEMO_FIXTURES, FakeStripe, serve
 
-        server = serve(FakeStripe.from_dir(ROOT / "fixtures" / "demo"))
+        server = serve(FakeStripe.from_dir(DEMO_FIXTURES))
         key, base, target = "sk_test_RecorderFakeKey0000", server.url, f"the fake Stripe at {server.url}"
     workdir = tempfile.mkdtemp(prefix="reconcile-cassettes-")
     os.environ.update(

@@ -15,8 +15,12 @@ from django.core.management.base import CommandError
 from reconcile.testing.fakestripe import FakeStripe, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "fixtures" / "demo"
+DEMO = ROOT / "reconcile" / "testing" / "data" / "demo"
 FAKE_KEY = "sk_test_FAKEkey4tests000000000000"
+DEMO_PLAN = (  # the demo account's first plan: Heidi's subscription is skipped (she is deleted in Stripe)
+    "Plan: 32 to create, 0 to update, 0 item sets to recreate, 0 users to link, 0 users to create, "
+    "0 orphaned, 1 skipped."
+)
 
 
 def stripe_fixture(name: str) -> dict:
@@ -25,10 +29,11 @@ def stripe_fixture(name: str) -> dict:
     return json.loads(json.dumps(data["resources"][name]))
 
 
+DEMO_RESOURCES = ("products", "prices", "customers", "subscriptions", "features", "product_features")
+
+
 def demo_data() -> dict[str, list[dict]]:
-    return {
-        r: json.loads((DEMO / f"{r}.json").read_text()) for r in ("products", "prices", "customers", "subscriptions")
-    }
+    return {r: json.loads((DEMO / f"{r}.json").read_text()) for r in DEMO_RESOURCES}
 
 
 @pytest.fixture

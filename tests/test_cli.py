@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.cli import COMMANDS, main
-from tests.conftest import FAKE_KEY, ROOT, run
+from tests.conftest import DEMO_PLAN, FAKE_KEY, ROOT, run
 
 
 def test_help_lists_every_subcommand_and_option():
@@ -26,6 +27,24 @@ def test_help_lists_every_subcommand_and_option():
         for option in ("--dry-run", "--check", "--format", "--plan-out", "--apply-plan", "--no-progress"):
             assert option in page, (name, option)
         assert ("--starting_after" in page) == (name in ("customers", "subscriptions"))
+
+
+def test_cli_and_management_commands_share_every_option_and_its_help():
+    from django.core.management import load_command_class
+
+    for name, (command, _) in COMMANDS.items():
+        parser = load_command_class("reconcile", command).create_parser("manage.py", command)
+        ours = {a.dest: a.help for a in parser._actions if a.dest not in ("help", "version") and a.option_strings}
+        theirs = {p.name: p.help for p in main.commands[name].params}
+        assert {dest: ours[dest] for dest in theirs} == theirs, name
+        assert set(ours) - set(theirs) == {
+            "settings",
+            "pythonpath",
+            "traceback",
+            "no_color",
+            "force_color",
+            "skip_checks",
+        }
 
 
 @pytest.mark.django_db
@@ -85,10 +104,14 @@ def test_the_embedded_default_needs_no_project(fake_stripe, tmp_path, reconcile_
     )
     assert done.returncode == 0, done.stderr
     check, saved, applied, again, window = json.loads(done.stdout)
-    assert check["code"] == 1 and "Plan: 32 to create" in check["out"]
+    assert check["code"] == 1 and check["out"].splitlines()[-1] == DEMO_PLAN
     assert saved["code"] == 0 and applied["code"] == 0, (saved, applied)
-    assert "Applied: 32 create" in applied["out"]
+    assert "Applied: 32 created, 0 updated, 0 item sets recreated, 0 users linked, 0 users created in " in (
+        applied["out"]
+    )
     assert again["code"] == 0 and json.loads(again["out"])["in_sync"] is True
     assert window["code"] == 0 and "--starting_after cus_" in window["out"]
     assert (tmp_path / "reconcile.sqlite3").is_file()
+    with sqlite3.connect(tmp_path / "reconcile.sqlite3") as db:  # readers never wait for the writer
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert oct((tmp_path / "reconcile.sqlite3.key").stat().st_mode & 0o777) == "0o600"

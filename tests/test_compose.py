@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from reconcile.testing.fakestripe import DEMO_FIXTURES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,8 +56,9 @@ def test_fake_stripe_service_serves_the_demo_fixtures_on_its_port():
     fake = compose()["services"]["fake-stripe"]
     args = shlex.split(fake["command"])
     assert args[:3] == ["python", "-m", "reconcile.testing.fakestripe"]
-    fixtures = args[args.index("--fixtures") + 1]
-    assert (ROOT / fixtures / "products.json").is_file()
+    # without --fixtures the fake serves the demo account shipped in the package
+    fixtures = ROOT / args[args.index("--fixtures") + 1] if "--fixtures" in args else DEMO_FIXTURES
+    assert (fixtures / "products.json").is_file()
     port = args[args.index("--port") + 1]
     assert fake["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert "--in-container" in args

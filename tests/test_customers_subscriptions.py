@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from reconcile.models import Price, Product, StripeUser, Subscription, SubscriptionItem
 from reconcile.testing.fakestripe import Fault
 from reconcile.testing.generate import generate_account
-from tests.conftest import demo_data, run
+from tests.conftest import DEMO_PLAN, demo_data, run
 from tests.stripe_state import (
     expected_customers,
     expected_prices,
@@ -222,7 +222,7 @@ def test_dry_run_leaves_every_table_unchanged(fake_stripe):
 
     models = list(apps.get_app_config("reconcile").get_models())
     result = run("pull_stripe", "--dry-run")
-    assert result.code == 0 and "Plan: " in result.out
+    assert result.code == 0 and result.out.splitlines()[-1] == DEMO_PLAN
     assert {m.__name__: m.objects.count() for m in models} == {m.__name__: 0 for m in models}
 
 
@@ -233,8 +233,9 @@ def test_pull_stripe_applies_all_or_nothing(fake_stripe, monkeypatch):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(apply_module.Applier, "items", boom)
-    with pytest.raises(RuntimeError):
-        run("pull_stripe")
+    result = run("pull_stripe")
+    assert result.code == 2  # an unexpected error is exit 2, like every error, with its traceback
+    assert "RuntimeError: database went away" in result.err
     assert (Product.objects.count(), StripeUser.objects.count(), Subscription.objects.count()) == (0, 0, 0)
 
 

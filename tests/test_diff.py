@@ -6,7 +6,16 @@ from datetime import datetime, timezone
 
 from reconcile.core.diff import UserPolicy, diff
 from reconcile.core.plan import Action, Change, Create, CreateUser, LinkUser, Orphan, RecreateItems, Skip, Update
-from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Rejected, Snapshot, SubscriptionRec
+from reconcile.core.snapshot import (
+    CustomerRec,
+    FeatureRec,
+    ItemRec,
+    PriceRec,
+    ProductRec,
+    Rejected,
+    Snapshot,
+    SubscriptionRec,
+)
 from reconcile.core.users import UserDirectory
 from reconcile.stripe.remote import KnownIds
 
@@ -15,29 +24,53 @@ T1 = datetime(2026, 2, 1, tzinfo=timezone.utc)
 
 
 def product(pid="prod_1", name="Pro", features=(), **kw):
-    return ProductRec(pid, name, kw.get("description"), kw.get("active", True), kw.get("metadata", {}), features)
+    return ProductRec(
+        id=pid,
+        name=name,
+        description=kw.get("description"),
+        active=kw.get("active", True),
+        metadata=kw.get("metadata", {}),
+        features=features,
+    )
 
 
 def price(pid="price_1", product_id="prod_1", amount=1000, **kw):
     return PriceRec(
-        pid,
-        product_id,
-        amount,
-        kw.get("currency", "usd"),
-        kw.get("frequency", "month_1"),
-        kw.get("active", True),
-        kw.get("nickname"),
+        id=pid,
+        product_id=product_id,
+        amount=amount,
+        currency=kw.get("currency", "usd"),
+        frequency=kw.get("frequency", "month_1"),
+        active=kw.get("active", True),
+        nickname=kw.get("nickname"),
     )
+
+
+def customer(cid, email, name, **kw):
+    return CustomerRec(id=cid, email=email, name=name, **kw)
 
 
 def sub(sid="sub_1", customer="cus_1", status="active", items=(), **kw):
     return SubscriptionRec(
-        sid, customer, status, T0, T1, None, False, None, None, None, None, T0, kw.get("metadata", {}), tuple(items)
+        id=sid,
+        customer_id=customer,
+        status=status,
+        current_period_start=T0,
+        current_period_end=T1,
+        cancel_at=None,
+        cancel_at_period_end=False,
+        canceled_at=None,
+        ended_at=None,
+        trial_start=None,
+        trial_end=None,
+        created=T0,
+        metadata=kw.get("metadata", {}),
+        items=tuple(items),
     )
 
 
 def item(iid="si_1", price_id="price_1", quantity=1):
-    return ItemRec(iid, price_id, quantity, T0, T1)
+    return ItemRec(id=iid, price_id=price_id, quantity=quantity, current_period_start=T0, current_period_end=T1)
 
 
 def test_empty_snapshots_plan_nothing():
@@ -53,8 +86,8 @@ def test_remote_only_creates_local_only_orphans_when_listing_is_complete():
 
 
 def test_a_windowed_listing_reports_no_orphans():
-    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "a@x.io", "A")})
-    local = Snapshot(customers={"cus_2": CustomerRec("cus_2", "b@x.io", "B")})
+    remote = Snapshot(customers={"cus_1": customer("cus_1", "a@x.io", "A")})
+    local = Snapshot(customers={"cus_2": customer("cus_2", "b@x.io", "B")})
     assert [op.action for op in diff(remote, local).operations] == [Action.CREATE]
 
 
@@ -73,20 +106,21 @@ def test_update_lists_field_changes_old_to_new():
 
 def test_equal_records_plan_nothing():
     snap = Snapshot(products={"prod_1": product(features=("a",))}, prices={"price_1": price(amount=None)})
-    assert diff(snap, Snapshot(products=dict(snap.products), prices=dict(snap.prices), features=frozenset("a"))).in_sync
+    stored = Snapshot(products=dict(snap.products), prices=dict(snap.prices), features={"a": FeatureRec(id="a")})
+    assert diff(snap, stored).in_sync
 
 
 def test_feature_links_follow_metadata_and_new_features_are_created_once():
     remote = Snapshot(
         products={"prod_1": product(features=("a", "b")), "prod_2": product("prod_2", features=("b",))},
-        features=frozenset({"a", "b"}),
+        features={"a": FeatureRec(id="a"), "b": FeatureRec(id="b")},
     )
     local = Snapshot(
         products={"prod_1": product(features=("a",)), "prod_2": product("prod_2", features=("b",))},
-        features=frozenset({"a"}),
+        features={"a": FeatureRec(id="a")},
     )
     ops = diff(remote, local).operations
-    assert ops[0] == Create("Feature", "b", None)
+    assert ops[0] == Create("Feature", "b", FeatureRec(id="b"))
     assert ops[1].changes == (Change("features", ("a",), ("a", "b")),)
     assert len(ops) == 2
 
@@ -111,7 +145,7 @@ def test_rejected_objects_become_skips():
 def test_subscription_items_are_recreated_only_when_they_differ():
     local = Snapshot(
         subscriptions={"sub_1": sub(items=[item()])},
-        customers={"cus_1": CustomerRec("cus_1", None, None)},
+        customers={"cus_1": customer("cus_1", None, None)},
         prices={"price_1": price()},
     )
     same = Snapshot(subscriptions={"sub_1": sub(items=[item()])})
@@ -122,7 +156,7 @@ def test_subscription_items_are_recreated_only_when_they_differ():
 
 
 def test_canceled_subscription_updates_its_status():
-    local = Snapshot(subscriptions={"sub_1": sub()}, customers={"cus_1": CustomerRec("cus_1", None, None)})
+    local = Snapshot(subscriptions={"sub_1": sub()}, customers={"cus_1": customer("cus_1", None, None)})
     remote = Snapshot(subscriptions={"sub_1": sub(status="canceled")})
     (op,) = diff(remote, local).operations
     assert op.changes == (Change("status", "active", "canceled"),)
@@ -137,7 +171,7 @@ def test_subscription_of_a_deleted_unstored_customer_is_skipped():
 def test_subscription_with_an_unknown_price_is_skipped():
     remote = Snapshot(
         subscriptions={"sub_1": sub(items=[item(price_id="price_nope")])},
-        customers={"cus_1": CustomerRec("cus_1", None, None)},
+        customers={"cus_1": customer("cus_1", None, None)},
     )
     ops = diff(remote, Snapshot()).operations
     assert ops[-1] == Skip(
@@ -153,22 +187,22 @@ def test_a_row_written_after_the_page_was_fetched_is_kept():
 
 
 def test_users_are_linked_case_insensitively_after_trimming():
-    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "  Alice@Example.COM ", "Alice")})
+    remote = Snapshot(customers={"cus_1": customer("cus_1", "  Alice@Example.COM ", "Alice")})
     users = UserPolicy(UserDirectory({"alice@example.com": (7,)}))
     ops = diff(remote, Snapshot(), users=users).operations
     assert ops[-1] == LinkUser("cus_1", 7, "  Alice@Example.COM ")
 
 
 def test_shared_email_links_none_and_says_so():
-    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "bob@x.io", None)})
+    remote = Snapshot(customers={"cus_1": customer("cus_1", "bob@x.io", None)})
     plan = diff(remote, Snapshot(), users=UserPolicy(UserDirectory({"bob@x.io": (1, 2)})))
     assert [op.action for op in plan.operations] == [Action.CREATE]
     assert plan.notes[0].message == "2 users share 'bob@x.io' (1, 2); linked none"
 
 
 def test_a_linked_customer_keeps_its_link_when_its_email_changes():
-    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "new@x.io", None)})
-    local = Snapshot(customers={"cus_1": CustomerRec("cus_1", "old@x.io", None, user_id=3)})
+    remote = Snapshot(customers={"cus_1": customer("cus_1", "new@x.io", None)})
+    local = Snapshot(customers={"cus_1": customer("cus_1", "old@x.io", None, user_id=3)})
     plan = diff(remote, local, users=UserPolicy(UserDirectory({"new@x.io": (9,)})))
     assert [op.action for op in plan.operations] == [Action.UPDATE]
     assert "keeps its link to user 3" in plan.notes[0].message
@@ -177,9 +211,9 @@ def test_a_linked_customer_keeps_its_link_when_its_email_changes():
 def test_users_are_created_once_per_email_when_a_map_is_set():
     remote = Snapshot(
         customers={
-            "cus_1": CustomerRec("cus_1", "new@x.io", "N"),
-            "cus_2": CustomerRec("cus_2", "NEW@x.io", None),
-            "cus_3": CustomerRec("cus_3", None, "no email"),
+            "cus_1": customer("cus_1", "new@x.io", "N"),
+            "cus_2": customer("cus_2", "NEW@x.io", None),
+            "cus_3": customer("cus_3", None, "no email"),
         }
     )
     plan = diff(remote, Snapshot(), users=UserPolicy(create_map={"username": "email", "email": "email"}))
@@ -188,7 +222,7 @@ def test_users_are_created_once_per_email_when_a_map_is_set():
 
 
 def test_invalid_new_user_is_skipped_not_the_run():
-    remote = Snapshot(customers={"cus_1": CustomerRec("cus_1", "x@y.io", None)})
+    remote = Snapshot(customers={"cus_1": customer("cus_1", "x@y.io", None)})
     policy = UserPolicy(create_map={"username": "email"}, validate=lambda fields: "username: already taken")
     ops = diff(remote, Snapshot(), users=policy).operations
     assert ops[0] == Skip("User", "cus_1", "user not created: username: already taken")
@@ -198,7 +232,7 @@ def test_operations_are_ordered_by_model_then_action_then_id():
     remote = Snapshot(
         products={"prod_b": product("prod_b"), "prod_a": product("prod_a")},
         prices={"price_1": price(product_id="prod_a")},
-        customers={"cus_1": CustomerRec("cus_1", None, None)},
+        customers={"cus_1": customer("cus_1", None, None)},
         subscriptions={"sub_1": sub(items=[item()])},
     )
     assert [(op.model, op.id) for op in diff(remote, Snapshot()).operations] == [

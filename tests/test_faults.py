@@ -161,7 +161,7 @@ def test_429_waits_and_completes_whatever_stripe_should_retry_says(synced, delay
 def _windowed_account():
     account = generate_account(40, seed=11)
     live = [c for c in account["customers"] if not c.get("deleted")]
-    assert len(live) >= 30
+    assert len(live) == 40  # this seed deletes none
     return account
 
 
@@ -188,7 +188,7 @@ def test_the_clients_own_rate_limit_keeps_under_the_fakes(start_fake, reconcile_
     fake = start_fake(account, rate_limit=5)
     result = run("update_stripe_customers")
     assert result.code == 0, result.err
-    assert len(requests_to(fake, "/v1/customers")) >= 6  # more than the fake allows in one second
+    assert len(requests_to(fake, "/v1/customers")) == 7  # 40 customers, 6 a page: more than the fake allows a second
     assert fake.rate_limited == 0
     assert stored_state(("customers",)) == expected_state(fake, ("customers",))
 
@@ -227,8 +227,17 @@ def test_a_rejected_key_exits_2_naming_the_setting(start_fake):
 
 
 def test_a_key_of_the_wrong_shape_exits_2_naming_the_setting(start_fake, reconcile_settings):
-    start_fake()
+    fake = start_fake()
     reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "API_KEY": "sk_test_has spaces"}
+    result = run("update_stripe_products")
+    assert result.code == 2
+    assert "has a character no Stripe key has" in result.err and "RECONCILE['API_KEY']" in result.err
+    assert fake.requests == []  # refused before any request
+
+
+def test_a_key_stripe_rejects_exits_2_naming_the_setting(start_fake, reconcile_settings):
+    start_fake(api_key=FAKE_KEY)
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "API_KEY": "sk_test_NotTheRightKey00"}
     result = run("update_stripe_products")
     assert result.code == 2
     assert "HTTP 401" in result.err and "RECONCILE['API_KEY']" in result.err
@@ -283,7 +292,8 @@ def test_a_database_error_mid_apply_rolls_everything_back_and_exits_2(start_fake
     inserts = []
 
     def fail_on_second_customer_batch(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith(('INSERT INTO "RECONCILE_STRIPEUSER"', 'COPY "RECONCILE_STRIPEUSER"')):
+        table = connection.ops.quote_name("reconcile_stripeuser")
+        if sql.lstrip().upper().startswith((f"INSERT INTO {table}".upper(), f"COPY {table}".upper())):
             inserts.append(sql)
             if len(inserts) == 2:
                 raise DatabaseError("injected: disk I/O error on the 2nd customer batch")

@@ -9,92 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.testing.fakestripe import FakeStripe
+from reconcile.testing.fakestripe import DEMO_FIXTURES, FakeStripe
 from reconcile.testing.generate import add_months, generate_account, main, period_around, write_account
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES3 = Path("/work/shared/stripe-openapi/fixtures3.json")
 REQUIRED = {
-    "products": {
-        "id",
-        "object",
-        "name",
-        "description",
-        "active",
-        "created",
-        "updated",
-        "metadata",
-        "default_price",
-        "livemode",
-    },
-    "prices": {
-        "id",
-        "object",
-        "active",
-        "currency",
-        "product",
-        "unit_amount",
-        "unit_amount_decimal",
-        "billing_scheme",
-        "tiers_mode",
-        "recurring",
-        "type",
-        "nickname",
-        "created",
-        "metadata",
-        "livemode",
-        "lookup_key",
-    },
-    "customers": {
-        "id",
-        "object",
-        "email",
-        "name",
-        "created",
-        "metadata",
-        "livemode",
-        "phone",
-        "description",
-        "address",
-    },
-    "subscriptions": {
-        "id",
-        "object",
-        "customer",
-        "status",
-        "created",
-        "start_date",
-        "cancel_at",
-        "cancel_at_period_end",
-        "canceled_at",
-        "ended_at",
-        "trial_start",
-        "trial_end",
-        "metadata",
-        "items",
-        "billing_cycle_anchor",
-        "currency",
-        "livemode",
-    },
+    "products": {"id", "object", "name", "description", "active", "created", "updated", "metadata",
+                 "default_price", "livemode"},
+    "prices": {"id", "object", "active", "currency", "product", "unit_amount", "unit_amount_decimal",
+               "billing_scheme", "tiers_mode", "recurring", "type", "nickname", "created", "metadata",
+               "livemode", "lookup_key"},
+    "customers": {"id", "object", "email", "name", "created", "metadata", "livemode", "phone",
+                  "description", "address"},
+    "subscriptions": {"id", "object", "customer", "status", "created", "start_date", "cancel_at",
+                      "cancel_at_period_end", "canceled_at", "ended_at", "trial_start", "trial_end",
+                      "metadata", "items", "billing_cycle_anchor", "currency", "livemode"},
 }
-ITEM_REQUIRED = {
-    "id",
-    "object",
-    "price",
-    "quantity",
-    "subscription",
-    "created",
-    "current_period_start",
-    "current_period_end",
-    "metadata",
-}
+ITEM_REQUIRED = {"id", "object", "price", "quantity", "subscription", "created", "current_period_start",
+                 "current_period_end", "metadata"}
 SINGULAR = {"products": "product", "prices": "price", "customers": "customer", "subscriptions": "subscription"}
-ID_RE = {
-    "products": r"prod_[A-Za-z0-9]+",
-    "prices": r"price_[A-Za-z0-9]+",
-    "customers": r"cus_[A-Za-z0-9]+",
-    "subscriptions": r"sub_[A-Za-z0-9]+",
-}
+ID_RE = {"products": r"prod_[A-Za-z0-9]+", "prices": r"price_[A-Za-z0-9]+",
+         "customers": r"cus_[A-Za-z0-9]+", "subscriptions": r"sub_[A-Za-z0-9]+"}
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +45,15 @@ def big() -> dict[str, list[dict]]:
     return generate_account(1000, seed=11)
 
 
+INCLUDABLE = {"tiers", "currency_options"}  # price fields Stripe shows only when expanded: not in fixtures3
+
+
 def check_shapes(account: dict[str, list[dict]], shapes: dict[str, dict]) -> None:
-    for resource, objs in account.items():
-        truth = set(shapes[SINGULAR[resource]])
+    for feature in account.get("features", []):
+        assert set(feature) == set(shapes["entitlements.feature"])
+    for resource in SINGULAR:
+        objs = account[resource]
+        truth = set(shapes[SINGULAR[resource]]) | (INCLUDABLE if resource == "prices" else set())
         for obj in objs:
             if obj.get("deleted"):
                 assert obj == {"id": obj["id"], "object": "customer", "deleted": True}
@@ -124,8 +66,9 @@ def check_shapes(account: dict[str, list[dict]], shapes: dict[str, dict]) -> Non
         assert "current_period_start" not in sub and "current_period_end" not in sub
         assert set(sub["items"]) == {"object", "data", "has_more", "url"}
         for item in sub["items"]["data"]:
-            assert ITEM_REQUIRED <= set(item) <= set(shapes["subscription_item"])
-            assert set(item["price"]) <= price_keys
+            metered = item["price"]["recurring"]["usage_type"] == "metered"  # a metered item has no quantity
+            assert ITEM_REQUIRED - ({"quantity"} if metered else set()) <= set(item) <= set(shapes["subscription_item"])
+            assert set(item["price"]) <= price_keys | INCLUDABLE
             assert item["subscription"] == sub["id"]
             if item["price"]["recurring"]:
                 assert set(item["price"]["recurring"]) == set(shapes["price"]["recurring"])
@@ -143,18 +86,18 @@ def test_shapes_match_fixtures3(big: dict, stripe_shapes: dict) -> None:
 
 
 def test_counts_ids_and_timestamps(big: dict) -> None:
+    # 5 products of the basic catalog, 2 of billing shapes (one price of each shape; 13 add-ons)
     assert {k: len(v) for k, v in big.items()} == {
-        "products": 5,
-        "prices": len(big["prices"]),
-        "customers": 1000,
-        "subscriptions": 1000,
-    }
-    assert len(generate_account(10)["products"]) == 3
-    assert len(generate_account(10, n_products=7)["products"]) == 7
+        "products": 7, "prices": len(big["prices"]), "customers": 1000, "subscriptions": 1000,
+        "features": 7, "product_features": len(big["product_features"])}
+    assert len(generate_account(10)["products"]) == 3 + 2
+    assert len(generate_account(10, n_products=7)["products"]) == 7 + 2
     per_product = Counter(p["product"] for p in big["prices"])
     assert set(per_product) == {p["id"] for p in big["products"]}
-    assert all(1 <= n <= 4 for n in per_product.values())
-    for resource, objs in big.items():
+    assert sorted(per_product.values())[-2:] == [8, 13]
+    assert all(1 <= n <= 4 for n in sorted(per_product.values())[:-2])
+    for resource in SINGULAR:
+        objs = big[resource]
         assert all(re.fullmatch(ID_RE[resource], o["id"]) and len(o["id"].split("_")[1]) == 14 for o in objs)
         assert len({o["id"] for o in objs}) == len(objs)
         assert len({o["created"] for o in objs}) == len(objs)
@@ -169,13 +112,9 @@ def test_counts_ids_and_timestamps(big: dict) -> None:
 def test_prices_mix(big: dict) -> None:
     prices = big["prices"]
     tiered = [p for p in prices if p["billing_scheme"] == "tiered"]
-    assert tiered and all(
-        p["unit_amount"] is None
-        and p["unit_amount_decimal"] is None
-        and p["tiers_mode"] == "graduated"
-        and p["recurring"]
-        for p in tiered
-    )
+    assert tiered and all(p["unit_amount"] is None and p["unit_amount_decimal"] is None
+                          and p["tiers_mode"] in ("graduated", "volume") and p["recurring"]
+                          and len(p["tiers"]) == 2 and p["tiers"][-1]["up_to"] is None for p in tiered)
     one_time = [p for p in prices if p["type"] == "one_time"]
     assert one_time and all(p["recurring"] is None for p in one_time)
     assert any(not p["active"] for p in prices)
@@ -184,12 +123,8 @@ def test_prices_mix(big: dict) -> None:
             assert p["unit_amount_decimal"] == str(p["unit_amount"])
         if p["recurring"]:
             assert (p["recurring"]["interval"], p["recurring"]["interval_count"]) in {
-                ("month", 1),
-                ("month", 3),
-                ("month", 6),
-                ("month", 12),
-                ("year", 1),
-            }
+                ("month", 1), ("month", 3), ("month", 6), ("month", 12), ("year", 1), ("day", 14), ("week", 2)}
+        assert p["currency"] in p["currency_options"]
     many = generate_account(4000, seed=2)
     assert {"usd", "eur", "gbp"} <= {p["currency"] for p in many["prices"]}
     features = [p["metadata"]["features"] for p in many["products"] if "features" in p["metadata"]]
@@ -213,19 +148,11 @@ def test_customers_emails(big: dict) -> None:
 def test_subscriptions_statuses_and_items(big: dict) -> None:
     subs = big["subscriptions"]
     statuses = Counter(s["status"] for s in subs)
-    assert set(statuses) == {
-        "active",
-        "canceled",
-        "trialing",
-        "past_due",
-        "incomplete",
-        "incomplete_expired",
-        "unpaid",
-        "paused",
-    }
+    assert set(statuses) == {"active", "canceled", "trialing", "past_due", "incomplete",
+                             "incomplete_expired", "unpaid", "paused"}
     assert 600 <= statuses["active"] <= 800 and 40 <= statuses["canceled"] <= 130
     prices = {p["id"]: p for p in big["prices"]}
-    assert Counter(len(s["items"]["data"]) for s in subs).keys() == {1, 2, 3}
+    assert Counter(len(s["items"]["data"]) for s in subs).keys() == {1, 2, 3, 11, 12, 13}
     for sub in subs:
         if sub["status"] == "canceled":
             assert sub["canceled_at"] and sub["ended_at"] == sub["canceled_at"]
@@ -238,9 +165,10 @@ def test_subscriptions_statuses_and_items(big: dict) -> None:
         for item in sub["items"]["data"]:
             assert item["price"] == prices[item["price"]["id"]]
             assert item["price"]["recurring"] is not None
-            assert item["price"]["currency"] == sub["currency"]
+            assert sub["currency"] in item["price"]["currency_options"]
             assert item["current_period_start"] < item["current_period_end"]
-            assert item["quantity"] >= 1
+            assert item.get("quantity", 1) >= 1
+            assert "quantity" in item or item["price"]["recurring"]["usage_type"] == "metered"
 
 
 def test_periods() -> None:
@@ -255,11 +183,8 @@ def test_write_account_round_trip_and_cli(tmp_path: Path, capsys: pytest.Capture
     account = generate_account(30, seed=1)
     write_account(account, tmp_path / "a")
     assert {p.name for p in (tmp_path / "a").iterdir()} == {
-        "products.json",
-        "prices.json",
-        "customers.json",
-        "subscriptions.json",
-    }
+        "products.json", "prices.json", "customers.json", "subscriptions.json", "features.json",
+        "product_features.json"}
     fake = FakeStripe.from_dir(tmp_path / "a")
     assert {r: fake.all(r) for r in account} == account
     assert main(["--customers", "30", "--seed", "1", "--out", str(tmp_path / "b")]) == 0
@@ -269,9 +194,10 @@ def test_write_account_round_trip_and_cli(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_demo_fixtures(stripe_shapes: dict) -> None:
-    demo = {r: json.loads((ROOT / "fixtures" / "demo" / f"{r}.json").read_text()) for r in SINGULAR}
+    demo = {r: json.loads((DEMO_FIXTURES / f"{r}.json").read_text()) for r in SINGULAR}
     check_shapes(demo, stripe_shapes)
-    assert {k: len(v) for k, v in demo.items()} == {"products": 4, "prices": 8, "customers": 8, "subscriptions": 9}
+    assert {k: len(v) for k, v in demo.items()} == {
+        "products": 4, "prices": 8, "customers": 8, "subscriptions": 9}
     assert sum(not p["active"] for p in demo["products"]) == 1
     prices = {p["id"]: p for p in demo["prices"]}
     assert prices["price_DemoTeamTier1"]["unit_amount"] is None
@@ -280,12 +206,7 @@ def test_demo_fixtures(stripe_shapes: dict) -> None:
     assert prices["price_DemoProQuartr"]["recurring"]["interval_count"] == 3
     assert sum(c.get("deleted", False) for c in demo["customers"]) == 1
     assert Counter(s["status"] for s in demo["subscriptions"]) == {
-        "active": 4,
-        "trialing": 1,
-        "canceled": 2,
-        "past_due": 1,
-        "incomplete_expired": 1,
-    }
+        "active": 4, "trialing": 1, "canceled": 2, "past_due": 1, "incomplete_expired": 1}
     assert max(len(s["items"]["data"]) for s in demo["subscriptions"]) == 3
     customers = {c["id"] for c in demo["customers"]}
     for sub in demo["subscriptions"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -67,30 +68,53 @@ def test_stripe_customer_and_deleted_customer():
         parse_customer(stripe_fixture("deleted_customer"))
 
 
+def sane(item: dict, start: int = 1_767_225_600, end: int = 1_769_904_000) -> dict:
+    """Stripe's example item with a real period (its own is a placeholder that ends before it starts)."""
+    return item | {"current_period_start": start, "current_period_end": end}
+
+
 def test_stripe_subscription_takes_periods_from_items():
     obj = stripe_fixture("subscription")
-    rec, prices = parse_subscription(obj, obj["items"]["data"])
-    item = obj["items"]["data"][0]
-    assert rec.current_period_start == ts(item["current_period_start"])
-    assert rec.current_period_end == ts(item["current_period_end"])
+    items = [sane(i) for i in obj["items"]["data"]]
+    rec, prices = parse_subscription(obj, items)
+    assert rec.current_period_start == ts(items[0]["current_period_start"])
+    assert rec.current_period_end == ts(items[0]["current_period_end"])
     assert [i.id for i in rec.items] == ["si_QXhVnC2h0Jczwc"]
     assert rec.items[0].price_id == "price_1PgafmB7WZ01zgkW6dKueIc5"
     assert [p["id"] for p in prices] == ["price_1PgafmB7WZ01zgkW6dKueIc5"]
     assert (rec.status, rec.customer_id, rec.canceled_at) == (obj["status"], "cus_QXg1o8vcGmoR32", ts(1234567890))
 
 
-def test_periods_span_all_items_earliest_start_latest_end():
+def test_an_impossible_period_is_refused_with_the_reason():
+    obj = stripe_fixture("subscription")  # Stripe's example item ends (2000) before it starts (2030)
+    with pytest.raises(BadObject) as caught:
+        parse_subscription(obj, obj["items"]["data"])
+    assert str(caught.value) == (
+        "item si_QXhVnC2h0Jczwc has an impossible billing period: it ends (2000-12-08T15:02:53Z) "
+        "before it starts (2030-02-06T01:08:38Z)"
+    )
+    legacy = obj | {"current_period_start": 20, "current_period_end": 10}
+    with pytest.raises(BadObject, match="subscription sub_.* ends .* before it starts"):
+        parse_subscription(legacy, [])
+
+
+def test_items_on_different_periods_give_the_period_of_the_first_to_renew():
     obj = stripe_fixture("subscription")
     first = stripe_fixture("subscription_item") | {"id": "si_a", "current_period_start": 100, "current_period_end": 500}
     second = first | {"id": "si_b", "current_period_start": 50, "current_period_end": 400}
     rec, _ = parse_subscription(obj, [first, second])
-    assert (rec.current_period_start, rec.current_period_end) == (ts(50), ts(500))
+    # not a made-up (50, 500) that no item has: si_b's, which renews first
+    assert (rec.current_period_start, rec.current_period_end) == (ts(50), ts(400))
+    assert [(i.id, i.current_period_end) for i in rec.items] == [("si_a", ts(500)), ("si_b", ts(400))]
 
 
 def test_older_api_versions_keep_periods_on_the_subscription():
+    item = {k: v for k, v in stripe_fixture("subscription_item").items() if not k.startswith("current_period")}
     obj = stripe_fixture("subscription") | {"current_period_start": 10, "current_period_end": 20}
-    rec, _ = parse_subscription(obj, obj["items"]["data"])
+    rec, _ = parse_subscription(obj, [item])
     assert (rec.current_period_start, rec.current_period_end) == (ts(10), ts(20))
+    # their items bill on that one period: the stored items hold it too, as with later versions
+    assert (rec.items[0].current_period_start, rec.items[0].current_period_end) == (ts(10), ts(20))
 
 
 @pytest.mark.parametrize(
@@ -102,6 +126,13 @@ def test_older_api_versions_keep_periods_on_the_subscription():
         ("product", {"name": None}, "field 'name' is null"),
         ("price", {"unit_amount": "2000"}, "field 'unit_amount' should be int"),
         ("price", {"recurring": {"interval": "fortnight", "interval_count": 1}}, "recurring interval 'fortnight'"),
+        ("price", {"unit_amount_decimal": "0.1234567890123"}, "more than 12 decimal places"),
+        ("price", {"unit_amount_decimal": 5}, "field 'unit_amount_decimal' should be a decimal string"),
+        ("price", {"transform_quantity": {"divide_by": 10, "round": "sideways"}}, "transform_quantity.round"),
+        ("price", {"tiers": [{"up_to": "ten"}]}, "field 'tiers[0].up_to' should be an integer"),
+        ("price", {"currency_options": {"eur": {"unit_amount": 1.5}}}, "currency_options.eur.unit_amount"),
+        ("subscription", {"collection_method": "barter"}, "collection_method 'barter'"),
+        ("subscription", {"pause_collection": {"behavior": "void", "resumes_at": "soon"}}, "pause_collection"),
         ("price", {"currency": None}, "field 'currency' is null"),
         ("subscription", {"status": "weird"}, "status 'weird' is not one Stripe documents"),
         ("subscription", {"created": "yesterday"}, "field 'created' should be a Unix timestamp"),
@@ -114,9 +145,9 @@ def test_odd_objects_are_rejected_with_a_reason(resource, change, message):
         "product": parse_product,
         "price": parse_price,
         "customer": parse_customer,
-        "subscription": lambda o: parse_subscription(o, o["items"]["data"]),
+        "subscription": lambda o: parse_subscription(o, [sane(i) for i in o["items"]["data"]]),
     }[resource]
-    with pytest.raises(BadObject, match=message.replace("(", r"\(")):
+    with pytest.raises(BadObject, match=re.escape(message)):
         parse(obj)
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.core.diff import diff
-from reconcile.core.snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from reconcile.core.snapshot import CustomerRec, FeatureRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.db.apply import apply_plan
 from reconcile.db.local import known_ids, load_local
 from reconcile.models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
@@ -47,24 +47,32 @@ metadata = st.dictionaries(st.sampled_from(["plan", "tier", "features"]), text, 
 
 def product(pid: str):
     features = st.lists(st.sampled_from(FEATURES), unique=True, max_size=3).map(lambda f: tuple(sorted(f)))
-    return st.builds(ProductRec, st.just(pid), text, maybe_text, st.booleans(), metadata, features)
+    return st.builds(
+        ProductRec,
+        id=st.just(pid),
+        name=text,
+        description=maybe_text,
+        active=st.booleans(),
+        metadata=metadata,
+        features=features,
+    )
 
 
 def price(pid: str, products: list[str]):
     return st.builds(
         PriceRec,
-        st.just(pid),
-        st.sampled_from(products),
-        st.none() | st.integers(-(10**12), 10**12),
-        st.sampled_from(["usd", "eur", "jpy"]),
-        st.none() | st.sampled_from(["month_1", "year_1", "month_3"]),
-        st.booleans(),
-        maybe_text,
+        id=st.just(pid),
+        product_id=st.sampled_from(products),
+        amount=st.none() | st.integers(-(10**12), 10**12),
+        currency=st.sampled_from(["usd", "eur", "jpy"]),
+        frequency=st.none() | st.sampled_from(["month_1", "year_1", "month_3"]),
+        active=st.booleans(),
+        nickname=maybe_text,
     )
 
 
 def customer(cid: str):
-    return st.builds(CustomerRec, st.just(cid), maybe_text, maybe_text)
+    return st.builds(CustomerRec, id=st.just(cid), email=maybe_text, name=maybe_text)
 
 
 @st.composite
@@ -74,29 +82,29 @@ def subscription(draw, sid: str, customers: list[str], prices: list[str]):
         numbers = draw(st.lists(st.integers(0, 2), unique=True, max_size=3))
         items = tuple(
             ItemRec(
-                f"si_{sid}_{n}",
-                draw(st.sampled_from(prices)),
-                draw(st.none() | st.integers(0, 2**31 - 1)),
-                draw(moment),
-                draw(moment),
+                id=f"si_{sid}_{n}",
+                price_id=draw(st.sampled_from(prices)),
+                quantity=draw(st.none() | st.integers(0, 2**31 - 1)),
+                current_period_start=draw(moment),
+                current_period_end=draw(moment),
             )
             for n in sorted(numbers)
         )
     return SubscriptionRec(
-        sid,
-        draw(st.sampled_from(customers)),
-        draw(st.sampled_from(["active", "canceled", "trialing", "past_due", "incomplete", "paused"])),
-        draw(moment),
-        draw(moment),
-        draw(moment),
-        draw(st.booleans()),
-        draw(moment),
-        draw(moment),
-        draw(moment),
-        draw(moment),
-        draw(moment),
-        draw(metadata),
-        items,
+        id=sid,
+        customer_id=draw(st.sampled_from(customers)),
+        status=draw(st.sampled_from(["active", "canceled", "trialing", "past_due", "incomplete", "paused"])),
+        current_period_start=draw(moment),
+        current_period_end=draw(moment),
+        cancel_at=draw(moment),
+        cancel_at_period_end=draw(st.booleans()),
+        canceled_at=draw(moment),
+        ended_at=draw(moment),
+        trial_start=draw(moment),
+        trial_end=draw(moment),
+        created=draw(moment),
+        metadata=draw(metadata),
+        items=items,
     )
 
 
@@ -128,9 +136,8 @@ def states(draw):
     lr = draw(records(PRICES, lambda i: price(i, sorted(lp)))) if lp else {}
     lc = draw(records(CUSTOMERS, customer))
     ls = draw(records(SUBSCRIPTIONS, lambda i: subscription(i, sorted(lc), sorted(lr)))) if lc else {}
-    local_features = frozenset(f for p in lp.values() for f in p.features) | frozenset(
-        draw(st.lists(st.sampled_from(FEATURES), unique=True))
-    )
+    named = {f for p in lp.values() for f in p.features} | set(draw(st.lists(st.sampled_from(FEATURES), unique=True)))
+    local_features = {f: FeatureRec(id=f) for f in sorted(named)}
     synced = {}
     for model, table in (("Product", lp), ("Price", lr), ("StripeUser", lc), ("Subscription", ls)):
         for oid in table:
@@ -148,7 +155,7 @@ def states(draw):
         rr,
         rc,
         rs,
-        frozenset(f for p in rp.values() for f in p.features),
+        {f: FeatureRec(id=f) for p in rp.values() for f in p.features},
         complete=frozenset({"products", "prices", "customers", "subscriptions"}),
         fetched_at={(model, oid): FETCHED for model, table in tables for oid in table},
     )
@@ -263,7 +270,7 @@ def projection(local: Snapshot, remote: Snapshot) -> dict:
         "prices": merge("Price", local.prices, remote.prices, bad_prices),
         "customers": merge("StripeUser", local.customers, remote.customers),
         "subscriptions": merge("Subscription", local.subscriptions, remote.subscriptions, bad_subs),
-        "features": local.features | remote.features,
+        "features": {**local.features, **remote.features},
     }
 
 

@@ -21,9 +21,17 @@ from reconcile.core.report import render
 from reconcile.core.snapshot import ItemRec, ProductRec
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def item(quantity: int) -> ItemRec:
+    return ItemRec(id="si_1", price_id="price_1", quantity=quantity, current_period_start=T, current_period_end=T)
+
+
 PLAN = Plan(
     operations=(
-        Create("Product", "prod_new", ProductRec("prod_new", "Pro", None, True, {}, ())),
+        Create(
+            "Product", "prod_new", ProductRec(id="prod_new", name="Pro", description=None, active=True, metadata={})
+        ),
         Update(
             "Product",
             "prod_old",
@@ -35,7 +43,7 @@ PLAN = Plan(
         LinkUser("cus_1", 7, "a@b.io"),
         Update("Subscription", "sub_1", None, (Change("status", "active", "canceled"), Change("ended_at", None, T))),
         Orphan("Subscription", "sub_gone"),
-        RecreateItems("sub_1", (ItemRec("si_1", "price_1", 1, T, T),), (ItemRec("si_1", "price_1", 2, T, T),)),
+        RecreateItems("sub_1", (item(1),), (item(2),)),
     ),
     notes=(Note("StripeUser", "cus_3", "2 users share 'z@y.io' (4, 5); linked none"),),
 )

@@ -5,6 +5,8 @@ reconcile's: the peer needs stripe-python < 15 and imports nothing of reconcile.
 
     run.py migrate
     run.py pull --out result.json
+    run.py users --file users.json     # create Django users [{"username", "email"}] (the migration test)
+    run.py links --out links.json      # the peer's customer-to-user links, {customer_id: user_id}
 
 ``pull`` calls ``update_stripe_products`` once (it reads one page of products and one of prices:
 that is all the command can do), then ``update_stripe_customers --limit 100 --starting_after ID``
@@ -194,6 +196,24 @@ def pull(out: Path) -> None:
     out.write_text(json.dumps(result, indent=1))
 
 
+def _users_or_links(args: argparse.Namespace) -> int:
+    """Users made before the peer's pull (so it links customers to them), or the links it made,
+    read through its own models."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from drf_stripe.models import StripeUser
+
+    if args.action == "users":
+        for user in json.loads(args.file.read_text()):
+            get_user_model().objects.create(username=user["username"], email=user["email"])
+        return 0
+    links = {row.customer_id: row.user_id for row in StripeUser.objects.all()}
+    args.out.write_text(json.dumps(links, indent=1, sort_keys=True))
+    return 0
+
+
 def _versions() -> dict:
     from importlib.metadata import version
 
@@ -207,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.peer.settings")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("migrate", "pull"))
+    parser.add_argument("action", choices=("migrate", "pull", "users", "links"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--file", type=Path)
     args = parser.parse_args(argv)
+    if args.action in ("users", "links"):
+        return _users_or_links(args)
     if args.action == "migrate":
         import django
         from django.core.management import call_command

@@ -1,7 +1,7 @@
 """The diff: a pure function from two snapshots to a plan. No I/O, no Django.
 
 Set arithmetic on keys: remote - local = create; local - remote = orphan (only where the remote
-listing was whole); both = compare the fields in ``snapshot.FIELDS``.
+listing was whole); both = compare the fields the registry declares.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .periods import mixed_periods_note
 from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
-from .snapshot import FIELDS, MODEL_OF, RESOURCE_MODEL, KnownIds, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .registry import BY_NAME, BY_RECORD, MODEL_ORDER
+from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
 
-MODEL_ORDER = ("Feature", "Product", "Price", "User", "StripeUser", "Subscription", "SubscriptionItem")
 _RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
 _ACTION_RANK = {action: i for i, action in enumerate(Action)}
 
@@ -26,7 +27,7 @@ class UserPolicy:
     validate: Validator | None = None
 
 
-_KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
+KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
 
 
 def _newer_locally(remote: Snapshot, local: Snapshot, model: str, oid: str) -> bool:
@@ -38,7 +39,7 @@ def _newer_locally(remote: Snapshot, local: Snapshot, model: str, oid: str) -> b
 def changes(local: Any, remote: Any) -> tuple[Change, ...]:
     found = tuple(
         Change(name, getattr(local, name), getattr(remote, name))
-        for name in FIELDS[type(remote)]
+        for name in BY_RECORD[type(remote)].names
         if getattr(local, name) != getattr(remote, name)
     )
     if isinstance(remote, ProductRec) and local.features != remote.features:
@@ -49,10 +50,10 @@ def changes(local: Any, remote: Any) -> tuple[Change, ...]:
 def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[str, str]) -> list[Operation]:
     """Create, update and orphan operations of one resource; ``blocked`` ids are skipped with a reason."""
     ops: list[Operation] = []
+    model = BY_NAME[resource].model
     theirs: Mapping[str, Any] = getattr(remote, resource)
     ours: Mapping[str, Any] = getattr(local, resource)
     for oid, rec in theirs.items():
-        model = MODEL_OF[type(rec)]
         if oid in blocked:
             ops.append(Skip(model, oid, blocked[oid]))
             continue
@@ -64,11 +65,11 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
         if not found:
             continue
         if _newer_locally(remote, local, model, oid):
-            ops.append(Skip(model, oid, _KEPT))
+            ops.append(Skip(model, oid, KEPT))
             continue
         ops.append(Update(model, oid, rec, found))
     if resource in remote.complete:
-        ops.extend(Orphan(RESOURCE_MODEL[resource], oid) for oid in ours.keys() - theirs.keys())
+        ops.extend(Orphan(model, oid) for oid in ours.keys() - theirs.keys())
     return ops
 
 
@@ -90,6 +91,8 @@ def _subscription_blocks(remote: Snapshot, local: Snapshot, known: KnownIds, bad
     for sub in remote.subscriptions.values():
         if sub.customer_id not in customers:
             why = "is deleted in Stripe" if sub.customer_id in remote.deleted_customers else "could not be fetched"
+            if any(r.model == "StripeUser" and r.id == sub.customer_id for r in remote.rejected):
+                why = "was skipped"
             blocked[sub.id] = f"its customer {sub.customer_id} {why} and is not stored"
             continue
         missing = sorted({i.price_id for i in sub.items} - prices)
@@ -107,10 +110,17 @@ def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[
         if stored is None or stored.items == sub.items or sid in skipped:
             continue
         if _newer_locally(remote, local, "Subscription", sid):
-            ops.append(Skip("SubscriptionItem", sid, _KEPT))
+            ops.append(Skip("SubscriptionItem", sid, KEPT))
         else:
             ops.append(RecreateItems(sid, stored.items, sub.items))
     return ops
+
+
+def _period_notes(remote: Snapshot, ops: list[Operation]) -> list[Note]:
+    """A note for each subscription written whose items bill on different periods."""
+    written = sorted({op.id for op in ops if isinstance(op, Create | Update | RecreateItems)})
+    found = ((sid, mixed_periods_note(remote.subscriptions[sid])) for sid in written)
+    return [Note("Subscription", sid, message) for sid, message in found if message]
 
 
 def diff(
@@ -123,7 +133,7 @@ def diff(
     known = known or KnownIds()
     ops: list[Operation] = [Skip(r.model, r.id, r.reason) for r in remote.rejected]
     notes: list[Note] = []
-    ops += [Create("Feature", fid, None) for fid in sorted(remote.features - local.features)]
+    ops += _compare("features", remote, local, {})  # never orphans: features are never deleted here
     ops += _compare("products", remote, local, {})
     price_blocks = _price_blocks(remote, local, known)
     ops += _compare("prices", remote, local, price_blocks)
@@ -135,14 +145,15 @@ def diff(
         )
         ops += user_ops
     sub_ops = _compare("subscriptions", remote, local, _subscription_blocks(remote, local, known, price_blocks))
-    ops += sub_ops + _items(remote, local, sub_ops)
+    item_ops = _items(remote, local, sub_ops)
+    ops += sub_ops + item_ops
+    notes = [*notes, *_period_notes(remote, sub_ops + item_ops)]
     ops.sort(key=lambda op: (_RANK[op.model], _ACTION_RANK[op.action], op.id))
     return Plan(
         operations=tuple(ops),
         notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),
         next_cursor=dict(remote.next_cursor),
-        stats={"remote": remote.count(), "local": local.count()},
     )
 
 
-__all__ = ["diff", "changes", "UserPolicy", "PriceRec"]
+__all__ = ["diff", "changes", "UserPolicy"]

@@ -1,17 +1,20 @@
 """The plan: an ordered tuple of small typed operations that the report renders and apply executes.
 
-Each action's value is the symbol the text report prints (as in Terraform's plan actions).
+Every operation has ``model``, ``id``, ``action``, ``changes``, ``reason`` (skips only) and
+``describe()``; ``to_json`` / ``from_json`` are its one codec (the plan file's form). Each action's
+value is the symbol the text report prints (as in Terraform's plan actions).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from .snapshot import CustomerRec, ItemRec
+from .registry import BY_MODEL, ITEMS, RECORDS
+from .snapshot import ItemRec
+from .values import decode, encode, show
 
 
 class Action(Enum):
@@ -28,45 +31,58 @@ class Action(Enum):
         return self.name.lower()
 
 
-def show(value: Any) -> str:
-    """A field value as the report prints it."""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, tuple):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    return repr(value) if isinstance(value, str) else str(value) if not isinstance(value, dict) else _dict(value)
-
-
-def _dict(value: dict) -> str:
-    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in sorted(value.items())) + "}"
-
-
 @dataclass(frozen=True, slots=True)
-class Change:
+class Change:  # one field's value here (old) and in Stripe (new)
     field: str
     old: Any
     new: Any
 
+
+class _Operation:
+    """The protocol's defaults: an operation changes no field and has no reason unless it says so."""
+
+    changes: tuple[Change, ...] = ()
+    reason: str | None = None
+    template = ""  # what describe() says, formatted with the operation as ``op``
+
     def describe(self) -> str:
-        return f"{self.field}: {show(self.old)} -> {show(self.new)}"
+        return self.template.format(op=self)
 
 
 @dataclass(frozen=True)
-class Create:
+class _OnRow(_Operation):
+    """An operation on one row of ``model``, by its Stripe id."""
+
     model: str
     id: str
-    record: Any
+
+
+@dataclass(frozen=True)
+class Create(_OnRow):
+    record: Any  # None for a Feature
     action = Action.CREATE
 
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every stored field, from nothing."""
+        if self.record is None:
+            return ()
+        return tuple(
+            Change(f.name, None, getattr(self.record, f.name)) for f in fields(self.record) if f.name not in _NOT_SHOWN
+        )
+
     def describe(self) -> str:
-        label = getattr(self.record, "name", None) or getattr(self.record, "email", None)
+        resource = BY_MODEL.get(self.model)
+        labels = [getattr(self.record, name) for name in resource.label] if resource else []
+        label = next((text for text in labels if text), None)
         return f"create {self.model} {self.id}" + (f" ({label})" if label else "")
 
 
+_NOT_SHOWN = frozenset({"id", "user_id"})  # the id is the operation's; a user link is an operation of its own
+
+
 @dataclass(frozen=True)
-class Update:
-    model: str
-    id: str
+class Update(_OnRow):
     record: Any
     changes: tuple[Change, ...]
     action = Action.UPDATE
@@ -76,12 +92,12 @@ class Update:
 
 
 @dataclass(frozen=True)
-class RecreateItems:
+class RecreateItems(_Operation):
     subscription_id: str
     old: tuple[ItemRec, ...]
     new: tuple[ItemRec, ...]
     action = Action.RECREATE_ITEMS
-    model = "SubscriptionItem"
+    model = ITEMS.model
 
     @property
     def id(self) -> str:
@@ -96,36 +112,36 @@ class RecreateItems:
 
 
 @dataclass(frozen=True)
-class LinkUser:
+class _ForCustomer(_Operation):
+    """An operation on behalf of one customer: the customer is its id."""
+
     customer_id: str
-    user_id: Any
-    email: str
-    action = Action.LINK_USER
-    model = "StripeUser"
 
     @property
     def id(self) -> str:
         return self.customer_id
+
+
+@dataclass(frozen=True)
+class LinkUser(_ForCustomer):
+    user_id: Any
+    email: str
+    action = Action.LINK_USER
+    model = "StripeUser"
+    template = "link StripeUser {op.customer_id} to user {op.user_id} ({op.email})"
 
     @property
     def changes(self) -> tuple[Change, ...]:
         return (Change("user", None, self.user_id),)
 
-    def describe(self) -> str:
-        return f"link StripeUser {self.customer_id} to user {self.user_id} ({self.email})"
 
 
 @dataclass(frozen=True)
-class CreateUser:
-    customer_id: str
+class CreateUser(_ForCustomer):
     fields: tuple[tuple[str, Any], ...]
     also_link: tuple[str, ...] = ()  # other customers with the same email, linked to the same new user
     action = Action.CREATE_USER
     model = "User"
-
-    @property
-    def id(self) -> str:
-        return self.customer_id
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -138,24 +154,16 @@ class CreateUser:
 
 
 @dataclass(frozen=True)
-class Orphan:
-    model: str
-    id: str
+class Orphan(_OnRow):
     action = Action.ORPHAN
-
-    def describe(self) -> str:
-        return f"orphan {self.model} {self.id}: stored here, absent from Stripe (kept)"
+    template = "orphan {op.model} {op.id}: stored here, absent from Stripe (kept)"
 
 
 @dataclass(frozen=True)
-class Skip:
-    model: str
-    id: str
+class Skip(_OnRow):
     reason: str
     action = Action.SKIP
-
-    def describe(self) -> str:
-        return f"skip {self.model} {self.id}: {self.reason}"
+    template = "skip {op.model} {op.id}: {op.reason}"
 
 
 Operation = Create | Update | RecreateItems | LinkUser | CreateUser | Orphan | Skip
@@ -181,7 +189,6 @@ class Plan:
     operations: tuple[Operation, ...] = ()
     notes: tuple[Note, ...] = ()
     next_cursor: dict[str, str] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)  # objects seen per side, for the report
 
     @property
     def in_sync(self) -> bool:
@@ -196,13 +203,38 @@ class Plan:
         counts = Counter(op.action for op in self.operations)
         return {action.key: counts.get(action, 0) for action in Action}
 
-    def __add__(self, other: Plan) -> Plan:
-        return Plan(
-            self.operations + other.operations,
-            self.notes + other.notes,
-            {**self.next_cursor, **other.next_cursor},
-            {k: self.stats.get(k, 0) + other.stats.get(k, 0) for k in {*self.stats, *other.stats}},
-        )
+
+# -- the codec: an operation as JSON and back (the plan file's form) ------------------------------
+OPERATIONS = {cls.__name__: cls for cls in (Create, Update, RecreateItems, LinkUser, CreateUser, Orphan, Skip)}
+
+
+def to_json(op: Operation | Note) -> dict[str, Any]:
+    """Every field of the operation (records whole), with its type; datetimes tagged."""
+    return {"type": type(op).__name__, **encode(op, tagged=True)}
+
+
+def from_json(data: dict[str, Any]) -> Operation:
+    cls = OPERATIONS[data["type"]]
+    return cls(**{f.name: _decode_field(f.name, data[f.name], data) for f in fields(cls)})
+
+
+def _decode_field(name: str, value: Any, data: dict[str, Any]) -> Any:
+    if name == "record":
+        return _record(data["model"], value)
+    if name == "changes":
+        return tuple(Change(c["field"], decode(c["old"]), decode(c["new"])) for c in value)
+    if name in ("old", "new"):  # a subscription's items
+        return tuple(ITEMS.record(**decode(i)) for i in value)
+    return decode(value)
+
+
+def _record(model: str, data: dict | None) -> Any:
+    if data is None:
+        return None
+    values = decode(data)
+    for child in BY_MODEL[model].children:  # child collections are tuples of their records
+        values[child.name] = tuple(child.record(**i) for i in values[child.name])
+    return RECORDS[model](**values)
 
 
 __all__ = [
@@ -210,7 +242,6 @@ __all__ = [
     "Change",
     "Create",
     "CreateUser",
-    "CustomerRec",
     "LinkUser",
     "Note",
     "Operation",
@@ -220,5 +251,6 @@ __all__ = [
     "Skip",
     "Update",
     "WRITES",
-    "show",
+    "from_json",
+    "to_json",
 ]

@@ -11,118 +11,67 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields, is_dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from django.core import signing
 
 from ..errors import PlanFileError
-from .plan import Change, Create, CreateUser, LinkUser, Note, Orphan, Plan, RecreateItems, Skip, Update
+from .escape import json_text
+from .plan import Note, Plan, from_json, to_json
 from .report import as_dict
-from .snapshot import CustomerRec, ItemRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
+from .snapshot import Snapshot
 from .users import UserDirectory
+from .values import encode
 
 SCHEMA = "reconcile.planfile/v1"
 SALT = "reconcile.planfile"
-RECORDS = {"Product": ProductRec, "Price": PriceRec, "StripeUser": CustomerRec, "Subscription": SubscriptionRec}
-OPS = {cls.__name__: cls for cls in (Create, Update, RecreateItems, LinkUser, CreateUser, Orphan, Skip)}
-
-
-# -- encoding ------------------------------------------------------------------------------------
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if is_dataclass(value):
-        return {f.name: _encode(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$dt"}:
-            return datetime.fromisoformat(value["$dt"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_decode(v) for v in value)
-    return value
-
-
-def _record(model: str, data: dict | None):
-    if data is None:
-        return None
-    values = _decode(data)
-    if model == "Subscription":
-        values["items"] = tuple(ItemRec(**dict(i)) for i in values["items"])
-    if "metadata" in values:
-        values["metadata"] = dict(values["metadata"])
-    return RECORDS[model](**values)
-
-
-def _operation(data: dict):
-    kind = data.pop("type")
-    cls = OPS[kind]
-    if cls is Create:
-        return Create(data["model"], data["id"], _record(data["model"], data["record"]))
-    if cls is Update:
-        changes = tuple(Change(c["field"], _decode(c["old"]), _decode(c["new"])) for c in data["changes"])
-        return Update(data["model"], data["id"], _record(data["model"], data["record"]), changes)
-    if cls is RecreateItems:
-        old = tuple(ItemRec(**dict(_decode(i))) for i in data["old"])
-        new = tuple(ItemRec(**dict(_decode(i))) for i in data["new"])
-        return RecreateItems(data["subscription_id"], old, new)
-    if cls is CreateUser:
-        return CreateUser(
-            data["customer_id"], tuple(tuple(f) for f in _decode(data["fields"])), tuple(data["also_link"])
-        )
-    return cls(**_decode(data))
 
 
 # -- fingerprint ---------------------------------------------------------------------------------
 def fingerprint(local: Snapshot, directory: UserDirectory | None) -> str:
     """A digest of the database state a plan depends on: every loaded record, and user emails."""
     state = {
-        "products": _encode(sorted(local.products.values(), key=lambda r: r.id)),
-        "prices": _encode(sorted(local.prices.values(), key=lambda r: r.id)),
-        "customers": _encode(sorted(local.customers.values(), key=lambda r: r.id)),
-        "subscriptions": _encode(sorted(local.subscriptions.values(), key=lambda r: r.id)),
-        "features": sorted(local.features),
+        "products": encode(sorted(local.products.values(), key=lambda r: r.id), tagged=True),
+        "prices": encode(sorted(local.prices.values(), key=lambda r: r.id), tagged=True),
+        "customers": encode(sorted(local.customers.values(), key=lambda r: r.id), tagged=True),
+        "subscriptions": encode(sorted(local.subscriptions.values(), key=lambda r: r.id), tagged=True),
+        "features": encode(sorted(local.features.values(), key=lambda r: r.id), tagged=True),
         "synced_at": sorted([list(k), v.isoformat()] for k, v in local.synced_at.items()),
         "users": sorted([k, sorted(map(str, v))] for k, v in directory.by_email.items()) if directory else None,
+        "privileged": sorted([str(k), v] for k, v in directory.privileged.items()) if directory else None,
     }
     blob = json.dumps(state, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
-# -- files ---------------------------------------------------------------------------------------
-def write(
-    path: str | Path, plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict
-) -> None:
+# -- the file's text (the caller reads and writes the file) ----------------------------------------
+def dumps(
+    plan: Plan, *, command: str, resources: tuple[str, ...], state: str, fetched_at: dict, database: str = ""
+) -> str:
     body = {
         "schema": SCHEMA,
         "command": command,
         "resources": list(resources),
+        "database": database,  # the identity of the database the plan was made for (a digest)
         "database_fingerprint": state,
         "report": as_dict(plan),
-        "operations": [{"type": type(op).__name__, **_encode(op)} for op in plan.operations],
-        "notes": [_encode(n) for n in plan.notes],
+        "operations": [to_json(op) for op in plan.operations],
+        "notes": [encode(n, tagged=True) for n in plan.notes],
         "fetched_at": [[model, oid, at.isoformat()] for (model, oid), at in sorted(fetched_at.items())],
     }
     body["signature"] = signing.Signer(salt=SALT).signature(_canonical(body))
-    Path(path).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    return json_text(json.dumps(body, indent=1, ensure_ascii=False)) + "\n"
 
 
-def read(path: str | Path) -> tuple[dict, Plan, dict]:
-    """The file's header, its plan and its fetch times; PlanFileError if unreadable or edited."""
+def loads(text: str, path: str) -> tuple[dict, Plan, dict]:
+    """The header, the plan and the fetch times in the text of the file at ``path`` (named in
+    errors); PlanFileError if it is not a plan file or was edited."""
     try:
-        body = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        body = json.loads(text)
+    except ValueError as exc:
         raise PlanFileError(f"Cannot read the plan file {path}: {exc}") from None
+    except RecursionError:
+        raise PlanFileError(f"Cannot read the plan file {path}: it is nested too deeply.") from None
     if not isinstance(body, dict) or body.get("schema") != SCHEMA:
         raise PlanFileError(f"{path} is not a reconcile plan file ({SCHEMA}).")
     signature = body.pop("signature", None)
@@ -134,7 +83,7 @@ def read(path: str | Path) -> tuple[dict, Plan, dict]:
             "made with another SECRET_KEY. Make a new plan with --dry-run --plan-out."
         )
     plan = Plan(
-        operations=tuple(_operation(dict(op)) for op in body["operations"]),
+        operations=tuple(from_json(op) for op in body["operations"]),
         notes=tuple(Note(**n) for n in body["notes"]),
     )
     fetched_at = {(m, oid): datetime.fromisoformat(at) for m, oid, at in body["fetched_at"]}
@@ -142,4 +91,4 @@ def read(path: str | Path) -> tuple[dict, Plan, dict]:
 
 
 def _canonical(body: dict) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json_text(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))

@@ -6,23 +6,16 @@ Rendering is pure: it returns a string, never prints and never touches the datab
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from deepdiff import DeepDiff
 
-from .plan import Action, Change, Operation, Plan, show
+from .escape import escape, json_text
+from .plan import Action, Change, Plan
+from .registry import HEADINGS
+from .values import encode, show
 
 SCHEMA = "reconcile.plan/v1"
-HEADINGS = {
-    "Feature": "Features",
-    "Product": "Products",
-    "Price": "Prices",
-    "User": "Users",
-    "StripeUser": "Customers",
-    "Subscription": "Subscriptions",
-    "SubscriptionItem": "Subscription items",
-}
 PHRASES = {
     Action.CREATE: "to create",
     Action.UPDATE: "to update",
@@ -34,9 +27,26 @@ PHRASES = {
 }
 
 
+# The same things, done: the "Applied:" line counts and words them as the plan line does.
+DONE = {
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.RECREATE_ITEMS: "item sets recreated",
+    Action.LINK_USER: "users linked",
+    Action.CREATE_USER: "users created",
+}
+
+
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
     return "Plan: " + ", ".join(f"{counts[a.key]} {PHRASES[a]}" for a in Action) + "."
+
+
+def applied_line(counts: dict[str, int], seconds: float) -> str:
+    """``Applied: 32 created, 0 updated, ..., 2 users linked, 3 users created in 0.4s.``: the plan
+    line's write actions, in its order and words, as the apply counted them."""
+    done = ", ".join(f"{counts.get(a.key, 0)} {DONE[a]}" for a in Action if a in DONE)
+    return f"Applied: {done} in {seconds:.1f}s."
 
 
 def _change_detail(change: Change) -> str:
@@ -49,7 +59,7 @@ def _change_detail(change: Change) -> str:
             f"{key(i)}: {i.t1!r} -> {i.t2!r}" for kind in ("values_changed", "type_changes") for i in tree.get(kind, [])
         )
         return f"{change.field}: " + ", ".join(added + removed + changed)
-    return change.describe()
+    return f"{change.field}: {show(change.old)} -> {show(change.new)}"
 
 
 def _closing_line(plan: Plan) -> str:
@@ -77,27 +87,7 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     lines.append(_closing_line(plan))
     for resource, cursor in sorted(plan.next_cursor.items()):
         lines.append(f"More {resource} in Stripe: run again with --starting_after {cursor} for the next window.")
-    return "\n".join(lines) + "\n"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
-    return value
-
-
-def _record_changes(op: Operation) -> list[dict[str, Any]]:
-    record = getattr(op, "record", None)
-    if op.action is Action.CREATE and record is not None:
-        fields = [f for f in record.__dataclass_fields__ if f not in ("id", "user_id")]
-        return [{"field": f, "old": None, "new": _jsonable(getattr(record, f))} for f in fields]
-    return [{"field": c.field, "old": _jsonable(c.old), "new": _jsonable(c.new)} for c in getattr(op, "changes", ())]
+    return "\n".join(escape(line) for line in lines) + "\n"  # one line per line: Stripe's text cannot add one
 
 
 def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
@@ -113,8 +103,8 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
                 "symbol": op.action.value,
                 "model": op.model,
                 "id": op.id,
-                "changes": _record_changes(op),
-                "reason": getattr(op, "reason", None),
+                "changes": encode(op.changes),
+                "reason": op.reason,
                 "description": op.describe(),
             }
             for op in shown
@@ -127,15 +117,16 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     return report
 
 
-def render_json(plan: Plan, verbosity: int = 1) -> str:
-    return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
+def render_json(plan: Plan) -> str:
+    # JSON escapes control characters itself; a lone surrogate is escaped too, so the text encodes.
+    return json_text(json.dumps(as_dict(plan), indent=2, ensure_ascii=False)) + "\n"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape(text).replace("|", "\\|")
 
 
-def render_markdown(plan: Plan, verbosity: int = 1) -> str:
+def render_markdown(plan: Plan) -> str:
     lines = ["### Stripe reconcile plan", ""]
     if not plan.operations:
         lines.append("**No changes detected.** The database agrees with Stripe.")
@@ -145,22 +136,28 @@ def render_markdown(plan: Plan, verbosity: int = 1) -> str:
             if op.action is Action.CREATE:
                 details = op.describe()
             else:
-                details = getattr(op, "reason", None) or "; ".join(
-                    _change_detail(c) for c in getattr(op, "changes", ())
-                )
-            lines.append(
-                f"| {op.action.value} | {op.action.key} | {op.model} | `{op.id}` | {_cell(details or op.describe())} |"
-            )
+                details = op.reason or "; ".join(_change_detail(c) for c in op.changes)
+            cells = (op.action.value, op.action.key, op.model, f"`{_cell(op.id)}`", _cell(details or op.describe()))
+            lines.append("| " + " | ".join(cells) + " |")
     if plan.notes:
         lines += ["", "Notes:", ""] + [f"- {_cell(n.describe())}" for n in plan.notes]
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
-
-
 def render(plan: Plan, fmt: str = "text", verbosity: int = 1) -> str:
-    return RENDERERS[fmt](plan, verbosity)
+    """The report in ``fmt``; only the text report has levels of detail."""
+    if fmt == "text":
+        return render_text(plan, verbosity)
+    return {"json": render_json, "markdown": render_markdown}[fmt](plan)
 
 
-__all__ = ["render", "render_text", "render_json", "render_markdown", "as_dict", "summary_line", "SCHEMA", "show"]
+__all__ = [
+    "render",
+    "render_text",
+    "render_json",
+    "render_markdown",
+    "as_dict",
+    "summary_line",
+    "applied_line",
+    "SCHEMA",
+]

@@ -27,6 +27,14 @@ def normalize_email(email: str | None) -> str | None:
 @dataclass(frozen=True)
 class UserDirectory:
     by_email: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # normalised email -> user pks
+    # Users never linked by email, with what they are ("a staff account"): Stripe does not verify
+    # emails, so anyone who types an admin's email at checkout would otherwise get the admin's account.
+    privileged: Mapping[Any, str] = field(default_factory=dict)
+
+
+PRIVILEGED_HINT = (
+    "Stripe does not verify emails; set RECONCILE['LINK_PRIVILEGED_USERS'] = True to link such accounts too"
+)
 
 
 def plan_users(
@@ -43,7 +51,8 @@ def plan_users(
         stored = local.get(customer.id)
         email = normalize_email(customer.email)
         if stored is not None and stored.user_id is not None:
-            if normalize_email(stored.email) != email:
+            # a link imported before the first pull has no stored email yet: nothing changed
+            if stored.email is not None and normalize_email(stored.email) != email:
                 notes.append(
                     Note(
                         "StripeUser",
@@ -56,7 +65,11 @@ def plan_users(
         if email is None:
             continue
         matches = directory.by_email.get(email, ())
-        if len(matches) == 1:
+        if len(matches) == 1 and matches[0] in directory.privileged:
+            what = directory.privileged[matches[0]]
+            message = f"not linked to user {matches[0]}, {what} with this email: {PRIVILEGED_HINT}"
+            notes.append(Note("StripeUser", customer.id, message))
+        elif len(matches) == 1:
             ops.append(LinkUser(customer.id, matches[0], customer.email or ""))
         elif len(matches) > 1:
             shown = ", ".join(str(pk) for pk in sorted(matches, key=str))

@@ -16,41 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import connections, models, transaction
+from django.db import connections, transaction
 
-from ..core.plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
-from ..core.snapshot import RENAMED, ItemRec, column_values, columns
-from ..models import Feature, Price, Product, ProductFeature, StripeUser, Subscription, SubscriptionItem
+from ..core.diff import KEPT
+from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
+from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
+from ..models import ProductFeature, StripeUser, SubscriptionItem
 from .bulk import batches, insert
-
-KEPT = "the stored row was written after Stripe's page was fetched; kept the newer row"
-
-
-ITEM_COLUMNS = (
-    "id",
-    "subscription_id",
-    "price_id",
-    "quantity",
-    "current_period_start",
-    "current_period_end",
-    "synced_at",
-)
-
-
-@dataclass(frozen=True)
-class Spec:
-    model: type[models.Model]
-    pk: str
-
-
-SPECS: dict[str, Spec] = {
-    "Product": Spec(Product, "id"),
-    "Price": Spec(Price, "id"),
-    "StripeUser": Spec(StripeUser, "customer_id"),
-    "Subscription": Spec(Subscription, "id"),
-}
 
 
 @dataclass
@@ -68,6 +43,7 @@ class Applier:
         self.result = Result()
         self.written: dict[str, set[str]] = defaultdict(set)  # model -> ids written this run
         self.inserted: dict[str, set[str]] = defaultdict(set)  # model -> ids inserted this run
+        self.links: dict[str, Any] = {}  # customer id -> user pk, linked or created this run
 
     def stamp(self, model: str, oid: str) -> datetime:
         return self.fetched_at.get((model, oid), self.now)
@@ -76,54 +52,72 @@ class Applier:
         if not self.plan.writes:
             return self.result
         _lift_sqlite_parameter_limit()
-        ops = defaultdict(list)
+        ops: dict[tuple[type, str], list] = defaultdict(list)
         for op in self.plan.writes:
             ops[(type(op), op.model)].append(op)
         with transaction.atomic():
-            Feature.objects.bulk_create(
-                [Feature(id=op.id) for op in ops[(Create, "Feature")]],
-                batch_size=self.batch_size,
-                ignore_conflicts=True,
-            )
-            self.result.counts["create"] += len(ops[(Create, "Feature")])
-            for model in ("Product", "Price"):
-                self.upsert(model, ops[(Create, model)], ops[(Update, model)])
-            self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
-            links = self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")])
-            self.upsert("StripeUser", ops[(Create, "StripeUser")], ops[(Update, "StripeUser")], links)
-            self.link(links)
-            self.upsert("Subscription", ops[(Create, "Subscription")], ops[(Update, "Subscription")])
-            self.items(ops[(Create, "Subscription")], ops[(RecreateItems, "SubscriptionItem")])
+            for resource in RESOURCES:  # the registry's order: a row's references are written first
+                for related in resource.before:
+                    self.before(related.model, ops)
+                creates = ops[(Create, resource.model)]
+                if not resource.guarded:
+                    self.insert_or_ignore(resource, creates)
+                    creates = []
+                self.upsert(resource, creates, ops[(Update, resource.model)])
+                self.after(resource.model, ops)
         return self.result
 
+    def insert_or_ignore(self, resource: Resource, creates: list[Create]) -> None:
+        """New rows of an unguarded resource: one INSERT that skips rows already there, no guard read."""
+        model = apps.get_model("reconcile", resource.model)
+        stamp = self.stamp
+        rows = [
+            model(**{resource.pk: op.id}, **resource.column_values(op.record), synced_at=stamp(resource.model, op.id))
+            for op in creates
+        ]
+        model.objects.bulk_create(rows, batch_size=self.batch_size, ignore_conflicts=True)
+        self.written[resource.model].update(op.id for op in creates)
+        self.result.counts["create"] += len(rows)
+
+    def before(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
+        """Write a ``Related`` model of the registry, ahead of the resource that refers to it."""
+        if model == "User":
+            self.links.update(self.users(ops[(CreateUser, "User")], ops[(LinkUser, "StripeUser")]))
+
+    def after(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
+        """Write a resource's child collections and links, after its rows."""
+        if model == "Product":
+            self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
+        elif model == "StripeUser":
+            self.link(self.links, [op.customer_id for op in ops[(LinkUser, "StripeUser")]])
+        elif model == "Subscription":
+            self.items(ops[(Create, "Subscription")], ops[(RecreateItems, ITEMS.model)])
+
     # -- products, prices, customers, subscriptions ---------------------------------------------
-    def upsert(self, model: str, creates: list[Create], updates: list[Update], links: Mapping | None = None):
-        spec = SPECS[model]
+    def upsert(self, resource: Resource, creates: list[Create], updates: list[Update]) -> None:
+        model, pk, name = apps.get_model("reconcile", resource.model), resource.pk, resource.model
+        linked = "user_id" in dict(resource.extras)  # a new customer row carries its user link
+        names = (pk, *resource.columns, "synced_at") + (("user_id",) if linked else ())
         for batch in batches(creates + updates, self.batch_size):
             ids = [op.id for op in batch]
-            stored = dict(spec.model.objects.select_for_update().filter(pk__in=ids).values_list(spec.pk, "synced_at"))
+            stored = dict(model.objects.select_for_update().filter(pk__in=ids).values_list(pk, "synced_at"))
             inserts, changed, fields = [], [], {"synced_at"}
             for op in batch:
-                at = self.stamp(model, op.id)
+                at = self.stamp(name, op.id)
                 if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
-                    self.result.conflicts.append(Skip(model, op.id, KEPT))
+                    self.result.conflicts.append(Skip(name, op.id, KEPT))
                     continue
                 if isinstance(op, Create) and op.id not in stored:
-                    row = (op.id, *column_values(op.record).values(), at)
-                    inserts.append(row + ((links or {}).get(op.id),) if model == "StripeUser" else row)
-                    self.inserted[model].add(op.id)
+                    row = (op.id, *resource.values(op.record), at)
+                    inserts.append(row + (self.links.get(op.id),) if linked else row)
+                    self.inserted[name].add(op.id)
                 elif op.id in stored:
-                    changed.append(spec.model(**{spec.pk: op.id}, **column_values(op.record), synced_at=at))
-                    fields |= (
-                        set(columns(type(op.record)))
-                        if isinstance(op, Create)
-                        else {RENAMED.get(c.field, c.field) for c in op.changes if c.field != "features"}
-                    )
-                self.written[model].add(op.id)
-            names = (spec.pk, *columns(type(batch[0].record)), "synced_at")
-            insert(spec.model, names + (("user_id",) if model == "StripeUser" else ()), inserts, self.batch_size)
+                    changed.append(model(**{pk: op.id}, **resource.column_values(op.record), synced_at=at))
+                    fields |= set(resource.columns) if isinstance(op, Create) else _columns(resource, op.changes)
+                self.written[name].add(op.id)
+            insert(model, names, inserts, self.batch_size)
             if changed:
-                spec.model.objects.bulk_update(changed, sorted(fields))
+                model.objects.bulk_update(changed, sorted(fields))
             self.result.counts["create"] += len(inserts)
             self.result.counts["update"] += len(changed)
 
@@ -162,14 +156,35 @@ class Applier:
             self.result.counts["create_user"] += len(users)
         return result
 
-    def link(self, links: Mapping[str, Any]) -> None:
-        rows = [
-            StripeUser(customer_id=cid, user_id=uid)
-            for cid, uid in links.items()
-            if cid not in self.inserted["StripeUser"]
-        ]
+    def link(self, links: Mapping[str, Any], planned: Iterable[str]) -> None:
+        """Link stored customers to users, under the lost-write guard: a row linked by someone else,
+        or written after its Stripe page was fetched, since the plan was made keeps what it has.
+        Counts the planned links that were made (the customers of created users count in
+        ``create_user``), so that the counts match the plan's."""
+        conflicted = {c.id for c in self.result.conflicts if c.model == "StripeUser"}
+        refused = conflicted & set(links)
+        wanted = sorted(cid for cid in links if cid not in self.inserted["StripeUser"] and cid not in conflicted)
+        rows = []
+        for batch in batches(wanted, self.batch_size):
+            stored = {
+                cid: (user_id, synced_at)
+                for cid, user_id, synced_at in StripeUser.objects.select_for_update()
+                .filter(customer_id__in=batch)
+                .values_list("customer_id", "user_id", "synced_at")
+            }
+            for cid in batch:
+                user_id, synced_at = stored.get(cid, (None, None))
+                if user_id is not None and user_id != links[cid]:
+                    reason = f"linked to user {user_id} after Stripe's page was fetched; kept that link"
+                    self.result.conflicts.append(Skip("StripeUser", cid, reason))
+                    refused.add(cid)
+                elif synced_at is not None and synced_at > self.stamp("StripeUser", cid):
+                    self.result.conflicts.append(Skip("StripeUser", cid, KEPT))
+                    refused.add(cid)
+                else:
+                    rows.append(StripeUser(customer_id=cid, user_id=links[cid]))
         StripeUser.objects.bulk_update(rows, ["user"], batch_size=self.batch_size)
-        self.result.counts["link_user"] += len(links)
+        self.result.counts["link_user"] += len(set(planned) - refused)
 
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:
@@ -187,21 +202,19 @@ class Applier:
             self.result.counts["recreate_items"] += len(batch)
         self.insert_items(new)
 
-    def insert_items(self, subscriptions: Iterable[tuple[str, tuple[ItemRec, ...]]]) -> None:
+    def insert_items(self, subscriptions: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         rows = (
-            (
-                i.id,
-                sid,
-                i.price_id,
-                i.quantity,
-                i.current_period_start,
-                i.current_period_end,
-                self.stamp("Subscription", sid),
-            )
+            (i.id, sid, *ITEMS.values(i), self.stamp("Subscription", sid))
             for sid, items in subscriptions
             for i in items
         )
         insert(SubscriptionItem, ITEM_COLUMNS, rows, self.batch_size)
+
+
+def _columns(resource: Resource, changes: Iterable[Change]) -> set[str]:
+    """The columns an update's changes touch (features are links, written apart)."""
+    column = {f.name: f.column for f in resource.fields}
+    return {column[c.field] for c in changes if c.field in column}
 
 
 def unusable_password() -> str:

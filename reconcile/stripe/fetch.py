@@ -9,6 +9,7 @@ concurrent requests under the rate limit. Never call this inside a database tran
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import random
@@ -19,16 +20,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import stripe
 from django.db import connections
 
-from ..conf import Config
+from ..conf import KEY_CHARACTERS, Config, key_hint
+from ..core.escape import escape
 from ..errors import ConfigError, FetchError, TransactionError
 
 log = logging.getLogger(__name__)
 _KEY = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9*]+")
+
+
+def redact(text: str) -> str:
+    """Key-shaped text replaced: for any exception text that may carry a request header."""
+    return _KEY.sub(r"\1_\2_[redacted]", text)
 
 
 class RedactKeys(logging.Filter):
@@ -38,13 +45,12 @@ class RedactKeys(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if _KEY.search(message):
-            record.msg, record.args = _KEY.sub(r"\1_\2_[redacted]", message), None
+            record.msg, record.args = redact(message), None
         return True
 
 
 logging.getLogger("stripe").addFilter(RedactKeys())
 
-KEY_HINT = "Check RECONCILE['API_KEY'] (or DRF_STRIPE['STRIPE_API_SECRET'], or $STRIPE_API_KEY)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +126,14 @@ def _endpoint(path: str) -> str:
 
 
 def _describe(path: str, params: dict) -> str:
-    return f"GET {path}?{urlencode(params, doseq=True)}" if params else f"GET {path}"
+    """The request as a person reads it: lists in Stripe's notation, ``expand[]=data.tiers``; ids from
+    Stripe (cursors) are escaped for messages and logs."""
+    pairs = [(f"{k}[]", x) if isinstance(v, list | tuple) else (k, v) for k, v in params.items() for x in _each(v)]
+    return escape(f"GET {path}?{urlencode(pairs, safe='[]')}" if params else f"GET {path}")
+
+
+def _each(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def assert_no_transaction() -> None:
@@ -133,11 +146,19 @@ def assert_no_transaction() -> None:
 
 
 class Fetcher:
-    def __init__(self, config: Config, *, sleep: Callable[[float], None] = time.sleep, client=None):
+    def __init__(self, config: Config, *, sleep: Callable[[float], None] | None = None, client=None):
         if not config.api_key:
-            raise ConfigError(f"No Stripe API key is set. {KEY_HINT}")
+            raise ConfigError(f"No Stripe API key is set. {key_hint()}")
+        if not KEY_CHARACTERS.fullmatch(config.api_key):
+            raise ConfigError(
+                "The Stripe API key has a character no Stripe key has (a space, a line break or a control "
+                f"character?). {key_hint()}"
+            )
+        refuse_plain_http(config)
         self.config = config
-        self._sleep = sleep
+        self.cancelled = threading.Event()  # set when the run stops (an error, Ctrl-C): every listing stops
+        # Backoffs and rate-limit waits end at once when the run stops, so Ctrl-C is never kept waiting.
+        self._sleep = sleep or self.cancelled.wait
         self.client = client or stripe.StripeClient(
             config.api_key,
             base_addresses={"api": config.api_base} if config.api_base else None,
@@ -148,13 +169,11 @@ class Fetcher:
         requestor = getattr(self.client, "_requestor", None)
         fast = all(hasattr(requestor, name) for name in ("request_raw", "_interpret_response"))
         self._requestor = requestor if fast else None
-        self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=sleep)
+        self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=self._sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
-        self.retries = 0
         self.latency = 0.0  # what a request costs at best lately: the fastest of the last few, in seconds
         self._durations: deque[float] = deque(maxlen=8)
-        self.cancelled = threading.Event()  # set when one listing failed for good: the others stop
 
     # -- one request -------------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
@@ -170,6 +189,8 @@ class Fetcher:
             if self.cancelled.is_set():
                 raise Cancelled(f"{what} not sent: another request failed")
             self.bucket.take(_endpoint(path))
+            if self.cancelled.is_set():  # stopped while waiting for the rate limit
+                raise Cancelled(f"{what} not sent: the run stopped")
             requested_at = datetime.now(timezone.utc)
             with self._count_lock:
                 self.requests += 1
@@ -185,8 +206,6 @@ class Fetcher:
                 attempt += 1
                 delay = self._delay(attempt, rate_limited=isinstance(exc, stripe.RateLimitError))
                 log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
-                with self._count_lock:
-                    self.retries += 1
                 if isinstance(exc, stripe.RateLimitError) or exc.http_status == 429:
                     self.bucket.back_off(delay)  # every thread waits, not only this one
                 else:
@@ -245,17 +264,17 @@ class Fetcher:
         request_id = f" (request id {exc.request_id})" if getattr(exc, "request_id", None) else ""
         tries = f" after {attempt + 1} tries" if attempt else ""
         if isinstance(exc, stripe.AuthenticationError) or status == 401:
-            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {KEY_HINT}")
+            return FetchError(f"Stripe rejected the API key (HTTP 401) on {what}. {key_hint()}")
         if isinstance(exc, stripe.PermissionError) or status == 403:
             return FetchError(f"The API key may not read {what} (HTTP 403): a restricted key needs read access.")
         if isinstance(exc, stripe.APIConnectionError):
             base = self.config.api_base or "Stripe"
-            return FetchError(f"Could not reach {base} for {what}{tries}: {_network_reason(exc.user_message)}")
+            return FetchError(f"Could not reach {base} for {what}{tries}: {redact(_network_reason(exc.user_message))}")
         if status is not None and 200 <= status < 300:
             return FetchError(f"Stripe answered {what} with a body that is not JSON (HTTP {status}){request_id}.")
         if status is not None and status >= 500 or status == 429:
             return FetchError(f"Stripe kept failing on {what}{tries}: HTTP {status}{request_id}.")
-        message = _first_line(exc.user_message) or type(exc).__name__
+        message = redact(_first_line(exc.user_message)) or type(exc).__name__
         return FetchError(f"Stripe refused {what} (HTTP {status}): {message}{request_id}", status)
 
     # -- lists -------------------------------------------------------------------------------------
@@ -272,12 +291,16 @@ class Fetcher:
         params = dict(params or {})
         params["limit"] = limit or self.config.page_size
         cursor = starting_after
+        seen = {starting_after} if starting_after else set()
         count = 0
         while True:
-            page = self.page(path, dict(params, starting_after=cursor) if cursor else params)
+            query = dict(params, starting_after=cursor) if cursor else params
+            page = self.page(path, query)
+            if page.has_more:
+                check_cursor(path, query, page, seen)
             yield page
             count += 1
-            if not page.has_more or not page.data or (max_pages is not None and count >= max_pages):
+            if not page.has_more or (max_pages is not None and count >= max_pages):
                 return
             cursor = page.last_id
 
@@ -289,7 +312,42 @@ class Fetcher:
             raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
         if data and not (isinstance(data[-1], dict) and isinstance(data[-1].get("id"), str)):
             raise FetchError(f"Stripe answered {_describe(path, query)} with an object without an id.")
+        if has_more and not data:  # taken as the end, it would make every stored row an orphan
+            raise FetchError(
+                f"Stripe answered {_describe(path, query)} with an empty page that says it has more: "
+                "the list cannot be read to its end. Nothing was written."
+            )
         return Page(data, has_more, requested_at)
+
+
+def check_cursor(path: str, query: dict, page: Page, seen: set[str]) -> None:
+    """Stop a list that would never end: a page whose last object is a cursor already used (a
+    server or proxy that ignores ``starting_after`` sends the same page again and again)."""
+    cursor = page.last_id
+    if cursor in seen:
+        raise FetchError(
+            f"Stripe answered {_describe(path, query)} with a page it had already sent (the cursor {cursor} "
+            "came back): the list would never end. Nothing was written."
+        )
+    seen.add(cursor)
+
+
+def refuse_plain_http(config: Config) -> None:
+    """A live key goes over https, or over plain http to this machine only (a local proxy or test
+    server): anyone on the path of a plain http request reads the key in its Authorization header."""
+    base = config.api_base or ""
+    if not config.api_key.startswith(("sk_live_", "rk_live_")) or urlsplit(base).scheme != "http":
+        return
+    host = urlsplit(base).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"RECONCILE['API_BASE'] is {base}: a live key is never sent over plain http, except to this machine "
+            "(localhost, 127.0.0.1, ::1). Use https."
+        )
 
 
 class Cancelled(FetchError):

@@ -7,16 +7,18 @@ product, a customer). Objects that do not parse become ``Rejected`` entries, nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..conf import Config
-from ..core.parse import BadObject, parse_customer, parse_price, parse_product, parse_subscription
-from ..core.snapshot import KnownIds, Rejected, Snapshot
+from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
+from ..core.registry import PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
+from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot
 from ..errors import FetchError
 from ..progress import Progress
+from . import entitlements
 from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
 from .walk import Flights, walk
 
@@ -36,6 +38,8 @@ class Window:
 @dataclass
 class _Builder:
     features_key: str
+    features_source: str = "metadata"
+    features: dict = field(default_factory=dict)  # Entitlements features, when the source includes them
     products: dict = field(default_factory=dict)
     prices: dict = field(default_factory=dict)
     customers: dict = field(default_factory=dict)
@@ -47,6 +51,10 @@ class _Builder:
     next_cursor: dict = field(default_factory=dict)
     embedded_prices: dict = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
+    listed_features: bool = False  # the account's whole feature list was read (a products pull)
+
+    def parse_product(self, obj) -> object:
+        return parse_product(obj, self.features_key)
 
     def add(self, model: str, target: dict, parse: Callable, obj, requested_at: datetime) -> None:
         oid = obj.get("id") if isinstance(obj, dict) else None
@@ -59,12 +67,15 @@ class _Builder:
         self.fetched_at[(model, rec.id)] = requested_at
 
     def snapshot(self) -> Snapshot:
+        named = {f for p in self.products.values() for f in p.features}
+        features = {fid: FeatureRec(id=fid) for fid in sorted(named - self.features.keys())}
+        features.update((fid, rec) for fid, rec in self.features.items() if fid in named or self.listed_features)
         return Snapshot(
             products=self.products,
             prices=self.prices,
             customers=self.customers,
             subscriptions=self.subscriptions,
-            features=frozenset(f for p in self.products.values() for f in p.features),
+            features=features,
             complete=frozenset(self.complete),
             rejected=tuple(sorted(set(self.rejected), key=lambda r: (r.model, r.id))),
             fetched_at=self.fetched_at,
@@ -87,58 +98,60 @@ def _walk(ctx: _Context, path: str, params: dict, window: Window | None, resourc
     b.complete.add(resource)
 
 
-def _list(ctx: _Context, resource: str, model: str, parse: Callable, params: dict, window: Window | None = None):
+def _list(ctx: _Context, resource: Resource, params: Mapping[str, str], window: Window | None) -> None:
     """Walk one listing into the builder's dict of that resource."""
     b = ctx.builder
-    target = getattr(b, resource)
-    for page in _walk(ctx, f"/v1/{resource}", params, window, resource):
-        b.progress.page(resource, len(page.data))
+    target = getattr(b, resource.name)
+    window = window if resource.windowed else None
+    query = {**params, "expand": list(resource.expand)} if resource.expand else dict(params)
+    for page in _walk(ctx, f"/v1/{resource.name}", query, window, resource.name):
+        b.progress.page(resource.name, len(page.data))
+        parse = ctx.parser(resource, page)
         for obj in page.data:
-            b.add(model, target, parse, obj, page.requested_at)
+            b.add(resource.model, target, parse, obj, page.requested_at)
 
 
-def _list_subscriptions(ctx: _Context, window: Window | None) -> None:
-    b = ctx.builder
-    for page in _walk(ctx, "/v1/subscriptions", {"status": "all"}, window, "subscriptions"):
-        b.progress.page("subscriptions", len(page.data))
-        for obj in page.data:
-            _add_subscription(ctx.fetcher, b, obj, page)
-
-
-def _add_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page) -> None:
-    def parse(obj):
-        items = obj.get("items") if isinstance(obj, dict) else None
-        if not isinstance(items, dict) or not isinstance(items.get("data"), list):
-            raise BadObject("field 'items' should be a list object")
-        data = items["data"]
-        if items.get("has_more"):
-            data = [
-                item for p in fetcher.pages("/v1/subscription_items", {"subscription": obj["id"]}) for item in p.data
-            ]
-        rec, prices = parse_subscription(obj, data)
-        for price in prices:
-            b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))
-        return rec
-
-    b.add("Subscription", b.subscriptions, parse, obj, page.requested_at)
+def _parse_subscription(fetcher: Fetcher, b: _Builder, obj, page: Page):
+    """A subscription with all its items (their overflow pages fetched); keeps the prices they embed."""
+    sid = object_id(obj, "subscription")  # before its items are paged: they are listed by its id
+    items = obj.get("items")
+    if not isinstance(items, dict) or not isinstance(items.get("data"), list):
+        raise BadObject("field 'items' should be a list object")
+    data = items["data"]
+    if items.get("has_more"):
+        data = [item for p in fetcher.pages("/v1/subscription_items", {"subscription": sid}) for item in p.data]
+    rec, prices = parse_subscription(obj, data)
+    for price in prices:
+        b.embedded_prices.setdefault(price.get("id"), (price, page.requested_at))
+    return rec
 
 
 def _resolve_references(fetcher: Fetcher, b: _Builder, known: KnownIds) -> None:
-    """Phase 2: items' prices, their products and subscriptions' customers that no side has yet."""
-    for price_id, (obj, requested_at) in sorted(b.embedded_prices.items(), key=lambda kv: str(kv[0])):
+    """Phase 2: items' prices, their products and subscriptions' customers that no side has yet.
+
+    An item's price lacks its tiers and currency options (Stripe expands them only on the price
+    itself), so a price neither listed nor stored is retrieved with them."""
+    for price_id in sorted(str(k) for k in b.embedded_prices):
         if price_id not in b.prices and price_id not in known.prices:
-            b.add("Price", b.prices, parse_price, obj, requested_at)
+            query = {"expand": [path.removeprefix("data.") for path in PRICES.expand]}
+            _retrieve(fetcher, b, "Price", b.prices, parse_price, "prices", price_id, query)
     wanted_products = {p.product_id for p in b.prices.values()} - set(b.products) - known.products
     for product_id in sorted(wanted_products):
-        _retrieve(fetcher, b, "Product", b.products, lambda o: parse_product(o, b.features_key), "products", product_id)
+        _retrieve(fetcher, b, "Product", b.products, b.parse_product, "products", product_id)
+    if wanted_products and b.features_source != "metadata":
+        if not b.listed_features:
+            entitlements.list_features(fetcher, b)
+        entitlements.attach_features(fetcher, b, wanted_products, b.features_source)
     wanted_customers = {s.customer_id for s in b.subscriptions.values()} - set(b.customers) - known.customers
     for customer_id in sorted(wanted_customers):
         _retrieve(fetcher, b, "StripeUser", b.customers, parse_customer, "customers", customer_id)
 
 
-def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, resource: str, oid: str) -> None:
+def _retrieve(
+    fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, resource: str, oid: str, query: dict | None = None
+) -> None:
     try:
-        body, requested_at = fetcher.get(f"/v1/{resource}/{oid}")
+        body, requested_at = fetcher.get(f"/v1/{resource}/{oid}", query)
     except FetchError as exc:
         if exc.status == 404:  # gone from Stripe: what refers to it is skipped with the reason
             return
@@ -149,12 +162,30 @@ def _retrieve(fetcher: Fetcher, b: _Builder, model: str, target: dict, parse, re
     b.add(model, target, parse, body, requested_at)
 
 
+def _wait_for(futures: list, fetcher: Fetcher) -> None:
+    """Wait for every listing; when one fails, the others stop at their next request. Waits in short
+    slices: a thread blocked in a wait without a timeout would not see Ctrl-C until the wait ends."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            fetcher.cancelled.set()
+
+
 @dataclass
 class _Context:
     fetcher: Fetcher
     builder: _Builder
     pool: ThreadPoolExecutor | None  # runs page requests; each listing is walked by a thread of its own
     flights: Flights | None = None  # requests in flight, shared by the listings (the rate limit is per account)
+
+    def parser(self, resource: Resource, page: Page) -> Callable[[dict], object]:
+        """How one object of ``resource`` on ``page`` becomes a record."""
+        if resource is SUBSCRIPTIONS:
+            return lambda obj: _parse_subscription(self.fetcher, self.builder, obj, page)
+        if resource is PRODUCTS:
+            return self.builder.parse_product
+        return resource.parse
 
 
 def fetch_remote(
@@ -174,19 +205,15 @@ def fetch_remote(
     """
     assert_no_transaction()
     fetcher = fetcher or Fetcher(config)
-    b = _Builder(config.features_metadata_key, progress=progress or Progress())
+    b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress())
     resources = list(dict.fromkeys(resources))
     jobs: list[Callable[[], None]] = []
     ctx = _Context(fetcher, b, None)
-    if "products" in resources:
-        product = lambda obj: parse_product(obj, b.features_key)  # noqa: E731
-        for active in ("true", "false"):
-            jobs.append(lambda a=active: _list(ctx, "products", "Product", product, {"active": a}))
-            jobs.append(lambda a=active: _list(ctx, "prices", "Price", parse_price, {"active": a}))
-    if "customers" in resources:
-        jobs.append(lambda: _list(ctx, "customers", "StripeUser", parse_customer, {}, window))
-    if "subscriptions" in resources:
-        jobs.append(lambda: _list_subscriptions(ctx, window))
+    # Each group's listings filter by filter: products and prices active, then both archived.
+    rank = {r.name: n for n, r in enumerate(RESOURCES)}
+    listings = [(r, n, p) for r in RESOURCES if r.listed and r.group in resources for n, p in enumerate(r.filters)]
+    for resource, _, params in sorted(listings, key=lambda listing: (rank[listing[0].group], listing[1])):
+        jobs.append(lambda r=resource, p=params: _list(ctx, r, p, window))
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
@@ -195,16 +222,25 @@ def fetch_remote(
         # to cut them, so they take the rate limit's first slots
         jobs.reverse()
     ctx.flights = Flights(fetcher, len(jobs))
-    with ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page") as pages:
-        ctx.pool = pages
-        with ThreadPoolExecutor(listings, thread_name_prefix="stripe-list") as lists:
-            futures = [lists.submit(job) for job in jobs]
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    fetcher.cancelled.set()  # the other listings stop at their next request
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
-            if first is not None:
-                raise first
+    pages = ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page")
+    lists = ThreadPoolExecutor(listings, thread_name_prefix="stripe-list")
+    ctx.pool = pages
+    try:
+        futures = [lists.submit(job) for job in jobs]
+        _wait_for(futures, fetcher)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
+        if first is not None:
+            raise first
+        if "products" in resources and b.features_source != "metadata":
+            entitlements.list_features(fetcher, b)
+            b.listed_features = True
+            entitlements.attach_features(fetcher, b, list(b.products), b.features_source, pages)
+    except BaseException:  # an error, or Ctrl-C (KeyboardInterrupt) in this thread
+        fetcher.cancelled.set()  # every listing stops at its next request or backoff
+        raise
+    finally:
+        lists.shutdown(wait=True, cancel_futures=True)
+        pages.shutdown(wait=True, cancel_futures=True)
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot()

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from .fetch import Fetcher, Page
+from .fetch import Fetcher, Page, check_cursor
 
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
 MIN_LATENCY = 0.15  # seconds: below, the client (its own CPU, loopback, a LAN) is what limits, not round trips
@@ -143,8 +143,8 @@ class Density:
         self.seconds = 0
 
     def see(self, page: Page) -> None:
-        first, last = page.data[0].get("created"), page.data[-1].get("created")
-        if isinstance(first, int) and isinstance(last, int) and len(page.data) > 1:
+        first, last = _created(page.data[0]), _created(page.data[-1])
+        if first is not None and last is not None and len(page.data) > 1:
             self.objects += len(page.data) - 1
             self.seconds += first - last
 
@@ -159,6 +159,7 @@ def walk(
     """Every page of a list, in no particular order, splitting the list while that helps."""
     flights = flights or Flights(fetcher)
     state = _ListWalk(fetcher, pool, path, params, flights)
+    seen: set[str] = set()  # cursors used: the parts are disjoint, so an id comes back only in a loop
     state.submit(Part(), None)
     state.report()
     try:
@@ -168,7 +169,8 @@ def walk(
                 part = state.pending.pop(future)
                 state.tops.pop(part, None)
                 page = future.result()
-                if page.has_more and page.data:
+                if page.has_more:
+                    check_cursor(path, part.query(params, state.limit), page, seen)
                     # the next requests go out before the caller reads this page: its parsing
                     # overlaps their round trips
                     state.go_on(part, page)
@@ -201,7 +203,7 @@ class _ListWalk:
     def go_on(self, part: Part, page: Page) -> None:
         self.density.see(page)
         per_second = self.density.per_second
-        top = page.data[-1].get("created")
+        top = _created(page.data[-1])
         if part.gte is None:  # the open end: cut it at least once, the parts doubling until its end is found
             slots = self.flights.slots(len(self.pending) + 1)
             if slots or self.flights.wanted() > 1:
@@ -209,7 +211,7 @@ class _ListWalk:
                 self.cuts += len(sizes)
                 self._submit_all(split(part, page, sizes, per_second, self.limit), top)
                 return
-        elif per_second and isinstance(top, int):
+        elif per_second and top is not None:
             pages = per_second * (top - part.gte) / self.limit
             count = self.flights.pieces(pages) if not self._open() else 1
             if count > 1:
@@ -236,6 +238,11 @@ class _ListWalk:
         self.flights.left(id(self), left)
 
 
+def _created(obj) -> int | None:
+    created = obj.get("created") if isinstance(obj, dict) else None
+    return created if isinstance(created, int) and not isinstance(created, bool) else None
+
+
 def split(part: Part, page: Page, sizes: list[int] | int, per_second: float | None, limit: int = 100) -> list[Part]:
     """The parts that cover what remains of ``part`` after ``page``: the part itself, continued
     after the page's last object, cut in parts of whole pages.
@@ -245,8 +252,8 @@ def split(part: Part, page: Page, sizes: list[int] | int, per_second: float | No
     list's density (objects per second of ``created``); without it the part just goes on.
     """
     rest = Part(part.gte, part.lt, page.last_id)
-    top = page.data[-1].get("created")
-    if not per_second or not isinstance(top, int):
+    top = _created(page.data[-1])  # an odd object: no cut, no guess
+    if not per_second or top is None:
         return [rest]
     low = part.gte if part.gte is not None else STRIPE_EPOCH
     if part.gte is not None:

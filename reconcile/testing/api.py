@@ -11,9 +11,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import Any
 
-from .store import RESOURCES, SINGULAR, FakeStripe, dumps, resource_of
+from .store import INCLUDABLE, RESOURCES, SINGULAR, FakeStripe, dumps, resource_of
+from .versions import DEFAULT_VERSION, invalid_version_message, legacy_item, legacy_subscription, periods_on_items
 
-LISTABLE = (*RESOURCES, "subscription_items")
+LISTABLE = ("products", "prices", "customers", "subscriptions", "subscription_items")
 COMMON_PARAMS = frozenset({"limit", "starting_after", "ending_before", "expand", "created"})
 LIST_PARAMS: dict[str, frozenset[str]] = {
     "products": frozenset({"active", "ids"}),
@@ -239,6 +240,11 @@ def _expand(fake: FakeStripe, node: Any, parts: list[str], path: str) -> Any:
     if not isinstance(node, dict) or not parts:
         return node
     key, rest = parts[0], parts[1:]
+    if key not in node and key in INCLUDABLE.get(_resource_of_node(node), ()):
+        stored = fake.get("prices", node.get("id", ""))
+        if stored is None or key not in stored:
+            return node  # nothing to include (a per-unit price has no tiers)
+        node[key] = json.loads(dumps(stored[key]))
     if key not in node:
         raise ApiError(400, f"This property cannot be expanded ({path}).", param="expand")
     if node[key] is not None:
@@ -246,13 +252,20 @@ def _expand(fake: FakeStripe, node: Any, parts: list[str], path: str) -> Any:
     return node
 
 
-def _with_expansions(fake: FakeStripe, resource: str, obj: dict, paths: list[list[str]]) -> str:
+def _resource_of_node(node: dict) -> str | None:
+    return "prices" if node.get("object") == "price" else None
+
+
+def _with_expansions(fake: FakeStripe, resource: str, obj: dict, paths: list[list[str]], version: str) -> str:
     text = fake.encoded(resource, obj)
-    if not paths:
+    legacy = resource in ("subscriptions", "subscription_items") and not periods_on_items(version)
+    if not paths and not legacy:
         return text
     node = json.loads(text)
     for parts in paths:
         node = _expand(fake, node, parts, ".".join(parts))
+    if legacy:
+        node = legacy_subscription(node) if resource == "subscriptions" else legacy_item(node)
     return dumps(node)
 
 
@@ -262,15 +275,27 @@ def _check_params(params: dict[str, Any], allowed: frozenset[str]) -> None:
             raise ApiError(400, f"Received unknown parameter: {key}", param=key)
 
 
-def handle_get(fake: FakeStripe, path: str, pairs: list[tuple[str, str]]) -> tuple[int, str]:
-    """Answer ``GET path?pairs`` (path under /v1/) with (status, JSON body)."""
+def handle_get(
+    fake: FakeStripe, path: str, pairs: list[tuple[str, str]], version: str | None = None
+) -> tuple[int, str]:
+    """Answer ``GET path?pairs`` (path under /v1/) with (status, JSON body), rendered as API
+    ``version`` (the ``Stripe-Version`` header; None: the account's default) renders it."""
+    version = version or DEFAULT_VERSION
+    message = invalid_version_message(version)
+    if message is not None:
+        return 400, dumps({"error": {"message": message, "type": "invalid_request_error"}})
     try:
-        return 200, _route(fake, path, parse_query(pairs))
+        return 200, _route(fake, path, parse_query(pairs), version)
     except ApiError as error:
         return error.status, error.body()
 
 
-def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
+def _route(fake: FakeStripe, path: str, params: dict[str, Any], version: str = DEFAULT_VERSION) -> str:
+    from .entitlements import route_entitlements  # the Entitlements endpoints live in their own module
+
+    handled = route_entitlements(fake, path, params)
+    if handled is not None:
+        return handled
     parts = path.strip("/").split("/")
     if len(parts) not in (2, 3) or parts[0] != "v1" or parts[1] not in LISTABLE:
         raise ApiError(
@@ -280,7 +305,7 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
         )
     resource = parts[1]
     if len(parts) == 3:
-        return _retrieve(fake, resource, parts[2], params)
+        return _retrieve(fake, resource, parts[2], params, version)
     _check_params(params, COMMON_PARAMS | LIST_PARAMS[resource])
     paths = _expand_paths(params, listing=True)
     url = f"/v1/{resource}"
@@ -293,7 +318,7 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any]) -> str:
             preds = _filters(resource, params)
             span = _created_span(fake.created_keys(resource), params.get("created"))
         page, has_more = _page(objs, positions, params, SINGULAR[resource], preds, span)
-        data = ",".join(_with_expansions(fake, resource, o, paths) for o in page)
+        data = ",".join(_with_expansions(fake, resource, o, paths, version) for o in page)
     return f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"},"url":"{url}"}}'
 
 
@@ -309,7 +334,7 @@ def _items_of(fake: FakeStripe, params: dict[str, Any]) -> tuple[list[dict], dic
     return items, {item["id"]: i for i, item in enumerate(items)}, preds
 
 
-def _retrieve(fake: FakeStripe, resource: str, obj_id: str, params: dict[str, Any]) -> str:
+def _retrieve(fake: FakeStripe, resource: str, obj_id: str, params: dict[str, Any], version: str) -> str:
     _check_params(params, frozenset({"expand"}))
     paths = _expand_paths(params, listing=False)
     with fake.lock:
@@ -318,4 +343,4 @@ def _retrieve(fake: FakeStripe, resource: str, obj_id: str, params: dict[str, An
             raise ApiError(404, f"No such {SINGULAR[resource]}: '{obj_id}'", param="id", code="resource_missing")
         if obj.get("deleted"):
             return fake.encoded(resource, obj)
-        return _with_expansions(fake, resource, obj, paths)
+        return _with_expansions(fake, resource, obj, paths, version)

@@ -2,13 +2,13 @@
 
 Library use::
 
-    fake = FakeStripe.from_dir("fixtures/demo")          # or FakeStripe(generate_account(250))
+    fake = FakeStripe.from_dir(DEMO_FIXTURES)            # or FakeStripe(generate_account(250))
     with serve(fake) as server:
         client = stripe.StripeClient("sk_test_123", base_addresses={"api": server.url})
 
 Command line::
 
-    python -m reconcile.testing.fakestripe --fixtures fixtures/demo --port 12111
+    python -m reconcile.testing.fakestripe --port 12111          # the demo account shipped in the package
     python -m reconcile.testing.fakestripe mutate http://127.0.0.1:12111 update products prod_x '{"name": "New"}'
     python -m reconcile.testing.fakestripe mutate URL delete customers cus_x
     python -m reconcile.testing.fakestripe mutate URL cancel subscriptions sub_x
@@ -23,11 +23,26 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from .server import RunningServer, is_loopback, mask_key, serve
 from .store import RESOURCES, FakeStripe, Fault, RequestRecord
 
-__all__ = ["RESOURCES", "FakeStripe", "Fault", "RequestRecord", "RunningServer", "mask_key", "serve", "main"]
+# The demo account (8 customers, 4 products, ...), shipped inside the package so that an installed
+# `reconcile fake-stripe` serves it from any directory.
+DEMO_FIXTURES = Path(__file__).resolve().parent / "data" / "demo"
+
+__all__ = [
+    "DEMO_FIXTURES",
+    "RESOURCES",
+    "FakeStripe",
+    "Fault",
+    "RequestRecord",
+    "RunningServer",
+    "mask_key",
+    "serve",
+    "main",
+]
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -36,7 +51,11 @@ def _serve_parser() -> argparse.ArgumentParser:
         description="Serve a fake Stripe API (a test double) on loopback from Stripe-shaped JSON fixtures. "
         "Subcommand 'mutate URL ...' changes a running fake's data.",
     )
-    p.add_argument("--fixtures", required=True, help="directory with products/prices/customers/subscriptions.json")
+    p.add_argument(
+        "--fixtures",
+        default=str(DEMO_FIXTURES),
+        help="directory with products/prices/customers/subscriptions.json (default: the packaged demo account)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="loopback address only (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=12111)
     p.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")

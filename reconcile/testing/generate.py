@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .shapes import add_billing_shapes
 from .store import RESOURCES
 
 DAY = 86_400
@@ -163,7 +164,6 @@ def _product(rng: random.Random, ids: _Ids, i: int, created: int) -> dict:
         "shippable": None,
         "statement_descriptor": None,
         "tax_code": None,
-        "type": "service",
         "unit_label": None,
         "updated": created + 3600,
         "url": None,
@@ -379,7 +379,8 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
 def generate_account(
     n_customers: int, *, seed: int = 0, n_products: int | None = None, now: int = 1_767_225_600
 ) -> dict[str, list[dict]]:
-    """A Stripe-shaped account: products, prices, customers and one subscription per customer."""
+    """A Stripe-shaped account: products, prices, customers, one subscription per customer, and
+    the billing shapes and Entitlements features of ``shapes.add_billing_shapes``."""
     rng = random.Random(seed)
     ids = _Ids(rng)
     n_prod = max(3, n_customers // 200) if n_products is None else n_products
@@ -405,14 +406,16 @@ def generate_account(
         customer = _customer(rng, ids, i, created, customers[-50:])
         customers.append(customer)
         subscriptions.append(_subscription(rng, ids, customer, created + 60, pool, now))
-    return {"products": products, "prices": prices, "customers": customers, "subscriptions": subscriptions}
+    account = {"products": products, "prices": prices, "customers": customers, "subscriptions": subscriptions}
+    shapes_rng = random.Random(f"shapes-{seed}")  # its own stream: the basic catalog stays as it was
+    return add_billing_shapes(account, ids=_Ids(shapes_rng), rng=shapes_rng, now=now, add_months=add_months)
 
 
 def write_account(account: dict[str, list[dict]], directory: str | Path) -> Path:
     """Write ``<resource>.json`` (a JSON list) per resource into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    for resource in RESOURCES:
+    for resource in (r for r in RESOURCES if r in account):
         (out / f"{resource}.json").write_text(json.dumps(account.get(resource, []), indent=1) + "\n")
     return out
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .api import ApiError, handle_get
-from .store import RESOURCES, FakeStripe, Fault, dumps
+from .store import FakeStripe, Fault, dumps
 
 KEY_PATTERN = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]+$")
 _ALNUM = string.ascii_letters + string.digits
@@ -123,7 +123,7 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
                 if isinstance(query.get(key), list)
                 else ([query[key], value] if key in query else value)
             )
-        self.fake.record(method, path, query)
+        self.fake.record(method, path, query, self.headers.get("Stripe-Version"))
         fault = self.fake.take_fault(path)
         if fault is not None and self._fault(fault):
             return
@@ -176,7 +176,7 @@ class FakeStripeHandler(BaseHTTPRequestHandler):
                 _envelope(f"The fake Stripe (a test double) is read-only: {method} {path} is not supported."),
                 {},
             )
-        status, text = handle_get(self.fake, path, pairs)
+        status, text = handle_get(self.fake, path, pairs, self.headers.get("Stripe-Version"))
         return status, text, {}
 
     def _auth_error(self) -> str | None:
@@ -282,4 +282,4 @@ def serve(fake: FakeStripe, host: str = "127.0.0.1", port: int = 0, *, allow_any
     return RunningServer(fake, host, port)
 
 
-__all__ = ["RESOURCES", "FakeStripeHandler", "RunningServer", "is_loopback", "mask_key", "serve"]
+__all__ = ["FakeStripeHandler", "RunningServer", "is_loopback", "mask_key", "serve"]

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RESOURCES: tuple[str, ...] = ("products", "prices", "customers", "subscriptions")
+RESOURCES: tuple[str, ...] = ("products", "prices", "customers", "subscriptions", "features", "product_features")
 ID_PREFIXES: dict[str, str] = {
     "prod_": "products",
     "price_": "prices",
     "cus_": "customers",
     "sub_": "subscriptions",
     "si_": "subscription_items",
+    "feat_": "features",
+    "prodft_": "product_features",
 }
 SINGULAR: dict[str, str] = {
     "products": "product",
@@ -30,13 +32,28 @@ SINGULAR: dict[str, str] = {
     "customers": "customer",
     "subscriptions": "subscription",
     "subscription_items": "subscription_item",
+    "features": "entitlements.feature",
+    "product_features": "product_feature",
 }
+# Price fields Stripe leaves out unless a request expands them (``expand[]=data.tiers`` in a list);
+# a price embedded in a subscription item never carries them (that path is deeper than 4 levels).
+INCLUDABLE: dict[str, tuple[str, ...]] = {"prices": ("tiers", "currency_options")}
 FAULT_KINDS = frozenset({"status", "reset", "not_json", "truncated", "sleep"})
 
 
 def dumps(obj: Any) -> str:
     """The one JSON encoding the fake uses for everything it serves."""
     return json.dumps(obj, separators=(",", ":"))
+
+
+def _without_includable(price: dict) -> dict:
+    hidden = INCLUDABLE["prices"]
+    return {k: v for k, v in price.items() if k not in hidden} if any(k in price for k in hidden) else price
+
+
+def _item_served(item: dict) -> dict:
+    price = item.get("price")
+    return {**item, "price": _without_includable(price)} if isinstance(price, dict) else item
 
 
 def resource_of(obj_id: str) -> str | None:
@@ -70,6 +87,7 @@ class RequestRecord:
     method: str
     path: str
     query: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None  # the Stripe-Version header, when one was sent
 
 
 class FakeStripe:
@@ -166,9 +184,14 @@ class FakeStripe:
         return self._items
 
     def served(self, resource: str, obj: dict) -> dict:
-        """The object as the API returns it: deleted stubs, subscriptions' first page of items."""
+        """The object as the API returns it: deleted stubs, subscriptions' first page of items,
+        prices without the fields that must be expanded."""
         if obj.get("deleted"):
             return {"id": obj["id"], "object": obj.get("object", SINGULAR[resource]), "deleted": True}
+        if resource == "prices":
+            return _without_includable(obj)
+        if resource == "subscription_items":
+            return _item_served(obj)
         if resource != "subscriptions" or "items" not in obj:
             return obj
         items = obj["items"] or {}
@@ -179,7 +202,7 @@ class FakeStripe:
             "items": {
                 **items,
                 "object": "list",
-                "data": data[:page],
+                "data": [_item_served(item) for item in data[:page]],
                 "has_more": len(data) > page,
                 "url": f"/v1/subscription_items?subscription={obj['id']}",
             },
@@ -261,9 +284,9 @@ class FakeStripe:
 
     # -- requests, faults, rate limit ---------------------------------------------------------
 
-    def record(self, method: str, path: str, query: dict[str, Any]) -> None:
+    def record(self, method: str, path: str, query: dict[str, Any], version: str | None = None) -> None:
         with self.lock:
-            self.requests.append(RequestRecord(method, path, query))
+            self.requests.append(RequestRecord(method, path, query, version))
 
     def reset_requests(self) -> None:
         with self.lock:

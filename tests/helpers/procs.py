@@ -1,6 +1,6 @@
 """Real ``manage.py`` child processes against the fake Stripe (a test double on loopback).
 
-On PostgreSQL a child uses the very test database the test uses (the test must be
+On PostgreSQL and MySQL/MariaDB a child uses the very test database the test uses (the test must be
 ``django_db(transaction=True)`` so that both sides see committed rows). On SQLite the test database
 lives in memory, which no other process can open, so a child gets a migrated SQLite file of its own.
 """
@@ -53,6 +53,10 @@ def child_database_url(tmp_path: Path) -> str:
         s = connection.settings_dict
         auth = quote(s["USER"] or "postgres") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
         return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    if connection.vendor == "mysql":
+        s = connection.settings_dict
+        auth = quote(s["USER"] or "root") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
+        return f"mysql://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
     path = tmp_path / "child.sqlite3"
     shutil.copy(_sqlite_template(), path)
     return f"sqlite:///{path}"
@@ -106,8 +110,8 @@ class GatedFake(FakeStripe):
         self.arrived = threading.Event()
         self._gate = threading.Event()
 
-    def record(self, method, path, query) -> None:
-        super().record(method, path, query)
+    def record(self, method, path, query, version=None) -> None:
+        super().record(method, path, query, version)
         self.arrived.set()
         self._gate.wait(60)
 

@@ -1,0 +1,55 @@
+"""The audit: one ``SyncRun`` row per applied run, written in the apply's own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from django.db import transaction
+
+from ..core.plan import Plan
+from ..core.report import as_dict
+from ..models import SyncRun
+from .apply import Result
+from .storable import json_storable
+
+AUDIT_OPERATIONS = 1000  # operations kept in a SyncRun's report; the summary counts them all
+
+
+@dataclass
+class Audit:
+    started: datetime
+    command: str
+    options: dict[str, Any]
+    plan: Plan
+    result: Result | None = None  # set by the apply
+
+
+@contextmanager
+def audited(audit: Audit) -> Iterator[Audit]:
+    """The apply's transaction; the run's SyncRun row is written in it, once the apply set ``result``.
+    Whatever fails in the block rolls back everything, the audit row included."""
+    with transaction.atomic():
+        yield audit
+        if audit.result is not None:
+            record(audit, audit.result)
+
+
+def record(audit: Audit, result: Result) -> SyncRun:
+    report = as_dict(audit.plan, max_operations=AUDIT_OPERATIONS)
+    report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+    counts = dict(result.counts)
+    if result.conflicts:
+        counts["conflict"] = len(result.conflicts)
+    return SyncRun.objects.create(
+        started_at=audit.started,
+        finished_at=datetime.now(timezone.utc),
+        command=audit.command,
+        options=audit.options,
+        outcome="applied with conflicts" if result.conflicts else "applied",
+        counts=counts,
+        report=json_storable(report),  # NUL characters escaped: PostgreSQL's jsonb refuses them
+    )
