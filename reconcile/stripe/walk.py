@@ -243,7 +243,9 @@ def _created(obj) -> int | None:
     return created if isinstance(created, int) and not isinstance(created, bool) else None
 
 
-def split(part: Part, page: Page, sizes: list[int] | int, per_second: float | None, limit: int = 100) -> list[Part]:
+def split(
+    part: Part, page: Page, sizes: list[int] | int, per_second: float | None = None, limit: int = 100
+) -> list[Part]:
     """The parts that cover what remains of ``part`` after ``page``: the part itself, continued
     after the page's last object, cut in parts of whole pages.
 
