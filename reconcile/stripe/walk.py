@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -154,9 +154,17 @@ class Density:
 
 
 def walk(
-    fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict, flights: Flights | None = None
+    fetcher: Fetcher,
+    pool: ThreadPoolExecutor,
+    path: str,
+    params: dict,
+    flights: Flights | None = None,
+    on_page: Callable[[Page], None] | None = None,
 ) -> Iterator[Page]:
-    """Every page of a list, in no particular order, splitting the list while that helps."""
+    """Every page of a list, in no particular order, splitting the list while that helps.
+
+    ``on_page`` sees each page as it arrives, before the caller reads it (to start requests the
+    page implies, such as a subscription's further items)."""
     flights = flights or Flights(fetcher)
     state = _ListWalk(fetcher, pool, path, params, flights)
     seen: set[str] = set()  # cursors used: the parts are disjoint, so an id comes back only in a loop
@@ -165,17 +173,21 @@ def walk(
     try:
         while state.pending:
             done, _ = wait(state.pending, return_when=FIRST_COMPLETED)
+            ready = []
             for future in done:
                 part = state.pending.pop(future)
                 state.tops.pop(part, None)
                 page = future.result()
                 if page.has_more:
                     check_cursor(path, part.query(params, state.limit), page, seen)
-                    # the next requests go out before the caller reads this page: its parsing
-                    # overlaps their round trips
+                    # the next requests go out before the caller reads the pages: their parsing
+                    # overlaps these round trips
                     state.go_on(part, page)
-                state.report()
-                yield page
+                if on_page is not None:
+                    on_page(page)
+                ready.append(page)
+            state.report()
+            yield from ready
     finally:
         flights.finished_listing(id(state))
         for future in state.pending:
