@@ -464,30 +464,7 @@ def render_section(key: str, data: dict) -> str:
     if latency:
         out += ["### Latency-bound first pull", "", md_table(COLUMNS, [row_cells(latency)]), ""]
         out += [f"- {line}" for line in latency_lines(latency)] + [""]
-    if sbs:
-        out += [f"### Side by side (peer-compatible variant, N={sbs['n']:,})", ""]
-        out += [md_table(SBS_COLUMNS, sbs_rows(sbs["pairs"])), ""]
-        out += [f"- {line}" for line in ratio_lines(sbs["pairs"])] + [""]
-        versions = next((p["theirs"]["versions"] for p in sbs["pairs"]), {})
-        if versions:
-            out += ["Peer environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", ""]
-        if sbs.get("stripe_data"):
-            run = sbs["stripe_data"]
-            out += [
-                f"**The peer on the generator's account as is** (N={run['n']:,}, {run['db']}): stored "
-                + ", ".join(f"{v:,} {k}" for k, v in run["rows"].items())
-                + ".",
-                "",
-            ]
-            out += [
-                md_table(
-                    ["command", "pages", "failed pages", "seconds", "errors"],
-                    finding_rows(run),
-                    right_from=1,
-                    right_to=4,
-                ),
-                "",
-            ]
+    out += _side_by_side_section(sbs)
     out += _events_section(data.get("events"))
     if data.get("breakdown"):
         out += [
@@ -517,6 +494,37 @@ def render_section(key: str, data: dict) -> str:
     ]
     out.append(f"<!-- bench:{key}:end -->")
     return "\n".join(out)
+
+
+def _side_by_side_section(sbs: dict | None) -> list[str]:
+    """reconcile against the peer package on the same account (bench/sidebyside.py)."""
+    if not sbs:
+        return []
+    out: list[str] = []
+    out += [f"### Side by side (peer-compatible variant, N={sbs['n']:,})", ""]
+    out += [md_table(SBS_COLUMNS, sbs_rows(sbs["pairs"])), ""]
+    out += [f"- {line}" for line in ratio_lines(sbs["pairs"])] + [""]
+    versions = next((p["theirs"]["versions"] for p in sbs["pairs"]), {})
+    if versions:
+        out += ["Peer environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", ""]
+    if sbs.get("stripe_data"):
+        run = sbs["stripe_data"]
+        out += [
+            f"**The peer on the generator's account as is** (N={run['n']:,}, {run['db']}): stored "
+            + ", ".join(f"{v:,} {k}" for k, v in run["rows"].items())
+            + ".",
+            "",
+        ]
+        out += [
+            md_table(
+                ["command", "pages", "failed pages", "seconds", "errors"],
+                finding_rows(run),
+                right_from=1,
+                right_to=4,
+            ),
+            "",
+        ]
+    return out
 
 
 def _events_section(events: dict | None) -> list[str]:
@@ -587,11 +595,16 @@ _ORDER = {"default": 0, "large": 1}
 
 def write_docs(key: str, data: dict, path: Path = DOCS) -> Path:
     """Rewrite the header, replace this run's section, keep the other runs' sections."""
+    return _write_section(key, render_section(key, data), path)
+
+
+def _write_section(key: str, section: str, path: Path) -> Path:
+    """Rewrite the header and replace (or add) the section ``key``, keeping every other section."""
     sections: dict[str, str] = {}
     if path.exists():
         for m in _SECTION.finditer(path.read_text()):
             sections[m.group("key")] = m.group(0)
-    sections[key] = render_section(key, data)
+    sections[key] = section
     ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")
@@ -610,15 +623,7 @@ def render_events_section(key: str, data: dict) -> str:
 
 def write_events_docs(key: str, data: dict, path: Path = DOCS) -> Path:
     """Replace (or add) this events section, keep the others."""
-    sections: dict[str, str] = {}
-    if path.exists():
-        for m in _SECTION.finditer(path.read_text()):
-            sections[m.group("key")] = m.group(0)
-    sections[key] = render_events_section(key, data)
-    ordered = sorted(sections, key=lambda k: (_ORDER.get(k, 2), k))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + "\n" + "\n\n".join(sections[k] for k in ordered) + "\n")
-    return path
+    return _write_section(key, render_events_section(key, data), path)
 
 
 def now() -> str:
