@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import report
-from .scenarios import DEFAULT_POSTGRES, SCRATCH, Db, latency_scenario, postgres_available, sync_scenarios
+from .scenarios import DEFAULT_POSTGRES, SCRATCH, Db, growth, latency_scenario, postgres_available, sync_scenarios
 
 PEER_MAX_N = 10_000  # the peer's target is defined at 10,000; at 100,000 it would take ~10 minutes
 
@@ -47,7 +47,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="N of the peer's run on the generator's account as is (default 2,000)",
     )
     p.add_argument("--no-latency-bound", action="store_true", help="skip the latency-bound run")
-    p.add_argument("--latency-n", type=int, default=2_000, help="N of the latency-bound run (default 2,000)")
+    p.add_argument("--latency-n", type=int, default=10_000, help="N of the latency-bound run (default 10,000)")
+    p.add_argument("--no-breakdown", action="store_true", help="skip timing a no-op's stages one by one")
+    p.add_argument(
+        "--growth",
+        default=None,
+        help="comma-separated Ns: peak RSS of a first pull and a no-op at each (SQLite), with its slope "
+        "(default with --large: 10000,100000,300000; none otherwise)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-events", action="store_true", help="skip the incremental pull and webhook runs")
     p.add_argument("--events-only", action="store_true", help="run only the incremental pull and webhook runs")
@@ -86,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.n = 100_000 if args.large else 10_000
     if args.n < 1:
         p.error("--n must be at least 1")
+    if args.growth is None and args.large:
+        args.growth = "10000,100000,300000"
+    args.growth = [int(x) for x in args.growth.split(",")] if args.growth else []
     return args
 
 
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         drift_fraction=args.drift,
         repeat=args.repeat,
         profile=Path(args.profile) if args.profile else None,
+        breakdown=not args.no_breakdown,
         log=log,
     )
     print(
@@ -140,6 +151,20 @@ def main(argv: list[str] | None = None) -> int:
         f"rate limit {'none' if args.rate_limit is None else f'{args.rate_limit:g}/s'}):"
     )
     print(report.text_table(report.COLUMNS, [report.row_cells(r) for r in rows]), flush=True)
+
+    if sync_info.get("breakdown"):
+        print(f"\nWhere a no-op's time goes (N={args.n:,}, each stage alone, one thread, {dbs[0].name}):")
+        print(report.text_table(["stage", "seconds"], report.breakdown_lines(sync_info["breakdown"])), flush=True)
+
+    points = []
+    if args.growth:
+        sqlite = next((db for db in dbs if db.name == "sqlite"), None)
+        if sqlite is not None:
+            points = growth(args.growth, args.seed, sqlite, rows, log=log)
+            print("\nPeak RSS against N (SQLite):")
+            print(report.text_table(report.GROWTH_COLUMNS, report.growth_rows(points)))
+            for line in report.slope_lines(points):
+                print(line)
 
     latency_row = None
     if not args.no_latency_bound:
@@ -171,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         "latency": asdict(latency_row) if latency_row else None,
         "side_by_side": sbs,
         "events": {"rows": [asdict(r) for r in events_rows], "webhooks": hooks},
+        "breakdown": sync_info.get("breakdown"),
+        "growth": points,
+        "load_end": report.load_average(),
     }
-    verdicts = report.targets(rows, latency_row, sbs, args.n)
+    verdicts = report.targets(rows, latency_row, sbs, args.n, points)
     results["targets"] = verdicts
     print("\nTargets:")
     for target, measured, verdict in verdicts:

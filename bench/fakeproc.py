@@ -35,7 +35,9 @@ START_TIMEOUT = 900.0  # seconds to build a 100,000-customer account and start s
 CALL_TIMEOUT = 600.0
 
 
-def _serve(n: int, seed: int, variant: str, latency: float, rate_limit: float | None) -> int:
+def _serve(
+    n: int, seed: int, variant: str, latency: float, rate_limit: float | None, account_rate_limit: float | None = None
+) -> int:
     """The child: serve the account, then answer one JSON command per stdin line on stdout."""
     reply = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write to the command channel
@@ -45,7 +47,7 @@ def _serve(n: int, seed: int, variant: str, latency: float, rate_limit: float | 
 
         fake_server.FakeStripeHandler.disable_nagle_algorithm = True
         account = build(n, seed, variant)
-        fake = FakeStripe(account, latency=latency, rate_limit=rate_limit)
+        fake = FakeStripe(account, latency=latency, rate_limit=rate_limit, account_rate_limit=account_rate_limit)
         del account
         running = serve(fake)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
@@ -115,7 +117,14 @@ class FakeProcess:
     in a child process, driven by JSON lines over its stdin and stdout."""
 
     def __init__(
-        self, n: int, seed: int, *, variant: str = "stripe", latency: float = 0.0, rate_limit: float | None = None
+        self,
+        n: int,
+        seed: int,
+        *,
+        variant: str = "stripe",
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        account_rate_limit: float | None = None,
     ) -> None:
         cmd = [
             sys.executable,
@@ -132,6 +141,8 @@ class FakeProcess:
         ]
         if rate_limit is not None:
             cmd += ["--rate-limit", str(rate_limit)]
+        if account_rate_limit is not None:
+            cmd += ["--account-rate-limit", str(account_rate_limit)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
@@ -190,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=("stripe", "peer"), default="stripe")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--account-rate-limit", type=float, default=None)
     args = parser.parse_args(argv)
-    return _serve(args.n, args.seed, args.variant, args.latency, args.rate_limit)
+    return _serve(args.n, args.seed, args.variant, args.latency, args.rate_limit, args.account_rate_limit)
 
 
 if __name__ == "__main__":

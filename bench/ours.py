@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-WRITES = ("INSERT", "UPDATE", "DELETE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "COPY")  # COPY: PostgreSQL's first-pull load
 
 
 def peak_rss_mib() -> float:
@@ -110,6 +110,7 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
         command="pull_stripe", resources=("products", "customers", "subscriptions"), incremental=incremental
     )
     rss_before = current_rss_mib()
+    fetch_seconds = _time_fetch()
     profiler = _Profiler(profile_dir, label) if profile_dir else None
     started = time.perf_counter()
     with connection.execute_wrapper(counter), profiler or contextlib.nullcontext():
@@ -129,9 +130,29 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
         "report_chars": out.chars + err.chars,
         "rss_before_mib": rss_before,
         "peak_rss_mib": peak_rss_mib(),
+        "fetch_seconds": sum(fetch_seconds),
         "profiles": profiler.files if profiler else [],
         "config": config,
     }
+
+
+def _time_fetch() -> list[float]:
+    """Seconds spent in ``fetch_remote`` (Stripe's side: every request and its parsing), so that a
+    run's wall splits into the fetch and what follows it (diff, report, apply)."""
+    import reconcile.runner as runner
+
+    seconds: list[float] = []
+    original = runner.fetch_remote
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    runner.fetch_remote = timed
+    return seconds
 
 
 class _Profiler:

@@ -182,6 +182,7 @@ def measured(
             "expected_by_endpoint": expected["requests"],
             "exit_code": result["exit_code"],
             "config": result["config"],
+            "fetch_seconds": result.get("fetch_seconds"),
         },
     )
 
@@ -199,6 +200,8 @@ def sync_scenarios(
     drift_fraction: float = 0.01,
     repeat: int = 1,
     profile: Path | None = None,
+    breakdown: bool = False,
+    drift: bool = True,
     log=print,
 ) -> tuple[list[Row], dict]:
     """First pull into an empty database, no-op re-pull, re-pull after drift; on each database.
@@ -227,12 +230,78 @@ def sync_scenarios(
                     )
         if profile is not None:
             info["profiles"] = profile_runs(fake, profile, unthrottled, log)
+        if breakdown and dbs:
+            log(f"  where a no-op's time goes, stage by stage, on {dbs[0].name} ...")
+            info["breakdown"] = run_breakdown(dbs[0], fake.url)
+        if not drift:
+            return [median_row(rows) for rows in runs.values()], info
         info["drift"] = fake.call("drift", fraction=drift_fraction, seed=seed + 1)
         fake.call("warm")
         for db in dbs:
             log(f"  re-pull after drift on {db.name} ...")
             runs[("drift re-pull", db.name)] = [measured("drift re-pull", db, fake, n, unthrottled=unthrottled)]
     return [median_row(rows) for rows in runs.values()], info
+
+
+def run_breakdown(db: Db, api_base: str) -> dict:
+    """``python -m bench.breakdown`` against a database a first pull filled: seconds per stage."""
+    cmd = [sys.executable, "-m", "bench.breakdown", "--db-url", db.url, "--api-base", api_base]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError("bench.breakdown failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-12:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def growth(ns: list[int], seed: int, db: Db, known: list[Row], log=print) -> list[dict]:
+    """Peak RSS of a first pull and a no-op at each N (SQLite), reusing the rows already measured."""
+    points = []
+    for n in ns:
+        rows = [r for r in known if r.n == n and r.db == db.name and r.scenario in ("first pull", "no-op re-pull")]
+        if len(rows) < 2:
+            log(f"  memory growth: N={n:,} on {db.name} ...")
+            try:
+                rows, _ = sync_scenarios(n, seed, [db], drift=False, log=log)
+            except Exception as exc:  # noqa: BLE001 - a point that could not be measured is said so
+                log(f"  memory growth at N={n:,} failed: {type(exc).__name__}: {exc}")
+                continue
+        for r in rows:
+            points.append(
+                {
+                    "scenario": r.scenario,
+                    "n": n,
+                    "objects": r.objects,
+                    "peak_rss_mib": r.peak_rss_mib,
+                    "rss_before_mib": r.rss_before_mib,
+                    "wall": r.wall,
+                }
+            )
+    return points
+
+
+def slope(points: list[dict], scenario: str) -> dict:
+    """Least squares of peak RSS on objects: KiB per object, the intercept, the worst residual, and
+    the slope of each segment between consecutive N (growth is linear when they agree)."""
+    pts = [(p["objects"], p["peak_rss_mib"] * 1024) for p in points if p["scenario"] == scenario]
+    if len(pts) < 2:
+        return {}
+    n = len(pts)
+    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    k = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+    b = my - k * mx
+    worst = max(abs(y - (k * x + b)) / y for x, y in pts)
+    pts.sort()
+    segments = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in zip(pts, pts[1:], strict=False) if x2 > x1]
+    spread = (max(segments) - min(segments)) / max(segments) if segments and max(segments) > 0 else 0.0
+    return {
+        "kib_per_object": k,
+        "intercept_mib": b / 1024,
+        "worst_residual": worst,
+        "segments": segments,
+        "segment_spread": spread,
+    }
 
 
 def median_row(rows: list[Row]) -> Row:
@@ -260,12 +329,13 @@ def profile_runs(fake: FakeProcess, directory: Path, unthrottled: bool, log=prin
 
 
 def latency_scenario(n: int, seed: int, db: Db, *, latency: float = 0.3, rate_limit: float = 25.0, log=print):
-    """A first pull against a slow, rate-limited fake: wall time against what the rate limit allows.
+    """A first pull against a slow fake with Stripe's test-mode limit (``rate_limit`` requests a
+    second for the whole account): wall time and requests against what that limit allows.
 
-    reconcile runs with its default settings (its own RATE_LIMIT, CONCURRENCY, ...).
+    reconcile runs with its default settings (its test-mode key gets the same account-wide limit).
     """
-    log(f"  latency-bound first pull: N={n:,}, latency {latency:g}s, rate limit {rate_limit:g}/s per endpoint ...")
-    with FakeProcess(n, seed, latency=latency, rate_limit=rate_limit) as fake:
+    log(f"  latency-bound first pull: N={n:,}, latency {latency:g}s, rate limit {rate_limit:g}/s for the account ...")
+    with FakeProcess(n, seed, latency=latency, account_rate_limit=rate_limit) as fake:
         fake.call("warm")
         reset_database(db)
         run_ours("migrate", db, fake.url)
@@ -281,11 +351,11 @@ def bounds(needed: dict, latency: float, rate: float) -> dict:
     ``needed`` has the listings' pages (``listings``) and the requests per endpoint (the minimal
     counts computed from the account, not the requests a client happened to make).
 
-    - Rate-limit bound: the fake allows ``rate`` requests a second per endpoint, and no endpoint
-      has to wait for another (every list can be walked at once), so the endpoints run in
-      parallel and the bound is the largest endpoint's requests / rate.
-    - Total-limit bound: the same requests under one limit of ``rate`` for the whole account (as
-      Stripe's test mode also has, 25/s in all; the fake does not enforce it): their sum / rate.
+    - Rate-limit bound: Stripe's limit is per account (25 requests a second in test mode), so the
+      fewest requests the data needs take at least their number / ``rate`` seconds, however they
+      are spread over endpoints.
+    - Per-endpoint bound, for reference: the largest endpoint's requests / ``rate`` (what a limit
+      per endpoint alone would allow).
     - Sequential paging: a listing walked with ``starting_after`` alone cannot ask for a page
       before it has the previous one, so its p pages take at least p x latency; listings walked
       at the same time overlap, so the largest listing sets it.
@@ -293,8 +363,9 @@ def bounds(needed: dict, latency: float, rate: float) -> dict:
     endpoints = {k: v for k, v in needed.items() if k not in ("total", "listings")}
     listings = needed.get("listings", {})
     return {
-        "rate_limit_bound": max(endpoints.values()) / rate,
-        "total_limit_bound": sum(endpoints.values()) / rate,
+        "rate_limit_bound": sum(endpoints.values()) / rate,
+        "minimum_requests": sum(endpoints.values()),
+        "endpoint_bound": max(endpoints.values()) / rate,
         "sequential_paging": max(listings.values()) * latency if listings else 0.0,
         "needed": endpoints,
         "listings": listings,

@@ -44,7 +44,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 checks.Error(f"RECONCILE['{key}'] must be an integer from {low} to {high}.", id="reconcile.E003")
             )
     for key in (*_POSITIVE_NUMBERS, "SQLITE_BUSY_TIMEOUT"):
-        if key == "RATE_LIMIT_TOTAL" and s[key] is None:
+        if key in ("RATE_LIMIT", "RATE_LIMIT_TOTAL") and s[key] is None:
             continue
         if not isinstance(s[key], (int, float)) or isinstance(s[key], bool) or s[key] <= 0:
             errors.append(checks.Error(f"RECONCILE['{key}'] must be a positive number.", id="reconcile.E003"))

@@ -39,8 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_DELAY": 8.0,
     "TIMEOUT": 30.0,  # seconds per request
     "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
-    "RATE_LIMIT": 24.0,  # requests per second per endpoint (Stripe allows 25 on some endpoints)
-    "RATE_LIMIT_TOTAL": 90.0,  # requests per second in all (Stripe: 100 live, 25 in test mode)
+    "RATE_LIMIT": None,  # requests per second per endpoint; None: no per-endpoint throttle
+    "RATE_LIMIT_TOTAL": None,  # requests per second for the whole account; None: Stripe's, from the key
     "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
     # Events (reconcile.events): the webhook endpoint, the event log, incremental pulls.
     "WEBHOOK_SECRETS": (),  # one "whsec_..." or several (rotation); none: the endpoint answers 400
@@ -51,6 +51,17 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_RETENTION_DAYS": 30,  # stripe_events prune deletes log entries older than this
     "EVENTS_CURSOR_MARGIN": 300,  # seconds a stored cursor starts before the run that stored it
 }
+
+# Stripe's documented account-wide limits (read requests per second): 25 in test mode (sandboxes),
+# 100 in live mode. ``RATE_LIMIT_TOTAL = None`` picks the one matching the key.
+TEST_MODE_RATE = 25.0
+LIVE_MODE_RATE = 100.0
+
+
+def stripe_rate_limit(api_key: str) -> float:
+    """Stripe's account-wide limit for this key: test-mode keys (sk_test_, rk_test_) 25/s, else 100/s."""
+    return TEST_MODE_RATE if api_key.startswith(("sk_test_", "rk_test_")) else LIVE_MODE_RATE
+
 
 # Stripe's subscription statuses (https://docs.stripe.com/api/subscriptions/object#subscription_object-status).
 SUBSCRIPTION_STATUSES = frozenset(
@@ -91,8 +102,8 @@ class Config:
     retry_max_delay: float
     timeout: float
     concurrency: int
-    rate_limit: float
-    rate_limit_total: float | None
+    rate_limit: float | None  # per endpoint; None: none
+    rate_limit_total: float  # the whole account (resolved from the key when not set)
     access_statuses: tuple[str, ...] = ("active", "trialing")
 
 
@@ -142,8 +153,8 @@ def get_config() -> Config:
         retry_max_delay=float(s["RETRY_MAX_DELAY"]),
         timeout=float(s["TIMEOUT"]),
         concurrency=int(s["CONCURRENCY"]),
-        rate_limit=float(s["RATE_LIMIT"]),
-        rate_limit_total=float(s["RATE_LIMIT_TOTAL"]) if s["RATE_LIMIT_TOTAL"] else None,
+        rate_limit=float(s["RATE_LIMIT"]) if s["RATE_LIMIT"] else None,
+        rate_limit_total=float(s["RATE_LIMIT_TOTAL"] or stripe_rate_limit(s["API_KEY"] or "")),
         access_statuses=tuple(s["ACCESS_STATUSES"]),
     )
 

@@ -44,8 +44,9 @@ def test_bounds_of_the_latency_run():
         "listings": {"customers": 20, "subscriptions status=all": 20, "products active=true": 1},
     }
     b = bounds(need, latency=0.3, rate=25.0)
-    assert b["rate_limit_bound"] == pytest.approx(0.8)
-    assert b["total_limit_bound"] == pytest.approx(44 / 25)
+    assert b["rate_limit_bound"] == pytest.approx(44 / 25)  # Stripe's limit is per account
+    assert b["minimum_requests"] == 44
+    assert b["endpoint_bound"] == pytest.approx(0.8)
     assert b["sequential_paging"] == pytest.approx(6.0)
 
 
@@ -91,7 +92,7 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
         assert row.extra["by_endpoint"] == made
         assert row.rate_limited == 0
         assert row.sql == sum(row.sql_kinds.values())
-        assert row.sql_writes == sum(row.sql_kinds.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
+        assert row.sql_writes == sum(row.sql_kinds.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE", "COPY"))
         assert row.wall > 0 and row.peak_rss_mib > 0
 
     assert first.sql_kinds["INSERT"] == _tables_written(account)

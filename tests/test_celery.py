@@ -4,6 +4,9 @@ processed (a lost task, a dead worker) are picked up by the periodic task."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from reconcile.testing.fakestripe import FakeStripe, serve
@@ -29,14 +32,21 @@ SECRET = "whsec_" + "queue" * 3  # a fake, built in code
 QUEUED = {"STRIPE_WEBHOOK_SECRETS": SECRET, "RECONCILE_WEBHOOK_QUEUE": "celery", "CELERY_BROKER_URL": REDIS_URL}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_webhooks_are_stored_answered_at_once_and_applied_by_a_worker(backend, tmp_path):
+@contextlib.contextmanager
+def pulled(fake: FakeStripe, backend: str, tmp_path, label: str) -> Iterator[tuple[str, str]]:
+    """An empty Redis database, ``fake`` served, a fresh migrated database pulled from it: (its URL, the fake's)."""
     flush_redis()
-    fake = FakeStripe(generate_account(20, seed=5, n_products=4))
-    with serve(fake) as stripe_server, database(backend, tmp_path, "celery") as url:
+    with serve(fake) as stripe_server, database(backend, tmp_path, label) as url:
         api = stripe_server.url
         assert manage(url, api, "migrate", "-v", "0").returncode == 0
         assert manage(url, api, "pull_stripe").returncode == 0
+        yield url, api
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_webhooks_are_stored_answered_at_once_and_applied_by_a_worker(backend, tmp_path):
+    fake = FakeStripe(generate_account(20, seed=5, n_products=4))
+    with pulled(fake, backend, tmp_path, "celery") as (url, api):
         with gunicorn(url, api, **QUEUED) as site, celery_worker(url, api, **QUEUED):
             sender = register(fake, site + "/stripe/webhook/", SECRET)
             apply_mutations(fake, 60, seed=2)
@@ -55,12 +65,8 @@ def test_webhooks_are_stored_answered_at_once_and_applied_by_a_worker(backend, t
 
 @pytest.mark.parametrize("backend", BACKENDS[-1:])
 def test_events_whose_task_was_lost_are_picked_up_by_the_periodic_task(backend, tmp_path):
-    flush_redis()
     fake = FakeStripe(generate_account(10, seed=6, n_products=3))
-    with serve(fake) as stripe_server, database(backend, tmp_path, "lost") as url:
-        api = stripe_server.url
-        assert manage(url, api, "migrate", "-v", "0").returncode == 0
-        assert manage(url, api, "pull_stripe").returncode == 0
+    with pulled(fake, backend, tmp_path, "lost") as (url, api):
         with gunicorn(url, api, **QUEUED) as site:  # no worker yet: the tasks wait in Redis
             sender = register(fake, site + "/stripe/webhook/", SECRET)
             apply_mutations(fake, 15, seed=4)

@@ -11,16 +11,8 @@ from reconcile.models import Price, Product, StripeUser, Subscription, Subscript
 from reconcile.testing.fakestripe import Fault
 from reconcile.testing.generate import generate_account
 from tests.conftest import DEMO_PLAN, demo_data, run
-from tests.stripe_state import (
-    expected_customers,
-    expected_prices,
-    expected_products,
-    expected_subscriptions,
-    stored_customers,
-    stored_prices,
-    stored_products,
-    stored_subscriptions,
-)
+from tests.helpers.dbstate import expected_state, stored_state
+from tests.stripe_state import expected_customers, expected_subscriptions, stored_customers, stored_subscriptions
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -208,10 +200,7 @@ def test_pull_stripe_is_idempotent_and_matches_stripe_on_every_field(fake_stripe
     first = run("pull_stripe")
     assert first.code == 0
     data = demo_data()
-    assert stored_products() == expected_products(data["products"])
-    assert stored_prices() == expected_prices(data["prices"])
-    assert stored_customers() == expected_customers(data["customers"])
-    assert stored_subscriptions() == expected_subscriptions(data["subscriptions"], skip={"sub_DemoHeidi00001"})
+    assert stored_state() == expected_state(data, skip_subscriptions={"sub_DemoHeidi00001"})
     second = run("pull_stripe")
     assert second.out.endswith("No changes detected (reported only: 0 orphaned, 1 skipped).\n")
     assert run("pull_stripe", "--check").code == 0

@@ -45,8 +45,9 @@ def client(server: RunningServer, key: str = KEY) -> stripe.StripeClient:
     return stripe.StripeClient(key, base_addresses={"api": server.url}, max_network_retries=0)
 
 
-def get(server: RunningServer, path: str, key: str | None = KEY, method: str = "GET"
-        ) -> tuple[int, dict[str, str], dict]:
+def get(
+    server: RunningServer, path: str, key: str | None = KEY, method: str = "GET"
+) -> tuple[int, dict[str, str], dict]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     request = urllib.request.Request(server.url + path, headers=headers, method=method)
     try:
@@ -85,7 +86,12 @@ def test_customers_paginate_newest_first(shared: RunningServer, account: dict) -
     assert (len(ids), pages) == (250, 3)
     status, headers, body = get(shared, "/v1/customers")
     assert (status, len(body["data"]), body["has_more"], body["url"], body["object"]) == (
-        200, 10, True, "/v1/customers", "list")
+        200,
+        10,
+        True,
+        "/v1/customers",
+        "list",
+    )
     assert headers["Content-Type"] == "application/json"
     assert re.fullmatch(r"req_[A-Za-z0-9]{14}", headers["Request-Id"])
 
@@ -126,22 +132,29 @@ def test_filters(shared: RunningServer, account: dict) -> None:
     assert archived  # the generator always archives some prices
     product = account["products"][0]["id"]
     assert walk(shared, f"/v1/prices?product={product}")[0] == newest_first(
-        [p for p in prices if p["product"] == product])
+        [p for p in prices if p["product"] == product]
+    )
     assert walk(shared, "/v1/products?active=false")[0] == newest_first(
-        [p for p in account["products"] if not p["active"]])
+        [p for p in account["products"] if not p["active"]]
+    )
     customer = account["customers"][5]
     assert walk(shared, f"/v1/subscriptions?customer={customer['id']}&status=all")[0] == [
-        s["id"] for s in account["subscriptions"] if s["customer"] == customer["id"]]
+        s["id"] for s in account["subscriptions"] if s["customer"] == customer["id"]
+    ]
     email = customer["email"]
     assert email is not None
     assert walk(shared, f"/v1/customers?email={urllib.request.quote(email)}")[0] == [
-        c["id"] for c in account["customers"] if c["email"] == email]
+        c["id"] for c in account["customers"] if c["email"] == email
+    ]
     assert walk(shared, f"/v1/customers?email={urllib.request.quote(email.swapcase())}")[0] == [
-        c["id"] for c in account["customers"] if c["email"] == email.swapcase()]
+        c["id"] for c in account["customers"] if c["email"] == email.swapcase()
+    ]
     cut = account["customers"][100]["created"]
     assert walk(shared, f"/v1/customers?created[gte]={cut}")[0] == newest_first(account["customers"][:101])
     assert walk(shared, f"/v1/customers?created[lt]={cut}&created[gt]={cut - 300}")[0] == [
-        account["customers"][101]["id"], account["customers"][102]["id"]]
+        account["customers"][101]["id"],
+        account["customers"][102]["id"],
+    ]
     assert walk(shared, f"/v1/customers?created={cut}")[0] == [account["customers"][100]["id"]]
 
 
@@ -153,9 +166,9 @@ def test_subscription_status_default_all_specific(shared: RunningServer, account
     assert len(walk(shared, "/v1/subscriptions?status=all")[0]) == 250
     for status in ("canceled", "trialing", "incomplete_expired"):
         assert walk(shared, f"/v1/subscriptions?status={status}")[0] == newest_first(
-            [s for s in subs if s["status"] == status])
-    assert walk(shared, "/v1/subscriptions?status=ended")[0] == newest_first(
-        [s for s in subs if s["status"] in hidden])
+            [s for s in subs if s["status"] == status]
+        )
+    assert walk(shared, "/v1/subscriptions?status=ended")[0] == newest_first([s for s in subs if s["status"] in hidden])
     status, _, body = get(shared, "/v1/subscriptions?status=bogus")
     assert (status, body["error"]["param"]) == (400, "status")
 
@@ -213,8 +226,10 @@ def test_auth_errors(shared: RunningServer) -> None:
     assert body["error"]["message"].startswith("You did not provide an API key.")
     assert get(shared, "/v1/products", key="sk_test_wrongKeyabcd")[0] == 200
     status, headers, body = get(shared, "/v1/products", key="pk_test_abcdefgh1234")
-    assert (status, body) == (401, {"error": {"type": "invalid_request_error",
-                                             "message": "Invalid API Key provided: pk_test_****1234"}})
+    assert (status, body) == (
+        401,
+        {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: pk_test_****1234"}},
+    )
     assert "Request-Id" in headers
     with pytest.raises(stripe.AuthenticationError) as info:
         client(shared, "nonsense_key").v1.products.list()
@@ -232,9 +247,17 @@ def test_api_key_must_match_when_given() -> None:
 
 def test_not_found_bad_limit_method(shared: RunningServer, account: dict) -> None:
     status, _, body = get(shared, "/v1/products/prod_x")
-    assert (status, body) == (404, {
-        "error": {"type": "invalid_request_error", "code": "resource_missing", "param": "id",
-                  "message": "No such product: 'prod_x'"}})
+    assert (status, body) == (
+        404,
+        {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "param": "id",
+                "message": "No such product: 'prod_x'",
+            }
+        },
+    )
     for limit in ("0", "101", "abc"):
         status, _, body = get(shared, f"/v1/products?limit={limit}")
         assert (status, body["error"]["param"], body["error"]["type"]) == (400, "limit", "invalid_request_error")
@@ -257,7 +280,10 @@ def test_deleted_customer(demo: RunningServer) -> None:
     ids, _ = walk(demo, "/v1/customers")
     assert "cus_DemoHeidi00001" not in ids and len(ids) == 7
     assert get(demo, "/v1/customers/cus_DemoHeidi00001")[2] == {
-        "id": "cus_DemoHeidi00001", "object": "customer", "deleted": True}
+        "id": "cus_DemoHeidi00001",
+        "object": "customer",
+        "deleted": True,
+    }
     assert client(demo).v1.customers.retrieve("cus_DemoHeidi00001").deleted is True
 
 
@@ -271,11 +297,14 @@ def test_item_overflow_and_subscription_items() -> None:
         _, _, sub = get(server, "/v1/subscriptions/sub_DemoAlice00001")
         assert [i["id"] for i in sub["items"]["data"]] == stored[:2]
         assert (sub["items"]["has_more"], sub["items"]["url"]) == (
-            True, "/v1/subscription_items?subscription=sub_DemoAlice00001")
+            True,
+            "/v1/subscription_items?subscription=sub_DemoAlice00001",
+        )
         _, _, page = get(server, "/v1/subscription_items?subscription=sub_DemoAlice00001&limit=2")
         assert ([i["id"] for i in page["data"]], page["has_more"]) == (stored[:2], True)
-        _, _, page = get(server, "/v1/subscription_items?subscription=sub_DemoAlice00001&limit=2"
-                                 f"&starting_after={stored[1]}")
+        _, _, page = get(
+            server, f"/v1/subscription_items?subscription=sub_DemoAlice00001&limit=2&starting_after={stored[1]}"
+        )
         assert ([i["id"] for i in page["data"]], page["has_more"]) == (stored[2:], False)
         assert page["data"][0]["price"]["id"] == "price_DemoStarterMo"
         status, _, body = get(server, "/v1/subscription_items")
@@ -321,11 +350,13 @@ def test_reset_not_json_truncated_sleep() -> None:
         fake.inject(Fault("not_json"))
         with pytest.raises(stripe.APIError, match="Invalid response body"):
             c.v1.products.list()
-        full = urllib.request.urlopen(urllib.request.Request(
-            server.url + "/v1/products", headers={"Authorization": f"Bearer {KEY}"})).read()
+        full = urllib.request.urlopen(
+            urllib.request.Request(server.url + "/v1/products", headers={"Authorization": f"Bearer {KEY}"})
+        ).read()
         fake.inject(Fault("truncated"))
-        response = urllib.request.urlopen(urllib.request.Request(
-            server.url + "/v1/products", headers={"Authorization": f"Bearer {KEY}"}))
+        response = urllib.request.urlopen(
+            urllib.request.Request(server.url + "/v1/products", headers={"Authorization": f"Bearer {KEY}"})
+        )
         half = response.read()
         assert (response.status, int(response.headers["Content-Length"])) == (200, len(full) // 2)
         assert half == full[: len(full) // 2]
@@ -347,8 +378,13 @@ def test_rate_limit_per_endpoint() -> None:
     with serve(fake) as server:
         answers = [get(server, "/v1/customers") for _ in range(8)]
         assert [a[0] for a in answers] == [200] * 5 + [429] * 3
-        assert answers[-1][2] == {"error": {"type": "invalid_request_error", "code": "rate_limit", "message":
-                                            answers[-1][2]["error"]["message"]}}
+        assert answers[-1][2] == {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "rate_limit",
+                "message": answers[-1][2]["error"]["message"],
+            }
+        }
         assert answers[-1][2]["error"]["message"].startswith("Request rate limit exceeded")
         assert "Stripe-Should-Retry" not in answers[-1][1]
         assert get(server, "/v1/products")[0] == 200
@@ -425,8 +461,9 @@ def test_command_line_server() -> None:
         line = proc.stdout.readline()
         match = re.fullmatch(r"fake Stripe \(a test double\) serving (.+) on (http://127\.0\.0\.1:\d+)\n", line)
         assert match and match.group(1) == str(DEMO)
-        request = urllib.request.Request(match.group(2) + "/v1/products?limit=100",
-                                         headers={"Authorization": f"Bearer {KEY}"})
+        request = urllib.request.Request(
+            match.group(2) + "/v1/products?limit=100", headers={"Authorization": f"Bearer {KEY}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert len(json.loads(response.read())["data"]) == 4
     finally:

@@ -292,7 +292,8 @@ def test_a_database_error_mid_apply_rolls_everything_back_and_exits_2(start_fake
     inserts = []
 
     def fail_on_second_customer_batch(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith(f"INSERT INTO {connection.ops.quote_name('reconcile_stripeuser')}".upper()):
+        table = connection.ops.quote_name("reconcile_stripeuser")
+        if sql.lstrip().upper().startswith((f"INSERT INTO {table}".upper(), f"COPY {table}".upper())):
             inserts.append(sql)
             if len(inserts) == 2:
                 raise DatabaseError("injected: disk I/O error on the 2nd customer batch")

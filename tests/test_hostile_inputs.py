@@ -22,7 +22,8 @@ from reconcile.models import Product
 from reconcile.stripe.fetch import Fetcher, Page
 from reconcile.stripe.walk import Part, split
 from reconcile.testing import server as fake_server
-from tests.conftest import FAKE_KEY, ROOT, demo_data, run
+from tests.conftest import FAKE_KEY, demo_data, run
+from tests.helpers.site import manage
 
 pytestmark = pytest.mark.django_db
 
@@ -175,22 +176,7 @@ def test_plan_out_to_a_full_disk_is_a_clear_error(fake_stripe):
 
 def test_a_lock_file_that_cannot_be_created_is_a_clear_error(tmp_path, fake_stripe, reconcile_settings):
     """A SQLite database in a directory the run may not write (here /proc, read-only even for root)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="demo.settings",
-        DATABASE_URL="sqlite:////proc/version",
-        STRIPE_API_KEY=FAKE_KEY,
-        STRIPE_API_BASE=reconcile_settings.RECONCILE["API_BASE"],
-        PYTHONPATH=str(ROOT),
-    )
-    done = subprocess.run(
-        [sys.executable, "manage.py", "update_stripe_products"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = manage("sqlite:////proc/version", reconcile_settings.RECONCILE["API_BASE"], "update_stripe_products")
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("CommandError: Cannot create the lock file /proc/version.reconcile.lock (")
     assert "Traceback" not in done.stderr

@@ -37,17 +37,46 @@ def test_a_split_walk_equals_a_sequential_walk(slow_account, reconcile_settings)
     assert len(fake.requests) <= 3 * plain  # a split costs a partial page per part, never a runaway
 
 
-@pytest.mark.parametrize(
-    ("latency", "rate", "concurrency", "expected"),
-    [(0.005, 10_000, 8, 1), (0.1, 100, 8, 1), (0.3, 25, 8, 8), (0.2, 25, 8, 5), (0.3, 25, 4, 4), (0.3, 2, 8, 1)],
-)
-def test_a_walk_splits_only_when_latency_not_the_rate_limit_is_what_binds(latency, rate, concurrency, expected):
+def _fetcher(latency, pace, concurrency=8, per_endpoint=None):
     from types import SimpleNamespace
 
-    from reconcile.stripe.walk import parallelism
+    return SimpleNamespace(
+        latency=latency,
+        bucket=SimpleNamespace(pace=pace),
+        config=SimpleNamespace(rate_limit=per_endpoint, concurrency=concurrency),
+    )
 
-    fetcher = SimpleNamespace(latency=latency, config=SimpleNamespace(rate_limit=rate, concurrency=concurrency))
-    assert parallelism(fetcher) == expected
+
+@pytest.mark.parametrize(
+    ("latency", "pace", "concurrency", "listings", "expected"),
+    [
+        (0.005, 10_000, 8, 6, 1),  # loopback: sequential, minimal requests
+        (0.1, 100, 8, 6, 1),  # below a round trip to Stripe
+        (0.3, 25, 8, 6, 10),  # Stripe's test mode: 7.5 requests in flight keep 25/s busy, plus 2 spare
+        (0.2, 25, 8, 6, 7),
+        (0.3, 100, 8, 2, 16),  # live mode, capped by CONCURRENCY per listing
+        (0.3, 25, 1, 6, 1),  # CONCURRENCY 1: one request at a time
+        (0.3, 2, 8, 6, 1),  # one request at a time already uses a limit of 2/s
+    ],
+)
+def test_requests_in_flight_follow_latency_and_the_accounts_limit(latency, pace, concurrency, listings, expected):
+    from reconcile.stripe.walk import Flights
+
+    assert Flights(_fetcher(latency, pace, concurrency), listings).wanted() == expected
+
+
+def test_listings_share_the_requests_in_flight():
+    from reconcile.stripe.walk import Flights
+
+    flights = Flights(_fetcher(0.3, 25), listings=2)  # wants 10 in flight, one kept for the other listing
+    assert flights.slots(own=1) == 8  # a listing's first page: the free slots, less the part that goes on
+    flights.add(5)
+    assert flights.slots(own=1) == 4
+    flights.add(4)
+    assert flights.slots(own=1) == 0  # 9 in flight and the part that goes on: the account is busy
+    flights.finished_listing()
+    flights.add(-9)
+    assert flights.slots(own=1) == 7  # the one listing left takes every slot, up to CONCURRENCY (8) in flight
 
 
 def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
@@ -62,21 +91,158 @@ def test_the_token_bucket_spaces_requests_per_endpoint_and_in_all():
     assert slept == pytest.approx([0.1, 0.2, 0.2 + 1 / 15])  # prices waits for the account-wide slot
 
 
-def test_split_parts_are_disjoint_and_cover_the_rest():
+def test_a_part_is_cut_so_that_it_ends_with_the_rest_of_the_account():
+    from reconcile.stripe.walk import Flights
+
+    flights = Flights(_fetcher(0.3, 25), listings=2)
+    assert flights.pieces(8) == 8  # nothing in flight: cut into as many parts as the account can use
+    flights.add(7)  # 7 in flight and 1 going on: the limit is busy (10 wanted, 2 of them spare)
+    flights.left(1, 10.0)
+    flights.left(2, float("inf"))  # a list whose end is not known yet: no estimate, no cut
+    assert flights.pieces(8) == 1
+    flights.left(2, 10.0)  # 20 pages left at 25/s: 0.8 s; 8 pages a page at a time: 2.4 s
+    assert flights.pieces(8) == 3
+    assert flights.pieces(1.5) == 1  # under two pages: nothing to gain
+    flights.left(2, 200.0)  # 8 s of work left for the account: 8 pages (2.4 s) end in time
+    assert flights.pieces(8) == 1
+    flights.finished_listing(2)
+    flights.left(1, 8.0)  # the last part of the last list: as many parts as requests in flight pay
+    assert flights.pieces(8) == 8
+
+
+def _page(created, has_more=True):
     from datetime import datetime, timezone
 
     from reconcile.stripe.fetch import Page
+
+    return Page([{"id": f"cus_{c}", "created": c} for c in created], has_more, datetime.now(timezone.utc))
+
+
+def test_an_open_list_is_cut_into_parts_of_whole_pages_below_its_first_page():
+    from reconcile.stripe.walk import CHUNK_PAGES, Part, split
+
+    top = 2_000_000_000
+    page = _page([top - 10 * i for i in range(100)])  # 0.1 objects a second
+    last = top - 990
+    parts = split(Part(), page, 3, per_second=0.1)
+    width = (CHUNK_PAGES * 100 - CHUNK_PAGES) * 10  # a little under CHUNK_PAGES pages each
+    assert parts == [
+        Part(last - width, None, f"cus_{last}"),
+        Part(last - 2 * width, last - width, None),
+        Part(last - 3 * width, last - 2 * width, None),
+        Part(None, last - 3 * width, None),
+    ]
+
+
+def test_a_bounded_part_is_re_split_into_pieces_of_whole_pages():
     from reconcile.stripe.walk import Part, split
 
-    page = Page(
-        [{"id": f"cus_{i}", "created": 2_000_000_000 - 10 * i} for i in range(100)], True, datetime.now(timezone.utc)
-    )
-    parts = split(Part(), page, 4)
-    assert parts[0] == Part(2_000_000_000 - 990 - 950, None, "cus_99")
-    assert [(p.gte, p.lt) for p in parts[1:]] == [
-        (2_000_000_000 - 990 - 950 * 2, 2_000_000_000 - 990 - 950),
-        (2_000_000_000 - 990 - 950 * 3, 2_000_000_000 - 990 - 950 * 2),
-        (None, 2_000_000_000 - 990 - 950 * 3),
+    page = _page([1_000_000 - i for i in range(100)])  # one object a second
+    rest_top = 1_000_000 - 99
+    parts = split(Part(1_000_000 - 99 - 500, 2_000_000, "cus_x"), page, 8, per_second=1.0)
+    # about 500 objects left: 5 pages, so 5 parts, cut at whole pages (99 objects, a little under)
+    assert [(p.gte, p.lt) for p in parts] == [
+        (rest_top - 99, 2_000_000),
+        (rest_top - 198, rest_top - 99),
+        (rest_top - 297, rest_top - 198),
+        (rest_top - 396, rest_top - 297),
+        (1_000_000 - 99 - 500, rest_top - 396),
     ]
-    assert split(Part(), page, 1) == [Part(None, None, "cus_99")]
-    assert split(Part(gte=2_000_000_000 - 1000), page, 4) == [Part(2_000_000_000 - 1000, None, "cus_99")]
+    assert parts[0].cursor == f"cus_{rest_top}" and all(p.cursor is None for p in parts[1:])
+
+
+@pytest.mark.parametrize(
+    ("slots", "per_second", "part_gte"),
+    [(0, 1.0, None), (4, None, None), (4, 1.0, 1_000_000 - 99 - 90)],  # no room; no density; a page left
+)
+def test_a_part_just_goes_on_when_a_split_would_not_pay(slots, per_second, part_gte):
+    from reconcile.stripe.walk import Part, split
+
+    page = _page([1_000_000 - i for i in range(100)])
+    assert split(Part(part_gte, None, None), page, slots, per_second) == [Part(part_gte, None, "cus_999901")]
+
+
+def test_a_429_slows_every_thread_down():
+    from reconcile.stripe.fetch import TokenBucket
+
+    now = [100.0]
+    slept = []
+    bucket = TokenBucket(rate=None, total=10, clock=lambda: now[0], sleep=slept.append)
+    bucket.take("customers")
+    bucket.back_off(2.0)  # one thread got a 429 ...
+    bucket.take("prices")  # ... another waits for the backoff too
+    bucket.take("subscriptions")  # and the account's pace is halved: 0.2 s apart instead of 0.1
+    assert slept == pytest.approx([2.0, 2.2])
+    assert bucket.pace == pytest.approx(5.0)
+    for _ in range(10):
+        bucket.succeeded()
+    assert bucket.pace == pytest.approx(10.0)  # the pace comes back as requests succeed
+
+
+def test_a_429_on_one_endpoint_makes_requests_to_another_wait(start_fake, reconcile_settings):
+    from reconcile.stripe.fetch import Fetcher
+    from reconcile.testing.store import Fault
+
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "RETRY_BASE_DELAY": 30.0, "RETRY_MAX_DELAY": 60.0}
+    fake = start_fake()
+    fake.inject(Fault("status", "/v1/customers", status=429))
+    slept = []
+    fetcher = Fetcher(get_config(), sleep=slept.append)  # sleeping is recorded, not done
+    fetcher.get("/v1/customers")
+    fetcher.get("/v1/prices")
+    assert fetcher.requests == 3
+    assert len(slept) == 2 and all(s > 25 for s in slept)  # the retry and the other endpoint both waited
+    assert [r.path for r in fake.requests] == ["/v1/customers", "/v1/customers", "/v1/prices"]
+
+
+def test_rate_limit_defaults_follow_the_key(reconcile_settings):
+    base = {k: v for k, v in reconcile_settings.RECONCILE.items() if not k.startswith("RATE_LIMIT")}
+    live = "sk_" + "live_" + "Bench" * 4
+    for key, total in (("sk_test_Bench0001", 25.0), ("rk_test_Bench0001", 25.0), (live, 100.0)):
+        reconcile_settings.RECONCILE = {**base, "API_KEY": key}
+        config = get_config()
+        assert (config.rate_limit, config.rate_limit_total) == (None, total)
+    reconcile_settings.RECONCILE = {**base, "RATE_LIMIT": 5, "RATE_LIMIT_TOTAL": 7}
+    assert (get_config().rate_limit, get_config().rate_limit_total) == (5.0, 7.0)
+
+
+def test_a_latency_bound_walk_stays_within_a_tenth_of_the_minimum_of_requests(start_fake, reconcile_settings):
+    """A slow link and a limit for the whole account: the lists are split, and the partial pages
+    that splitting costs stay under 10% of the requests a sequential walk makes. The shape of the
+    benchmark's N=10,000 run (100 pages per list), with pages of 20 and twice the rate to be quick."""
+    account = generate_account(2_000, seed=5)
+    fake = start_fake(account, latency=0.2, account_rate_limit=50)
+    settings = {k: v for k, v in reconcile_settings.RECONCILE.items() if not k.startswith("RATE_LIMIT")}
+    reconcile_settings.RECONCILE = {**settings, "CONCURRENCY": 8, "PAGE_SIZE": 20, "RATE_LIMIT_TOTAL": 50}
+    snapshot = fetch_remote(get_config(), RESOURCES)
+    assert len(snapshot.customers) == sum(not c.get("deleted") for c in account["customers"])
+    assert len(snapshot.subscriptions) == len(account["subscriptions"])
+
+    def pages(objects):
+        return max(1, -(-len(objects) // 20))
+
+    minimum = pages(account["customers"]) + pages(account["subscriptions"])
+    for resource in ("products", "prices"):
+        minimum += sum(pages([o for o in account[resource] if o["active"] is a]) for a in (True, False))
+    lists = [r for r in fake.requests if r.path in ("/v1/products", "/v1/prices", "/v1/customers", "/v1/subscriptions")]
+    assert any("created[lt]" in r.query for r in lists), "the walk never split"
+    assert fake.rate_limited == 0
+    assert minimum <= len(lists) <= 1.1 * minimum  # item pages of long subscriptions are walked as they come
+
+
+def test_one_stalled_answer_does_not_make_a_fast_link_look_slow(reconcile_settings):
+    """A split costs partial pages, so it starts only when requests are slow at best, not on one
+    stall (a pause on a loaded machine): the walk keeps the minimum of requests on a fast link."""
+    from reconcile.stripe.fetch import Fetcher
+    from reconcile.stripe.walk import Flights
+
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "CONCURRENCY": 8}
+    fetcher = Fetcher(get_config())
+    for seconds in (0.004, 0.005, 0.003, 1.2, 0.004):
+        fetcher._observe(seconds)
+    assert fetcher.latency == 0.003
+    assert Flights(fetcher, listings=6).wanted() == 1
+    for _ in range(8):
+        fetcher._observe(0.31)  # a slow link: every answer takes 0.3 s
+    assert fetcher.latency == 0.31
+    assert Flights(fetcher, listings=6).wanted() > 1

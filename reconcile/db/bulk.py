@@ -1,4 +1,4 @@
-"""Multi-row INSERT statements built from plain tuples, for the apply's large inserts.
+"""Multi-row INSERT statements (COPY on PostgreSQL) built from plain tuples, for the apply's large inserts.
 
 Django's ``bulk_create`` sends the same statements but prepares every value through several
 layers per field (pre_save, get_db_prep_save, the compiler's placeholders) and needs a model
@@ -6,14 +6,21 @@ instance per row: at 100,000 subscriptions that is most of a first pull's time. 
 column's adapter is looked up once, values go straight from snapshot records into the parameter
 list, and the statement is the one Django would write: one per batch, through Django's cursor (so
 it is logged, counted and inside the caller's transaction).
+
+On PostgreSQL the rows go in with one ``COPY ... FROM STDIN`` per call (psycopg 3's copy support):
+no statement to parse per batch, no placeholder per value, one stream for the whole table. It
+runs through Django's execute wrappers and query log too, so it is counted as one statement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models, router
 
 
@@ -27,6 +34,13 @@ def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
     kind = field.get_internal_type()
     if kind == "DateTimeField":
         adapt = connection.ops.adapt_datetimefield_value
+        if connection.vendor == "sqlite" and settings.USE_TZ:
+            # Django's own adapter, without a settings lookup and two helper calls per value
+            tz = connection.timezone
+
+            def adapt(value):
+                return str(value.astimezone(tz).replace(tzinfo=None) if value.utcoffset() is not None else value)
+
         seen: dict = {}  # timestamps repeat (a page's fetch time, billing periods): adapt each once
 
         def adapt_datetime(value):
@@ -56,23 +70,64 @@ def insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[tup
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     limit = connection.features.max_query_params or 65_535  # None: no limit but the protocol's (PostgreSQL)
     per_statement = max(1, min(batch_size, limit // len(fields)))
+    if connection.vendor == "postgresql" and _psycopg3():
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return 0  # no statement for no rows, as with INSERT
+        rows = itertools.chain((first,), rows)
+        columns_sql = ", ".join(quote(f.column) for f in fields)
+        return _copy(connection, f"COPY {quote(meta.db_table)} ({columns_sql}) FROM STDIN", adapters, rows)
     count = 0
-    pipelined = connection.vendor == "postgresql"
+    adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt]  # most columns go as they are
+    width = len(fields)
     with connection.cursor() as cursor:
         for batch in batches(rows, per_statement):
-            if pipelined:
-                # psycopg parses a statement's placeholders on the client: for a 500-row VALUES list
-                # that costs more than the insert. One prepared single-row INSERT, executed for the
-                # whole batch in one pipelined round trip, does the same work without it.
-                cursor.executemany(
-                    head + one, [tuple(a(v) if a else v for a, v in zip(adapters, row, strict=True)) for row in batch]
-                )
-            else:
-                params = [
-                    adapt(value) if adapt else value
-                    for row in batch
-                    for adapt, value in zip(adapters, row, strict=True)
-                ]
-                cursor.execute(head + ", ".join([one] * len(batch)), params)
+            params: list = []
+            extend = params.extend
+            for row in batch:
+                if len(row) != width:
+                    raise ValueError(f"a row of {len(row)} values for {width} columns")
+                if adapted:
+                    row = list(row)
+                    for i, adapt in adapted:
+                        row[i] = adapt(row[i])
+                extend(row)
+            cursor.execute(head + ", ".join([one] * len(batch)), params)
             count += len(batch)
+    return count
+
+
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
+
+
+def _copy(connection, sql: str, adapters: list, rows: Iterable[tuple]) -> int:
+    """One COPY of every row, through Django's cursor wrappers (execute_wrapper, the query log)."""
+    count = 0
+
+    def run(sql, params, many, context):
+        nonlocal count
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors, context["cursor"].cursor.copy(sql) as copy:
+            write = copy.write_row
+            adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt]
+            if adapted:
+                for row in rows:
+                    row = list(row)
+                    for i, adapt in adapted:
+                        row[i] = adapt(row[i])
+                    write(row)
+                    count += 1
+            else:
+                for row in rows:
+                    write(row)
+                    count += 1
+
+    with connection.cursor() as cursor:
+        debug = getattr(cursor, "debug_sql", None)
+        with debug(sql, None) if debug else contextlib.nullcontext():
+            cursor._execute_with_wrappers(sql, None, False, executor=run)
     return count

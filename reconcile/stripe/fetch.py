@@ -16,6 +16,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,29 +65,59 @@ class Page:
 
 
 class TokenBucket:
-    """At most ``rate`` requests a second per endpoint, and ``total`` in all, shared by every thread.
+    """At most ``total`` requests a second for the whole account (Stripe's limit is per account),
+    and ``rate`` per endpoint when one is set, shared by every thread.
 
-    Each request reserves the next free slot of its endpoint and of the account, then sleeps until
-    that slot: requests are spaced evenly instead of bursting into 429s.
+    Each request reserves the next free slot of the account (and of its endpoint), then sleeps
+    until that slot: requests are spaced evenly instead of bursting into 429s. A 429 seen by any
+    thread slows every thread down (:meth:`back_off`): the next slot moves past the backoff and
+    the spacing widens, then narrows again as requests succeed.
     """
 
+    SLOWER = 0.5  # a 429 halves the account's pace ...
+    RECOVER = 0.05  # ... and each success gives back 5% of the configured pace
+
     def __init__(
-        self, rate: float, total: float | None = None, clock: Callable[[], float] = time.monotonic, sleep=time.sleep
+        self,
+        rate: float | None,
+        total: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep=time.sleep,
     ):
         self.rate, self.total = rate, total
         self._clock, self._sleep = clock, sleep
         self._next: dict[str, float] = {}
+        self._scale = 1.0  # the share of ``total`` in use: below 1 after a 429
         self._lock = threading.Lock()
 
     def take(self, endpoint: str) -> None:
         with self._lock:
             now = self._clock()
-            start = max(now, self._next.get(endpoint, now), self._next.get("*", now) if self.total else now)
-            self._next[endpoint] = start + 1.0 / self.rate
+            start = max(now, self._next.get("*", now))
+            if self.rate:
+                start = max(start, self._next.get(endpoint, now))
+                self._next[endpoint] = start + 1.0 / self.rate
             if self.total:
-                self._next["*"] = start + 1.0 / self.total
+                self._next["*"] = start + 1.0 / (self.total * self._scale)
         if start > now:
             self._sleep(start - now)
+
+    def back_off(self, delay: float) -> None:
+        """A 429: no thread sends before ``delay`` seconds from now, and the account's pace halves."""
+        with self._lock:
+            now = self._clock()
+            self._next["*"] = max(self._next.get("*", now), now + delay)
+            self._scale = max(0.1, self._scale * self.SLOWER)
+
+    def succeeded(self) -> None:
+        if self._scale < 1.0:
+            with self._lock:
+                self._scale = min(1.0, self._scale + self.RECOVER)
+
+    @property
+    def pace(self) -> float:
+        """Requests a second for the whole account right now (inf when unlimited)."""
+        return self.total * self._scale if self.total else float("inf")
 
 
 def _endpoint(path: str) -> str:
@@ -141,7 +172,8 @@ class Fetcher:
         self.bucket = TokenBucket(config.rate_limit, config.rate_limit_total, sleep=self._sleep)
         self._count_lock = threading.Lock()
         self.requests = 0
-        self.latency = 0.0  # a moving average of request durations, in seconds
+        self.latency = 0.0  # what a request costs at best lately: the fastest of the last few, in seconds
+        self._durations: deque[float] = deque(maxlen=8)
 
     # -- one request -------------------------------------------------------------------------------
     def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
@@ -166,6 +198,7 @@ class Fetcher:
             try:
                 body = self._send(path, params)
                 self._observe(time.monotonic() - began)
+                self.bucket.succeeded()
             except stripe.StripeError as exc:
                 reason = self._retry_reason(exc)
                 if reason is None or attempt >= self.config.max_retries:
@@ -173,7 +206,10 @@ class Fetcher:
                 attempt += 1
                 delay = self._delay(attempt, rate_limited=isinstance(exc, stripe.RateLimitError))
                 log.warning("%s: %s; retry %d of %d in %.1fs", what, reason, attempt, self.config.max_retries, delay)
-                self._sleep(delay)
+                if isinstance(exc, stripe.RateLimitError) or exc.http_status == 429:
+                    self.bucket.back_off(delay)  # every thread waits, not only this one
+                else:
+                    self._sleep(delay)
                 continue
             if not isinstance(body, dict):
                 raise FetchError(f"Stripe answered {what} with JSON that is not an object.")
@@ -202,7 +238,10 @@ class Fetcher:
 
     def _observe(self, seconds: float) -> None:
         with self._count_lock:
-            self.latency = seconds if not self.latency else 0.8 * self.latency + 0.2 * seconds
+            # the fastest of the last 8, not an average: one stalled answer (a pause on a loaded
+            # machine) must not make a fast link look slow and start cutting lists into parts
+            self._durations.append(seconds)
+            self.latency = min(self._durations)
 
     @staticmethod
     def _retry_reason(exc: stripe.StripeError) -> str | None:

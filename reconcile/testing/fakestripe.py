@@ -62,6 +62,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=12111)
     p.add_argument("--latency", type=float, default=0.0, help="seconds slept per request")
     p.add_argument("--rate-limit", type=float, default=None, help="requests/second per endpoint")
+    p.add_argument(
+        "--account-rate-limit", type=float, default=None, help="requests/second for the whole account (token bucket)"
+    )
     p.add_argument("--api-key", default=None, help="accept only this key (default: any sk_/rk_ key)")
     p.add_argument("--items-page-size", type=int, default=10)
     p.add_argument(
@@ -166,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         rate_limit=args.rate_limit,
         items_page_size=args.items_page_size,
+        account_rate_limit=args.account_rate_limit,
     )
     if args.webhook_url:
         secret = os.environ.get("FAKE_STRIPE_WEBHOOK_SECRET", "")

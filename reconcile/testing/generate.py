@@ -260,6 +260,27 @@ def _customer(rng: random.Random, ids: _Ids, i: int, created: int, previous: lis
 
 
 def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, pool: list[dict], now: int) -> dict:
+    # The rng draws keep their order (prices, status, id, dates, items, cancel flag): same seed, same account.
+    prices = _subscription_prices(rng, pool)
+    status = _weighted(rng, STATUS_WEIGHTS)
+    sub_id = ids("sub_")
+    dates = _subscription_dates(rng, status, created, now)
+    rec = prices[0]["recurring"]
+    items = []
+    for k, price in enumerate(prices):
+        if status == "trialing":
+            start, end = dates["trial_start"], dates["trial_end"]
+        else:
+            start, end = period_around(created, rec["interval"], rec["interval_count"], dates["reference"])
+        items.append(_subscription_item(rng, ids, sub_id, price, created + k, start, end))
+    dates["cancel_at_period_end"] = status == "active" and rng.random() < 0.05
+    if dates["cancel_at_period_end"]:
+        dates["cancel_at"] = items[0]["current_period_end"]
+    return _subscription_object(sub_id, customer, created, status, dates, items)
+
+
+def _subscription_prices(rng: random.Random, pool: list[dict]) -> list[dict]:
+    """One price from the pool, plus up to two others of its currency and billing interval."""
     first = rng.choice(pool)
     rec = first["recurring"]
     mates = [
@@ -270,43 +291,44 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
         and p["recurring"]["interval"] == rec["interval"]
         and p["recurring"]["interval_count"] == rec["interval_count"]
     ]
-    prices = [first, *rng.sample(mates, min(len(mates), rng.choice([0, 0, 0, 1, 1, 2])))]
-    status = _weighted(rng, STATUS_WEIGHTS)
-    sub_id = ids("sub_")
-    canceled_at = ended_at = trial_start = trial_end = cancel_at = None
-    reference = now
+    return [first, *rng.sample(mates, min(len(mates), rng.choice([0, 0, 0, 1, 1, 2])))]
+
+
+def _subscription_dates(rng: random.Random, status: str, created: int, now: int) -> dict:
+    """The status's cancel/trial timestamps and ``reference``, the moment the billing period is placed around."""
+    dates = {"canceled_at": None, "ended_at": None, "trial_start": None, "trial_end": None, "cancel_at": None}
+    dates["reference"] = now
     if status in ("canceled", "incomplete_expired"):
-        ended_at = canceled_at = rng.randint(created + DAY, max(created + DAY, now - DAY))
-        reference = ended_at
-        cancel_at = canceled_at if rng.random() < 0.3 else None
+        dates["ended_at"] = dates["canceled_at"] = rng.randint(created + DAY, max(created + DAY, now - DAY))
+        dates["reference"] = dates["ended_at"]
+        dates["cancel_at"] = dates["canceled_at"] if rng.random() < 0.3 else None
     elif status == "trialing":
-        trial_start = max(created, now - rng.randint(1, 13) * DAY)
-        trial_end = trial_start + 14 * DAY
-    items = []
-    for k, price in enumerate(prices):
-        if status == "trialing":
-            start, end = trial_start, trial_end
-        else:
-            start, end = period_around(created, rec["interval"], rec["interval_count"], reference)
-        items.append(
-            {
-                "id": ids("si_"),
-                "object": "subscription_item",
-                "billing_thresholds": None,
-                "created": created + k,
-                "current_period_end": end,
-                "current_period_start": start,
-                "discounts": [],
-                "metadata": {},
-                "price": _copy_price(price),
-                "quantity": 1 if rng.random() < 0.8 else rng.randint(2, 10),
-                "subscription": sub_id,
-                "tax_rates": [],
-            }
-        )
-    cancel_at_period_end = status == "active" and rng.random() < 0.05
-    if cancel_at_period_end:
-        cancel_at = items[0]["current_period_end"]
+        dates["trial_start"] = max(created, now - rng.randint(1, 13) * DAY)
+        dates["trial_end"] = dates["trial_start"] + 14 * DAY
+    return dates
+
+
+def _subscription_item(
+    rng: random.Random, ids: _Ids, sub_id: str, price: dict, created: int, start: int, end: int
+) -> dict:
+    return {
+        "id": ids("si_"),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": end,
+        "current_period_start": start,
+        "discounts": [],
+        "metadata": {},
+        "price": _copy_price(price),
+        "quantity": 1 if rng.random() < 0.8 else rng.randint(2, 10),
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+
+
+def _subscription_object(sub_id: str, customer: dict, created: int, status: str, dates: dict, items: list) -> dict:
+    """The subscription as Stripe returns it; ``dates`` holds its cancel and trial fields."""
     return {
         "id": sub_id,
         "object": "subscription",
@@ -315,17 +337,17 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": created,
         "billing_cycle_anchor_config": None,
-        "cancel_at": cancel_at,
-        "cancel_at_period_end": cancel_at_period_end,
-        "canceled_at": canceled_at,
+        "cancel_at": dates["cancel_at"],
+        "cancel_at_period_end": dates["cancel_at_period_end"],
+        "canceled_at": dates["canceled_at"],
         "cancellation_details": {
             "comment": None,
             "feedback": None,
-            "reason": "cancellation_requested" if canceled_at else None,
+            "reason": "cancellation_requested" if dates["canceled_at"] else None,
         },
         "collection_method": "charge_automatically",
         "created": created,
-        "currency": first["currency"],
+        "currency": items[0]["price"]["currency"],
         "customer": customer["id"],
         "days_until_due": None,
         "default_payment_method": None,
@@ -333,7 +355,7 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
         "default_tax_rates": [],
         "description": None,
         "discounts": [],
-        "ended_at": ended_at,
+        "ended_at": dates["ended_at"],
         "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
         "items": {
             "object": "list",
@@ -355,9 +377,9 @@ def _subscription(rng: random.Random, ids: _Ids, customer: dict, created: int, p
         "status": status,
         "test_clock": None,
         "transfer_data": None,
-        "trial_end": trial_end,
+        "trial_end": dates["trial_end"],
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-        "trial_start": trial_start,
+        "trial_start": dates["trial_start"],
     }
 
 

@@ -101,6 +101,7 @@ class FakeStripe:
         latency: float = 0.0,
         rate_limit: float | None = None,
         items_page_size: int = 10,
+        account_rate_limit: float | None = None,
     ) -> None:
         unknown = set(data or {}) - set(RESOURCES)
         if unknown:
@@ -108,6 +109,9 @@ class FakeStripe:
         self.api_key = api_key
         self.latency = latency
         self.rate_limit = rate_limit
+        self.account_rate_limit = account_rate_limit
+        self._account_tokens = account_rate_limit or 0.0
+        self._account_stamp = time.monotonic()
         self.items_page_size = items_page_size
         self.lock = threading.RLock()
         self._objects: dict[str, dict[str, dict]] = {r: {} for r in RESOURCES}
@@ -312,7 +316,11 @@ class FakeStripe:
         return None
 
     def allow(self, endpoint: str) -> bool:
-        """Sliding one-second window per endpoint; False (and counted) when over the limit."""
+        """The account's token bucket (``account_rate_limit`` a second, bursts up to one second's
+        worth, the algorithm Stripe describes for its request rate limiter), then a sliding
+        one-second window per endpoint; False (and counted) when over either limit."""
+        if self.account_rate_limit is not None and not self._take_account_token():
+            return False
         if self.rate_limit is None:
             return True
         now = time.monotonic()
@@ -324,4 +332,16 @@ class FakeStripe:
                 self.rate_limited += 1
                 return False
             window.append(now)
+            return True
+
+    def _take_account_token(self) -> bool:
+        rate = self.account_rate_limit or 0.0
+        with self.lock:
+            now = time.monotonic()
+            self._account_tokens = min(rate, self._account_tokens + (now - self._account_stamp) * rate)
+            self._account_stamp = now
+            if self._account_tokens < 1.0:
+                self.rate_limited += 1
+                return False
+            self._account_tokens -= 1.0
             return True

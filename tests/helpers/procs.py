@@ -8,7 +8,6 @@ lives in memory, which no other process can open, so a child gets a migrated SQL
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -22,8 +21,8 @@ from urllib.parse import quote
 from django.db import connection
 
 from reconcile.testing.fakestripe import FakeStripe
+from tests.helpers.site import ROOT, env_for
 
-ROOT = Path(__file__).resolve().parents[2]
 _template: Path | None = None
 
 
@@ -63,16 +62,7 @@ def child_database_url(tmp_path: Path) -> str:
 
 
 def child_env(database_url: str, api_base: str, api_key: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "RECONCILE_", "DJANGO_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="demo.settings",
-        DATABASE_URL=database_url,
-        STRIPE_API_BASE=api_base,
-        STRIPE_API_KEY=api_key,
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return env_for(database_url, api_base, api_key=api_key)
 
 
 def start_command(database_url: str, api_base: str, api_key: str, *args: str) -> subprocess.Popen:

@@ -30,13 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env_for(database_url: str, api_base: str, **extra: str) -> dict[str, str]:
+def env_for(database_url: str, api_base: str, *, api_key: str = API_KEY, **extra: str) -> dict[str, str]:
+    """The environment of a demo-project child: this process's, less any Stripe/reconcile/Django/Celery setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "RECONCILE_", "DJANGO_", "CELERY_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="demo.settings",
         DATABASE_URL=database_url,
         STRIPE_API_BASE=api_base,
-        STRIPE_API_KEY=API_KEY,
+        STRIPE_API_KEY=api_key,
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
         **extra,
@@ -75,6 +76,16 @@ def database(backend: str, tmp_path: Path, label: str = "site") -> Iterator[str]
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def stop(process: subprocess.Popen, seconds: float) -> None:
+    """Terminate a child and wait for it; kill it if it has not ended within ``seconds``."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def gunicorn(database_url: str, api_base: str, *, workers: int = 1, threads: int = 1, **extra: str) -> Iterator[str]:
     """Serve the demo project; yields its base URL. Stops the server (and waits for it) on exit."""
@@ -105,12 +116,7 @@ def gunicorn(database_url: str, api_base: str, *, workers: int = 1, threads: int
             time.sleep(0.1)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, 15)
 
 
 REDIS_URL = os.environ.get("RECONCILE_TEST_REDIS", "redis://127.0.0.1:6379/5")
@@ -150,12 +156,7 @@ def celery_worker(database_url: str, api_base: str, *, concurrency: int = 2, **e
             raise AssertionError(f"the celery worker did not start: {worker.stderr.read() if worker.stderr else ''}")
         yield
     finally:
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop(worker, 20)
 
 
 def call_task(database_url: str, api_base: str, name: str, **kwargs) -> None:
