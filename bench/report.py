@@ -10,6 +10,7 @@ import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .scenarios import ROOT, Row
 
@@ -309,10 +310,13 @@ def _version(name: str) -> str:
 
 
 def postgres_version(url: str) -> str:
+    # Ask the server's maintenance database: the bench's own database is made anew per data set,
+    # so before the first one it does not exist yet and the server looked unreachable.
+    server = urlsplit(url)._replace(path="/postgres").geturl()
     try:
         import psycopg
 
-        with psycopg.connect(url, connect_timeout=5) as conn:
+        with psycopg.connect(server, connect_timeout=5) as conn:
             return str(conn.execute("SHOW server_version").fetchone()[0])
     except Exception:  # noqa: BLE001 - only for the report
         return "not reachable"
