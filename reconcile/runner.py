@@ -255,7 +255,7 @@ def build_plan(
     remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known, progress=progress)
     (progress or Progress()).phase("diffing")
     local, directory = _local_side(config, resources)
-    remote = screen(remote, stored_ids(local, known), collation=connection.vendor == "mysql")
+    remote = screen(remote, stored_ids(local, known), collation=connection.vendor == "mysql", local=local)
     policy = None
     if directory is not None:
         create_map = config.user_create_map

@@ -50,18 +50,24 @@ def changes(local: Any, remote: Any) -> tuple[Change, ...]:
 def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[str, str]) -> list[Operation]:
     """Create, update and orphan operations of one resource; ``blocked`` ids are skipped with a reason."""
     ops: list[Operation] = []
+    same = BY_NAME[resource].same
     model = BY_NAME[resource].model
     theirs: Mapping[str, Any] = getattr(remote, resource)
     ours: Mapping[str, Any] = getattr(local, resource)
+    unchanged = remote.unchanged.get(resource, frozenset())  # compared already, by the screen
     for oid, rec in theirs.items():
         if oid in blocked:
             ops.append(Skip(model, oid, blocked[oid]))
+            continue
+        if oid in unchanged:
             continue
         stored = ours.get(oid)
         if stored is None:
             ops.append(Create(model, oid, rec))
             continue
-        found = changes(stored, rec)
+        if same(stored, rec):
+            continue
+        found = changes(stored, rec)  # () when only a subscription's items differ: _items has them
         if not found:
             continue
         if _newer_locally(remote, local, model, oid):

@@ -58,6 +58,7 @@ class Resource:
     # Record attributes beyond the fields: (name, default). Kept by hand-written code:
     # a product's features, a customer's linked user, a subscription's items.
     extras: tuple[tuple[str, Any], ...] = ()
+    compared_extras: tuple[str, ...] = ()  # extras that Stripe's side gives too, compared like fields
     before: tuple[Related, ...] = ()  # written (and reported) ahead of this model in its stage
     children: tuple[Resource, ...] = ()  # collections written after this model's rows
     parent_column: str = ""  # a child collection: the column naming its parent
@@ -76,6 +77,7 @@ class Resource:
     read: Callable[[Any], dict[str, Any]] = field(init=False, repr=False, compare=False)
     parse: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
     _get: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    _key: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
     _makers: dict = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +86,7 @@ class Resource:
         object.__setattr__(self, "names", tuple(f.name for f in self.fields))
         object.__setattr__(self, "columns", tuple(f.column for f in self.fields))
         object.__setattr__(self, "_get", attrgetter(*self.names))
+        object.__setattr__(self, "_key", attrgetter("id", *self.names, *self.compared_extras))
         specs: list[tuple] = [("id", str)]
         for f in self.fields:
             if f.default is REQUIRED:
@@ -110,6 +113,12 @@ class Resource:
         """A record's compared fields' values, in the order of ``columns``."""
         values = self._get(record)
         return values if len(self.fields) > 1 else (values,)
+
+    def same(self, stored: Any, record: Any) -> bool:
+        """Whether ``stored`` holds every compared value of ``record`` (its fields and compared
+        extras: a product's features, a subscription's items): one tuple comparison in C, the
+        common case of a re-pull, before any field-by-field work."""
+        return self._key(stored) == self._key(record)
 
     def maker(self, *extra: str) -> Callable[..., Any]:
         """A function making a record from a row ``(id, *fields, *extra, ...)`` (what load reads),
@@ -185,6 +194,7 @@ PRODUCTS = Resource(
     ),
     label=("name",),
     extras=(("features", ()),),  # feature ids, sorted: the metadata key's and/or Entitlements' (FEATURES_SOURCE)
+    compared_extras=("features",),
 )
 
 TAX_BEHAVIORS = billing.TAX_BEHAVIORS
@@ -275,6 +285,7 @@ SUBSCRIPTIONS = Resource(
         Field("pause_collection_resumes_at", billing.pause_resumes_at, default=None),
     ),
     extras=(("items", ()),),  # sorted by id
+    compared_extras=("items",),
     children=(ITEMS,),
 )
 

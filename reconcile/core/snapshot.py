@@ -64,5 +64,8 @@ class Snapshot:
     deleted_customers: frozenset[str] = frozenset()
     # Remote side only, windowed runs: the cursor to pass as --starting_after for the next window.
     next_cursor: Mapping[str, str] = field(default_factory=dict)
+    # Remote side only: ids (by resource name) whose record equals its stored row, found so by the
+    # storability screen; the diff does not compare them again.
+    unchanged: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Local side only: when each row was last written from Stripe data, keyed by (model, id).
     synced_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)

@@ -99,24 +99,36 @@ def _decimal_problem(what: str, value: Decimal, field: models.DecimalField) -> s
 
 
 @functools.cache
-def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field | None], ...]:
-    """The id and the registry's fields of a record type, each with the model field that stores it.
+def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field, int | None, int | None, int | None], ...]:
+    """The id and the registry's fields of a record type, each with the model field that stores it,
+    its maximum length and its integer range (None where none applies), looked up once per type.
     A record's extras are local (a customer's user) or checked on their own (features, items)."""
     resource = BY_RECORD[record_type]
     model = apps.get_model("reconcile", resource.model)
-    return (("id", model._meta.pk), *((f.name, model._meta.get_field(f.column)) for f in resource.fields))
+    fields = (("id", model._meta.pk), *((f.name, model._meta.get_field(f.column)) for f in resource.fields))
+    return tuple(
+        (name, field, getattr(field, "max_length", None), *RANGES.get(field.get_internal_type(), (None, None)))
+        for name, field in fields
+    )
 
 
 def problem(record: Any) -> str | None:
     """Why the database cannot store ``record`` (one of the snapshot records), or None."""
-    for name, field in _checked_fields(type(record)):
+    for name, field, max_length, low, high in _checked_fields(type(record)):
         value = getattr(record, name)
-        if value is None or value is True or value is False:
+        kind = type(value)
+        # the common cases first, checked without building a message (a first pull checks every
+        # value of every record)
+        if value is None or kind is bool:
             continue
-        if type(value) is str:  # the common case, checked without building a message
-            max_length = getattr(field, "max_length", None)
-            if not _UNSTORABLE.search(value) and (max_length is None or len(value) <= max_length):
+        if kind is str:
+            if (max_length is None or len(value) <= max_length) and not _UNSTORABLE.search(value):
                 continue
+        elif kind is datetime:
+            if value.year >= MIN_YEAR:
+                continue
+        elif kind is int and (low is None or low <= value <= high):
+            continue
         found = _value_problem(f"field {name!r}", value, field)
         if found:
             return found
@@ -166,21 +178,36 @@ def stored_ids(local: Snapshot, known: Any) -> dict[str, set[str]]:
     return {r.name: set(getattr(local, r.name)) | set(getattr(known, r.name, ()) or ()) for r in RESOURCES}
 
 
-def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: bool = False) -> Snapshot:
+def screen(
+    remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: bool = False, local: Snapshot | None = None
+) -> Snapshot:
     """``remote`` without the records the database cannot store, each rejected with the reason.
 
     ``stored`` maps a resource to the ids the database holds now (for the collation rule, applied
     when ``collation`` is true: MySQL and MariaDB). A product naming a skipped feature is skipped
-    too (its feature rows would refer to a feature that is not stored).
+    too (its feature rows would refer to a feature that is not stored). A record equal to its row
+    in ``local`` is stored already and is not checked again (a re-pull checks only what changed).
     """
     rejected = list(remote.rejected)
     kept: dict[str, dict] = {}
+    unchanged: dict[str, frozenset[str]] = {}
     for resource in RESOURCES:  # features before products, which refer to them
         records: Mapping[str, Any] = getattr(remote, resource.name)
-        local = set(stored.get(resource.name, ()))
-        clash = _collisions(set(records) - local, local) if collation else {}
+        local_ids = set(stored.get(resource.name, ()))
+        clash = _collisions(set(records) - local_ids, local_ids) if collation else {}
+        rows: Mapping[str, Any] = getattr(local, resource.name) if local is not None else {}
+        same = resource.same
         kept[resource.name] = {}
+        equal = []
         for oid, rec in records.items():
+            row = rows.get(oid)
+            if row is not None and same(row, rec):
+                if resource is PRODUCTS and _skipped_feature(rec, records=remote.features, kept=kept[FEATURES.name]):
+                    pass  # checked in full below, so that the product is skipped with its reason
+                else:
+                    kept[resource.name][oid] = rec
+                    equal.append(oid)
+                    continue
             reason = problem(rec)
             if reason is None and oid in clash:
                 reason = (
@@ -193,11 +220,13 @@ def screen(remote: Snapshot, stored: Mapping[str, Iterable[str]], *, collation: 
                 kept[resource.name][oid] = rec
             else:
                 rejected.append(Rejected(resource.model, oid, reason))
+        unchanged[resource.name] = frozenset(equal)
     if collation:
         _item_collisions(kept["subscriptions"], rejected)
     if len(rejected) == len(remote.rejected):
-        return remote
-    return dataclasses.replace(remote, **kept, rejected=tuple(sorted(set(rejected), key=lambda r: (r.model, r.id))))
+        return dataclasses.replace(remote, unchanged=unchanged)
+    rejected_sorted = tuple(sorted(set(rejected), key=lambda r: (r.model, r.id)))
+    return dataclasses.replace(remote, **kept, rejected=rejected_sorted, unchanged=unchanged)
 
 
 def _skipped_feature(product: Any, *, records: Mapping[str, Any], kept: Mapping[str, Any]) -> str | None:
