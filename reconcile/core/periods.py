@@ -64,6 +64,8 @@ def resolve(sid: str, start: datetime | None, end: datetime | None, items: tuple
 
 def mixed_periods_note(sub: Any) -> str | None:
     """Why a subscription's period is one item's, when its items bill on different periods."""
+    if len(sub.items) < 2:  # most subscriptions: one item, one period
+        return None
     periods = distinct_periods(sub.items)
     if len(periods) < 2:
         return None
