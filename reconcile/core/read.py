@@ -49,15 +49,27 @@ def short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_SEEN_LIMIT = 100_000
+_seen: dict[int, datetime] = {}  # timestamps repeat (an item's period is its subscription's): made once, shared
+
+
 def timestamp(value: Any, key: str = "timestamp") -> datetime | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is int:
+        found = _seen.get(value)
+        if found is not None:
+            return found
+    elif not isinstance(value, int) or isinstance(value, bool):
         raise BadObject(f"field {key!r} should be a Unix timestamp, got {short(value)}")
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        found = datetime.fromtimestamp(value, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         raise BadObject(f"field {key!r} is out of range: {value}") from None
+    if len(_seen) >= _SEEN_LIMIT:
+        _seen.clear()  # a dict's clear and set are atomic: list threads may call this at once
+    _seen[value] = found
+    return found
 
 
 def object_id(obj: Any, expected: str) -> str:
