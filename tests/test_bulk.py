@@ -156,3 +156,35 @@ def test_bulk_adapts_datetimes_exactly_as_django_does():
         None,
     ]
     assert [adapt(v) for v in values] == [connection.ops.adapt_datetimefield_value(v) for v in values]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
+    """Whole UTC seconds go to SQLite as Unix times (formatted by SQLite); a batch holding a fraction
+    of a second or another zone in a column keeps Django's text: every stored value is the one the
+    ORM would have stored, and reads back equal."""
+    from datetime import datetime, timedelta, timezone
+
+    from reconcile.db.bulk import insert
+    from reconcile.models import StripeUser, Subscription
+
+    StripeUser.objects.create(customer_id="cus_1")
+    values = [
+        datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        datetime(2024, 1, 2, 3, 4, 5, 123, tzinfo=timezone.utc),
+        datetime(2024, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+        datetime(1000, 1, 1, tzinfo=timezone.utc),
+        None,
+    ]
+    rows = [(f"sub_{n}", "cus_1", "active", False, {}, value, value) for n, value in enumerate(values)]
+    columns = ["id", "stripe_user_id", "status", "cancel_at_period_end", "metadata", "created", "current_period_end"]
+    insert(Subscription, columns, rows, batch_size)
+    for n, value in enumerate(values):
+        Subscription.objects.create(id=f"orm_{n}", stripe_user_id="cus_1", status="active", created=value)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, created, current_period_end FROM reconcile_subscription ORDER BY id")
+        stored = {oid: (created, end) for oid, created, end in cursor.fetchall()}
+    for n, value in enumerate(values):
+        assert stored[f"sub_{n}"] == (stored[f"orm_{n}"][0],) * 2, value
+        assert Subscription.objects.get(id=f"sub_{n}").created == value
