@@ -156,7 +156,9 @@ def _is_utc(tz) -> bool:
 def _whole_utc_second(value) -> bool:
     if value is None:
         return True
-    return type(value) is datetime and value.microsecond == 0 and (value.tzinfo is timezone.utc or value.utcoffset() == ZERO)
+    if type(value) is not datetime or value.microsecond:
+        return False
+    return value.tzinfo is timezone.utc or value.utcoffset() == ZERO
 
 
 def _unix(value):
