@@ -22,8 +22,10 @@ from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.plan import Plan
+from .core.prune import pruner
 from .core.registry import RESOURCES
 from .core.report import applied_line, render
+from .core.snapshot import Snapshot
 from .db.apply import Result, apply_plan
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
@@ -249,22 +251,53 @@ def build_plan(
     progress: Progress | None = None,
     fingerprint: bool = False,
 ) -> Built:
-    """Fetch Stripe's side (no transaction open), then load ours and diff."""
+    """Load ours, fetch Stripe's side (no transaction open; records equal to their row are dropped
+    as they arrive), read again the rows still compared, and diff."""
     fetcher = fetcher or Fetcher(config)
     known = known_ids()
-    remote = fetch_remote(config, resources, fetcher=fetcher, window=window, known=known, progress=progress)
+    before, prune = Snapshot(), None
+    if known.products or known.prices or known.customers:  # else nothing is stored (a first pull)
+        before, directory = _local_side(config, resources)
+        prune = pruner(before, directory, bool(config.user_create_map))
+    remote = fetch_remote(
+        config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune
+    )
     (progress or Progress()).phase("diffing")
-    local, directory = _local_side(config, resources)
-    remote = screen(remote, stored_ids(local, known), collation=connection.vendor == "mysql", local=local)
+    stored = stored_ids(before, known)
+    # The rows still compared are read again: a webhook may have written them during the fetch,
+    # and the diff's lost-write guard needs their latest sync time.
+    local, directory = _local_side(config, resources, _still_compared(remote, before))
+    del before, prune
+    remote = screen(remote, stored, collation=connection.vendor == "mysql", local=local)
     policy = None
     if directory is not None:
         create_map = config.user_create_map
         policy = UserPolicy(directory, create_map, make_validator(create_map) if create_map else None)
     plan = diff(remote, local, known=known, users=policy)
-    state = _fingerprint(config, resources, local, directory) if fingerprint else ""
+    state = _fingerprint(config, resources) if fingerprint else ""
     whole = set(resources) == set(GROUPS) and not window.active
     cursor = full_pull_cursor(remote.listed_at) if whole and remote.listed_at else None
     return Built(plan, stamps(plan, remote), state, fetcher.requests, cursor)
+
+
+REREAD_LIMIT = 5_000  # ids per table read again by id; more, and the whole table is read (one query)
+
+
+def _still_compared(remote, before) -> dict[str, set[str]] | None:
+    """The ids the diff still needs, by resource: those Stripe listed and the prune kept (stored
+    before the fetch or since), and those a whole listing did not return (marked deleted or
+    orphaned). None: read everything."""
+    wanted: dict[str, set[str]] = {}
+    for resource in RESOURCES:
+        theirs = getattr(remote, resource.name)
+        ours = getattr(before, resource.name)
+        ids = set(theirs)
+        if resource.name in remote.complete:
+            ids |= ours.keys() - theirs.keys() - remote.unchanged.get(resource.name, frozenset())
+        if len(ids) > REREAD_LIMIT:
+            return None
+        wanted[resource.name] = ids
+    return wanted
 
 
 def stamps(plan: Plan, remote) -> dict:
@@ -282,10 +315,10 @@ def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(r.name for r in RESOURCES if r.group in resources)
 
 
-def _local_side(config: Config, resources: tuple[str, ...]):
-    """The stored records, and the users by email when customers may be created or linked
-    (a subscriptions run records the customers its subscriptions need)."""
-    local = load_local(resources)
+def _local_side(config: Config, resources: tuple[str, ...], only: dict[str, set[str]] | None = None):
+    """The stored records (with ``only``, just those ids), and the users by email when customers
+    may be created or linked (a subscriptions run records the customers its subscriptions need)."""
+    local = load_local(resources, only)
     wanted = "customers" in resources or "subscriptions" in resources
     directory = None
     if wanted:
@@ -293,12 +326,12 @@ def _local_side(config: Config, resources: tuple[str, ...]):
     return local, directory
 
 
-def _fingerprint(config: Config, resources: tuple[str, ...], local=None, directory=None) -> str:
-    """The state a saved plan depends on. A subscriptions plan also creates the customers, prices and
-    products its subscriptions need, so its fingerprint covers those tables too."""
+def _fingerprint(config: Config, resources: tuple[str, ...]) -> str:
+    """The state a saved plan depends on: every stored row of its tables. A subscriptions plan also
+    creates the customers, prices and products its subscriptions need, so its fingerprint covers
+    those tables too."""
     wider = GROUPS if "subscriptions" in resources else resources
-    if local is None or wider != resources:
-        local, directory = _local_side(config, wider)
+    local, directory = _local_side(config, wider)
     return planfile.fingerprint(local, directory)
 
 

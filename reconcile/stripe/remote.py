@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from ..conf import Config
 from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
-from ..core.registry import PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
+from ..core.registry import BY_MODEL, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot
 from ..errors import FetchError
 from ..progress import Progress
@@ -52,6 +53,11 @@ class _Builder:
     embedded_prices: dict = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
     listed_features: bool = False  # the account's whole feature list was read (a products pull)
+    # ``prune(model, record)``: True when the record equals its stored row and needs nothing more;
+    # such a record is not kept, only its id (in ``unchanged``), so that a re-pull holds only what
+    # changed. One set per model, made up front: the listings' threads add to them at once.
+    prune: Callable[[str, Any], bool] | None = None
+    unchanged: dict = field(default_factory=lambda: {r.model: set() for r in RESOURCES})
 
     def parse_product(self, obj) -> object:
         return parse_product(obj, self.features_key)
@@ -62,6 +68,9 @@ class _Builder:
             rec = parse(obj)
         except BadObject as exc:
             self.rejected.append(Rejected(model, str(oid or "?"), str(exc)))
+            return
+        if self.prune is not None and self.prune(model, rec):
+            self.unchanged[model].add(rec.id)
             return
         target[rec.id] = rec
         self.fetched_at[(model, rec.id)] = requested_at
@@ -82,6 +91,7 @@ class _Builder:
             fetched_at=self.fetched_at,
             deleted_customers=frozenset(self.deleted_customers),
             next_cursor=self.next_cursor,
+            unchanged={BY_MODEL[model].name: frozenset(ids) for model, ids in self.unchanged.items() if ids},
         )
 
 
@@ -225,8 +235,12 @@ def fetch_remote(
     window: Window | None = None,
     known: KnownIds | None = None,
     progress: Progress | None = None,
+    prune: Callable[[str, Any], bool] | None = None,
 ) -> Snapshot:
     """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
+
+    With ``prune``, records it finds unchanged are dropped as their page is read and only their
+    ids kept (``Snapshot.unchanged``).
 
     "products" brings prices with it, active and archived. Every listing is walked at once, each
     by its own thread, their page requests sharing one pool and the fetcher's rate limit. A
@@ -235,7 +249,7 @@ def fetch_remote(
     assert_no_transaction()
     listed_at = datetime.now(timezone.utc)
     fetcher = fetcher or Fetcher(config)
-    b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress())
+    b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress(), prune=prune)
     resources = list(dict.fromkeys(resources))
     jobs: list[Callable[[], None]] = []
     ctx = _Context(fetcher, b, None)
