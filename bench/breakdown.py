@@ -101,24 +101,29 @@ def _url(path: str, query: dict) -> str:
     return f"{path}?{urlencode(flat, doseq=True)}"
 
 
-def _raw_pages(api_base: str, key: str) -> tuple[list[tuple[str, bytes]], float, list[Request]]:
-    """Every page over one keep-alive connection, bodies as bytes, and the requests sent. Nothing
-    is decoded but the last object of a page that has more (for its cursor); a subscriptions page
-    is followed by the item pages of its subscriptions whose items have more."""
+def _raw_pages(api_base: str, key: str, keep: bool = True) -> tuple[list[tuple[str, bytes]], float, list[Request], int]:
+    """Every page over one keep-alive connection, bodies as bytes (with ``keep``; else each body
+    is dropped once read, as a client that decodes pages one by one frees them), the seconds it
+    took, the requests sent and the bytes received. Nothing is decoded but the last object of a
+    page that has more (for its cursor); a subscriptions page is followed by the item pages of its
+    subscriptions whose items have more."""
     parts = urlsplit(api_base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     headers = {"Authorization": f"Bearer {key}"}
     bodies: list[tuple[str, bytes]] = []
     requests: list[Request] = []
+    size = 0
 
     def walk(path: str, params: dict) -> None:
+        nonlocal size
         cursor = None
         while True:
             query = _query(params, cursor)
             conn.request("GET", _url(path, query), headers=headers)
             body = conn.getresponse().read()
-            bodies.append((path, body))
+            bodies.append((path, body if keep else b""))
             requests.append((path, query))
+            size += len(body)
             for sid in _more_items(body) if path == "/v1/subscriptions" else ():
                 walk(ITEMS, {"subscription": sid})
             if not _has_more(body):
@@ -130,7 +135,7 @@ def _raw_pages(api_base: str, key: str) -> tuple[list[tuple[str, bytes]], float,
         walk(path, params)
     seconds = time.perf_counter() - started
     conn.close()
-    return bodies, seconds, requests
+    return bodies, seconds, requests, size
 
 
 def _client_pages(fetcher, requests: list[Request]) -> float:
@@ -193,9 +198,10 @@ def breakdown() -> dict:
     config = get_config()
     resources = ("products", "customers", "subscriptions")
     out: dict = {}
-    bodies, out["fake + loopback (bare http.client)"], requests = _raw_pages(config.api_base, config.api_key)
+    bodies, out["fake + loopback (bare http.client)"], requests, out["bytes"] = _raw_pages(
+        config.api_base, config.api_key
+    )
     out["pages"] = len(bodies)
-    out["bytes"] = sum(len(b) for _, b in bodies)
     fetcher = Fetcher(config)
     out["HTTP (stripe-python requestor)"] = _client_pages(fetcher, requests)
     for name, decode in _decoders().items():
@@ -242,14 +248,13 @@ def floor(api_base: str, repeat: int, pid: int | None = None, key: str = "sk_tes
     out: dict = {"walks": [], "client_cpu": [], "fake_cpu": []}
     for _ in range(repeat):
         before, client = (_cpu_seconds(pid) if pid else None), time.process_time()
-        bodies, seconds, _ = _raw_pages(api_base, key)
+        _, seconds, requests, size = _raw_pages(api_base, key, keep=False)
         after, client = (_cpu_seconds(pid) if pid else None), time.process_time() - client
         out["walks"].append(round(seconds, 3))
         out["client_cpu"].append(round(client, 2))
         if before is not None and after is not None:
             out["fake_cpu"].append(round(after - before, 2))
-        out["pages"], out["bytes"] = len(bodies), sum(len(b) for _, b in bodies)
-        del bodies
+        out["pages"], out["bytes"] = len(requests), size
     out["best"] = min(out["walks"])
     return out
 

@@ -123,7 +123,7 @@ def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():
     paged), each next cursor read from the page's last object alone."""
     account = build(250, SEED)
     with serve(FakeStripe(account)) as server:
-        bodies, _, requests = breakdown._raw_pages(server.url, "sk_test_bench")
+        bodies, _, requests, size = breakdown._raw_pages(server.url, "sk_test_bench")
         received = list(server.fake.requests)
     need = expected_requests(account)
     per_list = {
@@ -132,6 +132,7 @@ def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():
     assert per_list == {"products": 2, "prices": 2, "customers": 3, "subscriptions": 3, "subscription_items": 1}
     assert per_list == {k: v for k, v in need.items() if k not in ("total", "listings")}
     assert len(bodies) == len(received) == need["total"] == 11
+    assert size == sum(len(body) for _, body in bodies)
     assert [r.query.get("expand[]") for r in received if r.path == "/v1/prices"] == [list(PRICES.expand)] * 2
     for path, body in bodies:
         page = json.loads(body)
