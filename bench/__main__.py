@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-latency-bound", action="store_true", help="skip the latency-bound run")
     p.add_argument("--latency-n", type=int, default=10_000, help="N of the latency-bound run (default 10,000)")
+    p.add_argument(
+        "--only-latency-bound",
+        action="store_true",
+        help="run only the latency-bound run (SQLite), --repeat K times; nothing is written to the docs",
+    )
     p.add_argument("--no-breakdown", action="store_true", help="skip timing a no-op's stages one by one")
     p.add_argument(
         "--growth",
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     log("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
     if args.events_only:
         return _events_only(args, dbs, command, info, started)
+    if args.only_latency_bound:
+        return _latency_only(args, dbs)
 
     rows, sync_info = sync_scenarios(
         args.n,
@@ -215,6 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         path = report.write_docs(key, results)
         print(f"Updated {path.relative_to(report.ROOT)} (section '{key}').")
+    return 0
+
+
+def _latency_only(args: argparse.Namespace, dbs: list[Db]) -> int:
+    """The latency-bound run alone, ``--repeat`` times (each a fresh fake, database and process)."""
+    sqlite = next((db for db in dbs if db.name == "sqlite"), None) or Db.sqlite(SCRATCH / "bench.sqlite3")
+    rows = [latency_scenario(args.latency_n, args.seed, sqlite, log=log) for _ in range(max(1, args.repeat))]
+    print("\nLatency-bound first pull:")
+    print(report.text_table(report.COLUMNS, [report.row_cells(row) for row in rows]))
+    for row in rows:
+        for line in report.latency_lines(row):
+            print(line)
+    print(f"Load average at the end (1, 5, 15 min): {report.load_average()}.")
     return 0
 
 

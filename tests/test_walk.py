@@ -246,3 +246,174 @@ def test_one_stalled_answer_does_not_make_a_fast_link_look_slow(reconcile_settin
         fetcher._observe(0.31)  # a slow link: every answer takes 0.3 s
     assert fetcher.latency == 0.31
     assert Flights(fetcher, listings=6).wanted() > 1
+
+
+# -- a walk driven request by request: literal pages, answered in the order they were sent --------
+
+
+class _Answers:
+    """A page pool that sends nothing by itself: the test answers the requests, oldest first (every
+    request takes the same time), so each decision of the walk sees the same state on every run."""
+
+    def __init__(self):
+        from collections import deque
+
+        self.waiting = deque()
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future = Future()
+        self.waiting.append((future, fn, args))
+        return future
+
+    def answer_all(self) -> None:
+        while self.waiting:
+            future, fn, args = self.waiting.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except Exception as exc:  # noqa: BLE001 - handed to the walk, as the pool would
+                    future.set_exception(exc)
+
+
+class _List:
+    """Stripe's list semantics over literal objects (newest first; ``created[gte]``, ``created[lt]``,
+    ``starting_after``, ``limit``), with the latency and the account's pace the walk plans for."""
+
+    def __init__(self, objects, latency=0.3, pace=25.0, page_size=100):
+        from types import SimpleNamespace
+
+        self.objects = sorted(objects, key=lambda o: -o["created"])
+        self.latency = latency
+        self.bucket = SimpleNamespace(pace=pace)
+        self.config = SimpleNamespace(rate_limit=None, concurrency=8, page_size=page_size)
+        self.queries = []
+
+    def page(self, path, query):
+        from datetime import datetime, timezone
+
+        from reconcile.stripe.fetch import Page
+
+        self.queries.append(query)
+        low, high = query.get("created[gte]", -1), query.get("created[lt]", 1 << 62)
+        rows = [o for o in self.objects if low <= o["created"] < high]
+        if "starting_after" in query:
+            rows = rows[[o["id"] for o in rows].index(query["starting_after"]) + 1 :]
+        limit = query["limit"]
+        return Page(rows[:limit], len(rows) > limit, datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+    def parts(self):
+        """(created[gte], created[lt]) of every part the walk started, in the order it started them."""
+        return [(q.get("created[gte]"), q.get("created[lt]")) for q in self.queries if "starting_after" not in q]
+
+
+TOP = 1_800_000_000
+
+
+def _customers(count, every=10):
+    return [{"id": f"cus_{i:05d}", "created": TOP - every * i} for i in range(count)]
+
+
+def _read(pages, answers):
+    """Every page of a walk, answering whatever it has sent before each read (so a read never waits)."""
+    got = []
+    while True:
+        answers.answer_all()
+        try:
+            got.append(next(pages))
+        except StopIteration:
+            return got
+
+
+def test_on_loopback_a_walk_is_sequential_and_makes_the_minimum_of_requests():
+    from reconcile.stripe.walk import walk
+
+    stripe, answers = _List(_customers(1_000), latency=0.005), _Answers()
+    pages = _read(walk(stripe, answers, "/v1/customers", {}), answers)
+    assert len(stripe.queries) == 10
+    assert [set(q) for q in stripe.queries] == [{"limit"}] + [{"limit", "starting_after"}] * 9
+    assert [o["id"] for p in pages for o in p.data] == [o["id"] for o in stripe.objects]
+
+
+def test_a_latency_bound_walk_cuts_its_list_at_whole_pages_and_re_cuts_its_parts():
+    """One list of 30 pages alone on the account (8 requests in flight: CONCURRENCY): its first page
+    shows 0.1 objects a second, so the rest is cut at once into parts of 4, 8, 16, 32 and 64 pages
+    (a little under: 396 objects for 4 pages) below the first page's last object, the last part
+    open; as slots free up, the parts still long are cut again. Parts cut past the list's end cost
+    an empty page each (4 here); the last pages of parts, one partial page (1 here)."""
+    from reconcile.stripe.walk import walk
+
+    stripe, answers = _List(_customers(3_000)), _Answers()
+    pages = _read(walk(stripe, answers, "/v1/customers", {}), answers)
+    ids = [o["id"] for p in pages for o in p.data]
+    assert len(ids) == 3_000 and set(ids) == {o["id"] for o in stripe.objects}  # each object once
+    last = TOP - 990  # the first page's last object
+    edges = [last - 3_960, last - 11_880, last - 27_720, last - 59_400, last - 122_760, last - 186_120, last - 249_480]
+    assert stripe.parts() == [
+        (None, None),
+        *zip(edges[1:], edges, strict=False),
+        (None, edges[-1]),
+        (1799979190, 1799982160),  # the 16-page part, re-cut as the parts past the end came back empty
+        (1799976220, 1799979190),
+        (1799973250, 1799976220),
+        (1799971290, 1799973250),
+        (1799989090, 1799991070),  # the 8-page part
+        (1799988100, 1799989090),
+        (1799987130, 1799988100),
+    ]
+    assert stripe.queries[1] == {"limit": 100, "created[gte]": edges[0], "starting_after": "cus_00099"}
+    assert len(stripe.queries) == 35
+    assert sum(not p.data for p in pages) == 4
+
+
+def test_a_walk_sends_its_next_requests_before_its_reader_takes_a_page():
+    """Parsing a page may wait (for its subscriptions' further items): the walk's next requests do
+    not wait for the reader, up to a round of pages ahead of it (a sequential walk: two pages)."""
+    from reconcile.stripe.walk import walk
+
+    for latency, ahead, total in ((0.005, 3, 30), (0.3, 18, 35)):
+        stripe, answers = _List(_customers(3_000), latency=latency), _Answers()
+        pages = walk(stripe, answers, "/v1/customers", {})
+        answers.answer_all()
+        assert len(stripe.queries) == ahead  # the reader has taken no page yet
+        assert len(_read(pages, answers)) == total == len(stripe.queries)
+
+
+def test_a_walk_whose_reader_stops_sends_nothing_more():
+    from reconcile.stripe.walk import Flights, walk
+
+    stripe, answers = _List(_customers(3_000)), _Answers()
+    flights = Flights(stripe)
+    pages = walk(stripe, answers, "/v1/customers", {}, flights)
+    answers.answer_all()
+    next(pages)
+    sent = len(stripe.queries)
+    pages.close()  # the reader failed (a page that did not parse, Ctrl-C)
+    answers.answer_all()
+    assert len(stripe.queries) == sent and flights.in_flight == 0
+
+
+def test_a_subscriptions_further_items_count_as_requests_in_flight():
+    """Item pages go out as their subscription's page arrives, on the page pool: they take slots of
+    the account's requests in flight, so the walks cut no part for those slots."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from reconcile.stripe.fetch import Page
+    from reconcile.stripe.remote import _Builder, _Context
+    from reconcile.stripe.walk import Flights
+
+    listed = []
+    fetcher = SimpleNamespace(
+        config=SimpleNamespace(concurrency=8), pages=lambda path, params: listed.append(params) or iter(())
+    )
+    flights = Flights(_fetcher(0.3, 25), listings=1)
+    answers = _Answers()
+    ctx = _Context(fetcher, _Builder("features"), answers, flights)
+    subscriptions = [{"id": f"sub_{i}", "items": {"data": [], "has_more": i < 3}} for i in range(5)]
+    ctx.prefetch(Page(subscriptions, False, datetime(2026, 1, 1, tzinfo=timezone.utc)))
+    assert flights.in_flight == 3 and flights.slots(own=1) == 4  # 8 wanted, 3 items and the part going on
+    answers.answer_all()
+    assert flights.in_flight == 0 and flights.slots(own=1) == 7
+    assert listed == [{"subscription": f"sub_{i}"} for i in range(3)]

@@ -202,8 +202,19 @@ class _Context:
             items = obj.get("items") if isinstance(obj, dict) else None
             sid = obj.get("id") if isinstance(obj, dict) else None
             if isinstance(items, dict) and items.get("has_more") and isinstance(sid, str) and sid not in wanted:
-                wanted[sid] = self.pool.submit(_item_pages, self.fetcher, sid)
+                wanted[sid] = self._submit_counted(_item_pages, self.fetcher, sid)
         return wanted
+
+    def _submit_counted(self, fn, *args) -> Future:
+        """A job of one request at a time on the page pool, counted with the listings' requests in
+        flight: the walks cut no part for a slot that these requests already take."""
+        flights = self.flights
+        if flights is not None:
+            flights.add(1)
+        future = self.pool.submit(fn, *args)
+        if flights is not None:
+            future.add_done_callback(lambda _: flights.add(-1))
+        return future
 
     def parser(self, resource: Resource, page: Page) -> Callable[[dict], object]:
         """How one object of ``resource`` on ``page`` becomes a record."""

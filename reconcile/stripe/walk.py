@@ -25,17 +25,24 @@ How many requests in flight: one request takes ``latency`` seconds and the accou
 keep the limit busy; the lists walked at once share them. Splitting pays off only when one
 request takes longer than 150 ms (a round trip to Stripe); on loopback or a fast link it would
 only add requests, so every list stays sequential and makes the minimum of requests.
+
+Who sends: the thread that receives a page decides and sends that part's next requests at once,
+then hands the page to the walk's reader. The reader's parsing may wait (a page of subscriptions
+waits for the further items of those with more than 10, another round trip); requests that waited
+with it would leave the account's rate limit idle. The walk runs at most a round of pages ahead of
+its reader, so a slow reader does not fill memory with pages.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .fetch import Fetcher, Page, check_cursor
+from .fetch import Cancelled, Fetcher, Page, check_cursor
 
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01: no Stripe object was created before
 MIN_LATENCY = 0.15  # seconds: below, the client (its own CPU, loopback, a LAN) is what limits, not round trips
@@ -161,82 +168,154 @@ def walk(
     flights: Flights | None = None,
     on_page: Callable[[Page], None] | None = None,
 ) -> Iterator[Page]:
-    """Every page of a list, in no particular order, splitting the list while that helps.
+    """Every page of a list, in no particular order, splitting the list while that helps. The first
+    request goes out at once, before the first page is read.
 
-    ``on_page`` sees each page as it arrives, before the caller reads it (to start requests the
-    page implies, such as a subscription's further items)."""
-    flights = flights or Flights(fetcher)
-    state = _ListWalk(fetcher, pool, path, params, flights)
-    seen: set[str] = set()  # cursors used: the parts are disjoint, so an id comes back only in a loop
-    state.submit(Part(), None)
-    state.report()
-    try:
-        while state.pending:
-            done, _ = wait(state.pending, return_when=FIRST_COMPLETED)
-            ready = []
-            for future in done:
-                part = state.pending.pop(future)
-                state.tops.pop(part, None)
-                page = future.result()
-                if page.has_more:
-                    check_cursor(path, part.query(params, state.limit), page, seen)
-                    # the next requests go out before the caller reads the pages: their parsing
-                    # overlaps these round trips
-                    state.go_on(part, page)
-                if on_page is not None:
-                    on_page(page)
-                ready.append(page)
-            state.report()
-            yield from ready
-    finally:
-        flights.finished_listing(id(state))
-        for future in state.pending:
-            future.cancel()
+    A page's next requests are decided and sent by the thread that received it, as it arrives:
+    the caller's parsing (which may wait on a subscription's further items) does not hold them up,
+    until the caller lags a round of pages behind. ``on_page`` sees each page there too, before the
+    caller reads it (to start requests the page implies, such as a subscription's further items)."""
+    state = _ListWalk(fetcher, pool, path, params, flights or Flights(fetcher), on_page)
+    state.start()
+    return state.pages()
+
+
+_END = object()  # the walk's last part is done
 
 
 class _ListWalk:
-    """One list's parts in flight, the density its pages show, and how often its open end was cut."""
+    """One list's parts in flight, the density its pages show, and how often its open end was cut.
 
-    def __init__(self, fetcher: Fetcher, pool: ThreadPoolExecutor, path: str, params: dict, flights: Flights):
+    Its methods run on the page threads as answers arrive; ``lock`` guards the parts and the
+    density, ``arrived`` hands pages (or the first error) to the thread that iterates the walk."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        pool: ThreadPoolExecutor,
+        path: str,
+        params: dict,
+        flights: Flights,
+        on_page: Callable[[Page], None] | None,
+    ):
         self.fetcher, self.pool, self.path, self.params, self.flights = fetcher, pool, path, params, flights
+        self.on_page = on_page
         self.limit = fetcher.config.page_size
-        self.pending: dict[Future, Part] = {}
-        self.tops: dict[Part, int | None] = {}  # the created time below which a part's rest lies
+        self.pending: dict[Part, int | None] = {}  # parts in flight -> the created time below which their rest lies
         self.density = Density()
         self.cuts = 0
+        self.seen: set[str] = set()  # cursors used: the parts are disjoint, so an id comes back only in a loop
+        self.arrived: queue.SimpleQueue = queue.SimpleQueue()
+        self.futures: set[Future] = set()
+        self.lock = threading.Lock()
+        self.closed = False
+        self.unread = 0  # pages handed over, not yet taken by the caller
+        self.held: list[Part] = []  # next parts decided while the caller lagged, sent when it takes a page
 
-    def submit(self, part: Part, top: int | None) -> None:
-        self.flights.add(1)
-        future = self.pool.submit(self.fetcher.page, self.path, part.query(self.params, self.limit))
-        future.add_done_callback(lambda _: self.flights.add(-1))
-        self.pending[future] = part
-        self.tops[part] = top if top is not None else part.lt
+    def start(self) -> None:
+        with self.lock:
+            self.pending[Part()] = None
+            self.report()
+        self._send([Part()])
 
-    def go_on(self, part: Part, page: Page) -> None:
+    def pages(self) -> Iterator[Page]:
+        try:
+            while True:
+                item = self.arrived.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                self.taken()
+                yield item
+        finally:
+            self.close()
+            self.flights.finished_listing(id(self))
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            futures = list(self.futures)
+        for future in futures:
+            future.cancel()
+
+    def taken(self) -> None:
+        """The caller took a page: send the parts held back while it lagged."""
+        with self.lock:
+            self.unread -= 1
+            held, self.held = self.held, []
+        self._send(held)
+
+    def _send(self, parts: list[Part]) -> None:
+        for part in parts:
+            if self.closed:  # the caller stopped reading (an error): nothing more to ask for
+                return
+            self.flights.add(1)
+            try:
+                future = self.pool.submit(self.fetcher.page, self.path, part.query(self.params, self.limit))
+            except BaseException:
+                self.flights.add(-1)
+                raise
+            with self.lock:
+                self.futures.add(future)
+            future.add_done_callback(lambda f, part=part: self._answered(part, f))
+
+    def _answered(self, part: Part, future: Future) -> None:
+        """A page is back (or its request failed): send what comes next, then hand the page over."""
+        self.flights.add(-1)
+        try:
+            with self.lock:
+                self.futures.discard(future)
+            if future.cancelled():
+                raise Cancelled(f"GET {self.path}: cancelled, the walk stopped")
+            page = future.result()
+            with self.lock:
+                if self.closed:
+                    return
+                del self.pending[part]
+                parts: list[Part] = []
+                if page.has_more:
+                    check_cursor(self.path, part.query(self.params, self.limit), page, self.seen)
+                    parts = self.go_on(part, page)
+                self.report()
+                last = not self.pending
+                self.unread += 1
+                if self.unread > len(self.pending) + 1:  # the caller lags a round of pages behind: wait for it
+                    self.held += parts
+                    parts = []
+            # the next requests go out before the caller reads the page: its parsing overlaps them
+            self._send(parts)
+            if self.on_page is not None:
+                self.on_page(page)
+            self.arrived.put(page)
+            if last:
+                self.arrived.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the walk's caller, who raises it
+            self.arrived.put(exc)
+
+    def go_on(self, part: Part, page: Page) -> list[Part]:
+        """The parts that cover the rest of ``part`` after ``page``, registered as pending."""
         self.density.see(page)
         per_second = self.density.per_second
         top = _created(page.data[-1])
+        parts = [Part(part.gte, part.lt, page.last_id)]
         if part.gte is None:  # the open end: cut it at least once, the parts doubling until its end is found
             slots = self.flights.slots(len(self.pending) + 1)
             if slots or self.flights.wanted() > 1:
                 sizes = [min(CHUNK_PAGES << min(self.cuts + i, 4), MAX_CHUNK_PAGES) for i in range(max(slots, 1))]
                 self.cuts += len(sizes)
-                self._submit_all(split(part, page, sizes, per_second, self.limit), top)
-                return
+                parts = split(part, page, sizes, per_second, self.limit)
         elif per_second and top is not None:
             pages = per_second * (top - part.gte) / self.limit
             count = self.flights.pieces(pages) if not self._open() else 1
             if count > 1:
-                self._submit_all(split(part, page, count, per_second, self.limit), top)
-                return
-        self._submit_all([Part(part.gte, part.lt, page.last_id)], top)
-
-    def _submit_all(self, parts: list[Part], top: int | None = None) -> None:
+                parts = split(part, page, count, per_second, self.limit)
         for i, new in enumerate(parts):
-            self.submit(new, top if i == 0 else None)
+            self.pending[new] = top if i == 0 else new.lt
+        return parts
 
     def _open(self) -> bool:
-        return any(p.gte is None for p in self.pending.values())
+        return any(p.gte is None for p in self.pending)
 
     def report(self) -> None:
         """Tell the flights how many pages this list has left (infinite while its end is unknown)."""
@@ -245,7 +324,7 @@ class _ListWalk:
             left = math.inf if self.pending else 0.0
         else:
             left = sum(
-                max(per_second * ((self.tops.get(p) or p.gte) - p.gte) / self.limit, 1.0) for p in self.pending.values()
+                max(per_second * ((top or p.gte) - p.gte) / self.limit, 1.0) for p, top in self.pending.items()
             )
         self.flights.left(id(self), left)
 
