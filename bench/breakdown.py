@@ -4,9 +4,11 @@ Run against a database a first pull has filled and the fake Stripe (a test doubl
 Each stage runs alone, one after the other, on one thread, so the figures add up to what the work
 costs, not what the run's threads overlap:
 
-- **fake + loopback**: every page of every listing fetched with a bare ``http.client`` connection
-  (keep-alive, no decoding): what the fake Stripe and the socket cost, the floor of any client;
-- **HTTP (stripe-python)**: the same pages through reconcile's own request path (stripe-python's
+- **fake + loopback**: every page of every listing (prices expanded as a run expands them, and the
+  overflow pages of subscriptions' items) fetched with a bare ``http.client`` connection
+  (keep-alive, no decoding: the next cursor and the items to page are read from the body's text):
+  what the fake Stripe and the socket cost, the floor of any client;
+- **HTTP (stripe-python)**: the same requests through reconcile's own request path (stripe-python's
   requestor, ``requests``), bodies not decoded; less the line above, the client's own cost;
 - **JSON decoding**: ``json.loads`` of every body, and any faster decoder installed (orjson, msgspec);
 - **parsing into records**: the decoded pages into snapshot records (``reconcile.core.parse``);
@@ -14,6 +16,12 @@ costs, not what the run's threads overlap:
 - **the diff**: ``diff`` of the two snapshots (a no-op: nothing to do, every record compared).
 
 Prints one JSON object: seconds per stage, pages, bytes.
+
+``--floor`` times the first stage alone, with no database: ``--repeat`` walks of the fake at
+``--api-base``, or of one it starts (``--n``, built as the benchmark builds it, warmed); then also
+the CPU seconds the fake's process spent per walk::
+
+    python -m bench.breakdown --floor --n 100000 --repeat 5
 """
 
 from __future__ import annotations
@@ -22,18 +30,29 @@ import argparse
 import gc
 import http.client
 import json
+import os
 import sys
 import time
 from urllib.parse import urlencode, urlsplit
 
+from reconcile.core.registry import PRICES
+
+EXPAND = {"expand": list(PRICES.expand)}  # what a run asks of the price lists (tiers, currency options)
 LISTINGS = (
     ("/v1/products", {"active": "true"}),
     ("/v1/products", {"active": "false"}),
-    ("/v1/prices", {"active": "true"}),
-    ("/v1/prices", {"active": "false"}),
+    ("/v1/prices", {"active": "true", **EXPAND}),
+    ("/v1/prices", {"active": "false", **EXPAND}),
     ("/v1/customers", {}),
     ("/v1/subscriptions", {"status": "all"}),
 )
+ITEMS = "/v1/subscription_items"
+# A subscription whose embedded items list has more: the fake (like Stripe) ends that list with
+# has_more and the url of the rest, which names the subscription.
+_MORE_ITEMS = b'"has_more":true,"url":"/v1/subscription_items?subscription='
+_DECODER = json.JSONDecoder()
+
+Request = tuple[str, dict]
 
 
 def _has_more(body: str | bytes) -> bool:
@@ -41,49 +60,95 @@ def _has_more(body: str | bytes) -> bool:
     return '"has_more":true' in (tail.decode() if isinstance(tail, bytes) else tail)
 
 
-def _raw_pages(api_base: str, key: str) -> tuple[list[tuple[str, bytes]], float]:
-    """Every page over one keep-alive connection, bodies as bytes; the cursor is read from the
-    tail of the body (the last ``"id"`` of the data) without decoding it."""
+def _last_id(body: bytes) -> str:
+    """The id of the last object in a list page's ``data``, decoding that object only: the last
+    ``{`` from which one JSON value runs exactly to the ``]`` closing ``data`` starts it (the
+    fields after ``data`` hold no ``]``; a ``{`` inside a string or a nested object fails the test,
+    and one after a ``:`` is a field's value, not an element of a list, so it is not tried)."""
+    text = body.decode()
+    end = text.rindex("]")
+    start = end
+    while True:
+        start = text.rindex("{", 0, start)
+        if text[start - 1] not in ",[":
+            continue
+        try:
+            obj, stop = _DECODER.raw_decode(text, start)
+        except ValueError:
+            continue
+        if stop == end and isinstance(obj, dict):
+            return obj["id"]
+
+
+def _more_items(body: bytes) -> list[str]:
+    """The subscriptions in a page whose items have more (bytes.find: a regular expression over
+    every page would cost the walk more than the fake's own work on it)."""
+    found, at = [], body.find(_MORE_ITEMS)
+    while at >= 0:
+        start = at + len(_MORE_ITEMS)
+        stop = body.index(b'"', start)
+        found.append(body[start:stop].decode())
+        at = body.find(_MORE_ITEMS, stop)
+    return found
+
+
+def _query(params: dict, cursor: str | None) -> dict:
+    return dict(params, limit=100, **({"starting_after": cursor} if cursor else {}))
+
+
+def _url(path: str, query: dict) -> str:
+    flat = [(f"{k}[]" if isinstance(v, list) else k, v) for k, v in query.items()]
+    return f"{path}?{urlencode(flat, doseq=True)}"
+
+
+def _raw_pages(api_base: str, key: str, keep: bool = True) -> tuple[list[tuple[str, bytes]], float, list[Request], int]:
+    """Every page over one keep-alive connection, bodies as bytes (with ``keep``; else each body
+    is dropped once read, as a client that decodes pages one by one frees them), the seconds it
+    took, the requests sent and the bytes received. Nothing is decoded but the last object of a
+    page that has more (for its cursor); a subscriptions page is followed by the item pages of its
+    subscriptions whose items have more."""
     parts = urlsplit(api_base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     headers = {"Authorization": f"Bearer {key}"}
     bodies: list[tuple[str, bytes]] = []
-    started = time.perf_counter()
-    for path, params in LISTINGS:
+    requests: list[Request] = []
+    size = 0
+
+    def walk(path: str, params: dict) -> None:
+        nonlocal size
         cursor = None
         while True:
-            query = dict(params, limit=100, **({"starting_after": cursor} if cursor else {}))
-            conn.request("GET", f"{path}?{urlencode(query)}", headers=headers)
+            query = _query(params, cursor)
+            conn.request("GET", _url(path, query), headers=headers)
             body = conn.getresponse().read()
-            bodies.append((path, body))
+            bodies.append((path, body if keep else b""))
+            requests.append((path, query))
+            size += len(body)
+            for sid in _more_items(body) if path == "/v1/subscriptions" else ():
+                walk(ITEMS, {"subscription": sid})
             if not _has_more(body):
                 break
-            cursor = json.loads(body)["data"][-1]["id"]  # rare: one decode per page, counted below
+            cursor = _last_id(body)
+
+    started = time.perf_counter()
+    for path, params in LISTINGS:
+        walk(path, params)
     seconds = time.perf_counter() - started
     conn.close()
-    return bodies, seconds
+    return bodies, seconds, requests, size
 
 
-def _client_pages(fetcher, count: int) -> float:
-    """The same pages through reconcile's request path, not decoded."""
+def _client_pages(fetcher, requests: list[Request]) -> float:
+    """The same requests through reconcile's request path, not decoded."""
     from reconcile.stripe.fetch import Fetcher
 
     assert isinstance(fetcher, Fetcher)
     requestor = fetcher._requestor
     started = time.perf_counter()
-    done = 0
-    for path, params in LISTINGS:
-        cursor = None
-        while True:
-            query = dict(params, limit=100, **({"starting_after": cursor} if cursor else {}))
-            body, _, _ = requestor.request_raw(
-                "get", path, params=query, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
-            )
-            done += 1
-            if not _has_more(body):
-                break
-            cursor = json.loads(body)["data"][-1]["id"]
-    assert done == count, (done, count)
+    for path, query in requests:
+        requestor.request_raw(
+            "get", path, params=query, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
+        )
     return time.perf_counter() - started
 
 
@@ -109,6 +174,8 @@ def _parse(pages: list[tuple[str, dict]]) -> float:
 
     started = time.perf_counter()
     for path, page in pages:
+        if path == ITEMS:  # a subscription's items are parsed with it
+            continue
         for obj in page["data"]:
             if path == "/v1/subscriptions":
                 parse_subscription(obj, obj["items"]["data"])
@@ -131,11 +198,12 @@ def breakdown() -> dict:
     config = get_config()
     resources = ("products", "customers", "subscriptions")
     out: dict = {}
-    bodies, out["fake + loopback (bare http.client)"] = _raw_pages(config.api_base, config.api_key)
+    bodies, out["fake + loopback (bare http.client)"], requests, out["bytes"] = _raw_pages(
+        config.api_base, config.api_key
+    )
     out["pages"] = len(bodies)
-    out["bytes"] = sum(len(b) for _, b in bodies)
     fetcher = Fetcher(config)
-    out["HTTP (stripe-python requestor)"] = _client_pages(fetcher, len(bodies))
+    out["HTTP (stripe-python requestor)"] = _client_pages(fetcher, requests)
     for name, decode in _decoders().items():
         best = float("inf")
         for _ in range(3):  # the best of three; each page's result dropped at once (memory stays flat)
@@ -164,13 +232,58 @@ def breakdown() -> dict:
     return out
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux's /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def floor(api_base: str, repeat: int, pid: int | None = None, key: str = "sk_test_bench") -> dict:
+    """``repeat`` walks of the first stage alone: seconds each, this process's CPU seconds each
+    (the client's share), and the fake's when its process id is known."""
+    out: dict = {"walks": [], "client_cpu": [], "fake_cpu": []}
+    for _ in range(repeat):
+        before, client = (_cpu_seconds(pid) if pid else None), time.process_time()
+        _, seconds, requests, size = _raw_pages(api_base, key, keep=False)
+        after, client = (_cpu_seconds(pid) if pid else None), time.process_time() - client
+        out["walks"].append(round(seconds, 3))
+        out["client_cpu"].append(round(client, 2))
+        if before is not None and after is not None:
+            out["fake_cpu"].append(round(after - before, 2))
+        out["pages"], out["bytes"] = len(requests), size
+    out["best"] = min(out["walks"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__.splitlines()[0])
+    parser.add_argument("--db-url")
+    parser.add_argument("--api-base")
+    parser.add_argument("--floor", action="store_true", help="time the bare-client walk only (no database)")
+    parser.add_argument("--n", type=int, help="with --floor: start a fake Stripe of this N (seed 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --floor: walks")
+    args = parser.parse_args(argv)
+    if args.floor:
+        if args.n:
+            from .fakeproc import FakeProcess
+
+            with FakeProcess(args.n, 1) as fake:
+                fake.call("warm")
+                result = {"n": args.n, **floor(fake.url, args.repeat, fake._proc.pid)}
+        elif args.api_base:
+            result = floor(args.api_base, args.repeat)
+        else:
+            parser.error("--floor needs --n or --api-base")
+        sys.stdout.write(json.dumps(result) + "\n")
+        return 0
+    if not (args.db_url and args.api_base):
+        parser.error("--db-url and --api-base are required (or --floor)")
     from .ours import configure
 
-    parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__.splitlines()[0])
-    parser.add_argument("--db-url", required=True)
-    parser.add_argument("--api-base", required=True)
-    args = parser.parse_args(argv)
     configure(args.db_url, args.api_base, unthrottled=True, create_users=False)
     sys.stdout.write(json.dumps(breakdown()) + "\n")
     return 0

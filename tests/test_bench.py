@@ -7,13 +7,18 @@ implies; timings are never asserted.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.accounts import build, expected_requests, objects, pages, peer_compatible
+from bench import breakdown
+from bench.accounts import RESOURCES, build, expected_requests, objects, pages, peer_compatible
 from bench.fakeproc import FakeProcess
 from bench.report import targets
 from bench.scenarios import Db, bounds, measured, reset_database, run_ours
 from reconcile.core.parse import feature_ids
+from reconcile.core.registry import PRICES
+from reconcile.testing.fakestripe import FakeStripe, serve
 
 N, SEED = 50, 3
 
@@ -111,3 +116,25 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
     verdicts = {t.split(" (")[0].split(":")[0]: v for t, _, v in targets([first, noop, after], None, None, N)}
     assert verdicts["API requests minimal"] == "met"
     assert verdicts["No writes on a no-op re-pull"] == "met"
+
+
+def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():
+    """bench.breakdown's "fake + loopback" stage: the requests of a no-op (prices expanded, items
+    paged), each next cursor read from the page's last object alone."""
+    account = build(250, SEED)
+    with serve(FakeStripe(account)) as server:
+        bodies, _, requests, size = breakdown._raw_pages(server.url, "sk_test_bench")
+        received = list(server.fake.requests)
+    need = expected_requests(account)
+    per_list = {
+        name: sum(path == f"/v1/{name}" for path, _ in requests) for name in RESOURCES + ("subscription_items",)
+    }
+    assert per_list == {"products": 2, "prices": 2, "customers": 3, "subscriptions": 3, "subscription_items": 1}
+    assert per_list == {k: v for k, v in need.items() if k not in ("total", "listings")}
+    assert len(bodies) == len(received) == need["total"] == 11
+    assert size == sum(len(body) for _, body in bodies)
+    assert [r.query.get("expand[]") for r in received if r.path == "/v1/prices"] == [list(PRICES.expand)] * 2
+    for path, body in bodies:
+        page = json.loads(body)
+        if page["has_more"]:
+            assert breakdown._last_id(body) == page["data"][-1]["id"], path

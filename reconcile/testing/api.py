@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from .events import EventQueryError, list_events
@@ -28,6 +28,7 @@ STATUSES = frozenset(
     {"active", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "trialing", "paused"}
 )
 HIDDEN_BY_DEFAULT = frozenset({"canceled", "incomplete_expired"})
+_NOT_FILTERS = frozenset({"limit", "starting_after", "ending_before", "expand", "created"})
 MAX_EXPAND_DEPTH = 4
 _ARRAY_KEY = re.compile(r"^([a-z_]+)\[(\d*)\]$")
 _NESTED_KEY = re.compile(r"^([a-z_]+)\[([a-z_]+)\]$")
@@ -92,9 +93,9 @@ def _created_filter(value: Any) -> Callable[[dict], bool]:
 
 
 def _filters(resource: str, params: dict[str, Any]) -> list[Callable[[dict], bool]]:
+    """The predicates of every filter but ``created`` (which ``_list`` applies by bisection);
+    the order of their checks is the order in which bad values are reported."""
     preds: list[Callable[[dict], bool]] = [lambda o: not o.get("deleted")]
-    if "created" in params:
-        preds.append(_created_filter(params["created"]))
     if "active" in params:
         active = _bool(params["active"], "active")
         preds.append(lambda o: o.get("active") is active)
@@ -145,6 +146,8 @@ def _limit(params: dict[str, Any]) -> int:
 def _created_span(keys: list[int], created: Any) -> tuple[int, int]:
     """The index range of a newest-first list that a ``created`` range can match, by bisection on
     ``keys`` (minus each ``created``, ascending), so a narrow range costs a page, not a scan."""
+    if isinstance(created, str):
+        created = {"gte": created, "lte": created}  # the range holding the exact value
     if not isinstance(created, dict):
         return 0, len(keys)
     start, stop = 0, len(keys)
@@ -172,6 +175,25 @@ def _page(
     preds: list[Callable[[dict], bool]],
     span: tuple[int, int],
 ) -> tuple[list[dict], bool]:
+    """One page of a newest-first list: the objects in ``span`` that ``preds`` keep, after or
+    before the cursor; and has_more."""
+    keep = (lambda i: all(p(objs[i]) for p in preds)) if preds else None
+    chosen, has_more = _page_positions(range(len(objs)), positions, params, kind, span, keep)
+    return [objs[i] for i in chosen], has_more
+
+
+def _page_positions(
+    members: Sequence[int],
+    positions: dict[str, int],
+    params: dict[str, Any],
+    kind: str,
+    span: tuple[int, int],
+    keep: Callable[[int], bool] | None = None,
+) -> tuple[Sequence[int], bool]:
+    """A page of a filter's ``members`` (ascending positions in the newest-first list) within
+    ``span`` (positions too): the page's positions, and has_more. A cursor is any object of the
+    list, kept by the filter or not, found by bisection; without ``keep`` (a check the members do
+    not make) the page is a slice of the members, so that it costs O(limit + log n)."""
     limit = _limit(params)
     after, before = params.get("starting_after"), params.get("ending_before")
     if after is not None and before is not None:
@@ -186,18 +208,30 @@ def _page(
             param="starting_after" if after else "ending_before",
             code="resource_missing",
         )
-    low, high = span
+    low, high = bisect_left(members, span[0]), bisect_left(members, span[1])
     if before is not None:
-        indices = range(min(positions[before], high) - 1, low - 1, -1)
-    else:
-        indices = range(max(positions[after] + 1 if after is not None else 0, low), high)
-    page: list[dict] = []
-    for i in indices:
-        if all(p(objs[i]) for p in preds):
+        stop = min(bisect_left(members, positions[before]), high)
+        if keep is None:
+            start = max(low, stop - limit)
+            return members[start:stop], start > low
+        page: list[int] = []
+        for k in range(stop - 1, low - 1, -1):
+            if keep(members[k]):
+                if len(page) == limit:
+                    return page[::-1], True
+                page.append(members[k])
+        return page[::-1], False
+    start = max(bisect_right(members, positions[after]) if after is not None else 0, low)
+    if keep is None:
+        stop = min(start + limit, high)
+        return members[start:stop], stop < high
+    page = []
+    for k in range(start, high):
+        if keep(members[k]):
             if len(page) == limit:
-                return (page[::-1] if before is not None else page), True
-            page.append(objs[i])
-    return (page[::-1] if before is not None else page), False
+                return page, True
+            page.append(members[k])
+    return page, False
 
 
 def _expand_paths(params: dict[str, Any], *, listing: bool) -> list[list[str]]:
@@ -315,14 +349,53 @@ def _route(fake: FakeStripe, path: str, params: dict[str, Any], version: str = D
     with fake.lock:
         if resource == "subscription_items":
             objs, positions, preds = _items_of(fake, params)
-            span = (0, len(objs))
+            page, has_more = _page(objs, positions, params, SINGULAR[resource], preds, (0, len(objs)))
+            data = ",".join(_with_expansions(fake, resource, o, paths, version) for o in page)
         else:
-            objs, positions = fake.sorted_objects(resource)
-            preds = _filters(resource, params)
-            span = _created_span(fake.created_keys(resource), params.get("created"))
-        page, has_more = _page(objs, positions, params, SINGULAR[resource], preds, span)
-        data = ",".join(_with_expansions(fake, resource, o, paths, version) for o in page)
+            data, has_more = _list(fake, resource, params, paths, version)
     return f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"},"url":"{url}"}}'
+
+
+def _list(
+    fake: FakeStripe, resource: str, params: dict[str, Any], paths: list[list[str]], version: str
+) -> tuple[str, bool]:
+    """One page of a top-level list (the caller holds the lock): the objects' texts joined, has_more.
+    The filter's members are cached per filter; ``created`` narrows them by bisection (an exact
+    ``created`` is also checked object by object: the span counts a missing ``created`` as 0)."""
+    created = _created_filter(params["created"]) if "created" in params else None  # its errors come first
+    preds = _filters(resource, params)
+    objs, positions = fake.sorted_objects(resource)
+    members = fake.members(resource, _filter_key(params), lambda o: all(p(o) for p in preds))
+    span = _created_span(fake.created_keys(resource), params.get("created"))
+    keep = (lambda i: created(objs[i])) if isinstance(params.get("created"), str) else None
+    chosen, has_more = _page_positions(members, positions, params, SINGULAR[resource], span, keep)
+    legacy = resource == "subscriptions" and not periods_on_items(version)
+    if not paths and not legacy:
+        return ",".join(fake.texts(resource, chosen)), has_more
+    cache = fake.rendered((resource, tuple(map(tuple, paths)), legacy))
+    texts = []
+    for i in chosen:
+        obj = objs[i]
+        text = cache.get(obj["id"])
+        if text is None:
+            text = _with_expansions(fake, resource, obj, paths, version)
+            cache[obj["id"]] = text
+        texts.append(text)
+    return ",".join(texts), has_more
+
+
+def _filter_key(params: dict[str, Any]) -> tuple:
+    """What names a list's filter: every parameter but paging, expansion and ``created``, made
+    hashable (a list as a tuple, a hash as its sorted pairs)."""
+    return tuple((name, _hashable(value)) for name, value in sorted(params.items()) if name not in _NOT_FILTERS)
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 def _events(fake: FakeStripe, parts: list[str], params: dict[str, Any]) -> str:

@@ -11,7 +11,9 @@ import copy
 import json
 import threading
 import time
+from array import array
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ SINGULAR: dict[str, str] = {
 # a price embedded in a subscription item never carries them (that path is deeper than 4 levels).
 INCLUDABLE: dict[str, tuple[str, ...]] = {"prices": ("tiers", "currency_options")}
 FAULT_KINDS = frozenset({"status", "reset", "not_json", "truncated", "sleep"})
+MEMBER_FILTERS = 32  # filters whose members a resource keeps (each an array of positions)
 
 
 def dumps(obj: Any) -> str:
@@ -140,13 +143,35 @@ class FakeStripe:
         return cls(data, **kwargs)
 
     # -- caches -------------------------------------------------------------------------------
+    # A list page is read from caches built once per change, so that serving one costs O(page)
+    # plus O(log n) to find its cursor, whatever the list's size: the resource's objects sorted
+    # newest first, id -> position, the sorted ``created`` keys, each object's encoding at its
+    # position, and per filter the positions of the objects it keeps. A change drops what it
+    # makes stale: its resource's lists and the object's own encoding (a price also every
+    # subscription's, which embed it), and every rendering that may have expanded anything.
 
-    def _invalidate(self) -> None:
-        self._sorted: dict[str, list[dict]] = {}
-        self._positions: dict[str, dict[str, int]] = {}
-        self._keys: dict[str, list[int]] = {}
-        self._encoded: dict[str, dict[str, str]] = {r: {} for r in RESOURCES}
-        self._items: dict[str, dict] | None = None
+    def _invalidate(self, resource: str | None = None, obj_id: str | None = None) -> None:
+        if resource is None:
+            self._sorted: dict[str, list[dict]] = {}
+            self._positions: dict[str, dict[str, int]] = {}
+            self._keys: dict[str, list[int]] = {}
+            self._texts: dict[str, list[str | None]] = {}
+            self._members: dict[str, dict[Hashable, array]] = {}
+            self._encoded: dict[str, dict[str, str]] = {r: {} for r in RESOURCES}
+            self._rendered: dict[Hashable, dict[str, str]] = {}
+            self._items: dict[str, dict] | None = None
+            return
+        for cache in (self._sorted, self._positions, self._keys, self._texts, self._members):
+            cache.pop(resource, None)
+        if obj_id is not None:
+            self._encoded.setdefault(resource, {}).pop(obj_id, None)
+        if resource == "prices":  # subscription items embed the price as it now is
+            self._texts.pop("subscriptions", None)
+            self._encoded["subscriptions"] = {}
+        if resource in ("prices", "subscriptions"):
+            self._encoded.pop("subscription_items", None)
+            self._items = None
+        self._rendered = {}  # an expansion may have embedded any object
 
     def sorted_objects(self, resource: str) -> tuple[list[dict], dict[str, int]]:
         """Every stored object, newest first (created desc, id desc), and id -> position."""
@@ -169,6 +194,41 @@ class FakeStripe:
                 objs, _ = self.sorted_objects(resource)
                 keys = self._keys[resource] = [-(o.get("created") or 0) for o in objs]
             return keys
+
+    def members(self, resource: str, key: Hashable, keep: Callable[[dict], bool]) -> array:
+        """The positions in ``sorted_objects`` (ascending) of the objects ``keep`` keeps, cached
+        under ``key`` (which must name the filter) until the resource changes; a few filters per
+        resource are kept, the oldest dropped first."""
+        with self.lock:
+            cached = self._members.setdefault(resource, {})
+            found = cached.get(key)
+            if found is None:
+                objs, _ = self.sorted_objects(resource)
+                found = array("q", [i for i, o in enumerate(objs) if keep(o)])
+                if len(cached) >= MEMBER_FILTERS:
+                    del cached[next(iter(cached))]
+                cached[key] = found
+            return found
+
+    def texts(self, resource: str, positions: Sequence[int]) -> list[str]:
+        """``encoded`` of the objects at these positions of ``sorted_objects``."""
+        with self.lock:
+            objs, _ = self.sorted_objects(resource)
+            texts = self._texts.get(resource)
+            if texts is None:
+                texts = self._texts[resource] = [None] * len(objs)
+            out = [texts[i] for i in positions]
+            if None in out:  # encoded once, then kept at its position
+                for k, i in enumerate(positions):
+                    if out[k] is None:
+                        out[k] = texts[i] = self.encoded(resource, objs[i])
+            return out
+
+    def rendered(self, how: Hashable) -> dict[str, str]:
+        """A cache of renderings (id -> text) for one way of rendering (expansions, version),
+        emptied by any change."""
+        with self.lock:
+            return self._rendered.setdefault(how, {})
 
     def get(self, resource: str, obj_id: str) -> dict | None:
         """The stored object (not a copy: do not mutate), an item for ``subscription_items``."""
@@ -235,7 +295,7 @@ class FakeStripe:
             self._objects[resource][stored["id"]] = stored
             if resource == "prices":
                 self._propagate_price(stored)
-            self._invalidate()
+            self._invalidate(resource, stored["id"])
             self.recorder.record(resource, before, stored)
         return copy.deepcopy(stored)
 
@@ -273,7 +333,7 @@ class FakeStripe:
             before = self._objects[resource].pop(obj_id, None)
             if before is None:
                 raise KeyError(f"no {SINGULAR[resource]} {obj_id!r}")
-            self._invalidate()
+            self._invalidate(resource, obj_id)
             self.recorder.record(resource, before, None)
 
     def all(self, resource: str) -> list[dict]:
