@@ -284,14 +284,15 @@ REREAD_LIMIT = 5_000  # ids per table read again by id; more, and the whole tabl
 
 
 def _still_compared(remote, before) -> dict[str, set[str]] | None:
-    """The ids the diff still needs, by resource: those Stripe listed and the prune kept (stored
-    before the fetch or since), and those a whole listing did not return (marked deleted or
-    orphaned). None: read everything."""
+    """The stored ids the diff still needs, by resource: those Stripe listed and the prune kept, and
+    those a whole listing did not return (marked deleted or orphaned). None: read everything. (A
+    row first written during the fetch is not read: the apply's guard finds it and updates it
+    instead of inserting it twice. Nor is an id no database can hold, such as one with a NUL.)"""
     wanted: dict[str, set[str]] = {}
     for resource in RESOURCES:
         theirs = getattr(remote, resource.name)
         ours = getattr(before, resource.name)
-        ids = set(theirs)
+        ids = theirs.keys() & ours.keys()
         if resource.name in remote.complete:
             ids |= ours.keys() - theirs.keys() - remote.unchanged.get(resource.name, frozenset())
         if len(ids) > REREAD_LIMIT:

@@ -291,22 +291,25 @@ def test_a_database_error_mid_apply_rolls_everything_back_and_exits_2(start_fake
     before = dump_db()
     inserts = []
 
-    def fail_on_second_customer_batch(execute, sql, params, many, context):
-        table = connection.ops.quote_name("reconcile_stripeuser")
-        if sql.lstrip().upper().startswith((f"INSERT INTO {table}".upper(), f"COPY {table}".upper())):
+    def fail_on_second_batch(execute, sql, params, many, context):
+        # the 2nd batch of new customer or subscription rows (SQLite: the customers' 2nd INSERT;
+        # PostgreSQL: the customers went in with one COPY, the subscriptions' COPY fails)
+        tables = [connection.ops.quote_name(t) for t in ("reconcile_stripeuser", "reconcile_subscription")]
+        starts = tuple(f"{verb} {t}".upper() for t in tables for verb in ("INSERT INTO", "COPY"))
+        if sql.lstrip().upper().startswith(starts):
             inserts.append(sql)
             if len(inserts) == 2:
-                raise DatabaseError("injected: disk I/O error on the 2nd customer batch")
+                raise DatabaseError("injected: disk I/O error on the 2nd batch")
         return execute(sql, params, many, context)
 
     escaped = None
-    with connection.execute_wrapper(fail_on_second_customer_batch):
+    with connection.execute_wrapper(fail_on_second_batch):
         try:
             result = run("pull_stripe")
         except DatabaseError as exc:  # the spec wants exit 2 and a message, not a traceback
             escaped, result = exc, None
     assert len(inserts) == 2  # the first batch was inserted before the failure
-    assert dump_db() == before  # the product rename and the first 50 customers were rolled back
+    assert dump_db() == before  # the product rename and the first batch were rolled back
     assert escaped is None, f"the database error escaped the command as a traceback: {escaped!r}"
     assert result.code == 2
     assert "injected: disk I/O error" in result.err
