@@ -39,17 +39,20 @@ def values(queryset, chunk_size: int) -> Iterator[tuple]:
         fast = _fast(expression, connection)
         plan.append((position, fast or _django(converters, expression, connection)))
     rows = chain.from_iterable(results)
-    return _converted(rows, plan) if plan else map(tuple, rows)
+    return map(_row_function(len(columns), plan), rows) if plan else map(tuple, rows)
 
 
-def _converted(rows, plan: list[tuple[int, Callable[[Any], Any]]]) -> Iterator[tuple]:
-    for row in rows:
-        row = list(row)
-        for position, convert in plan:
-            value = row[position]
-            if value is not None:
-                row[position] = convert(value)
-        yield tuple(row)
+def _row_function(width: int, plan: list[tuple[int, Callable[[Any], Any]]]) -> Callable[[Any], tuple]:
+    """One row's conversion as a straight-line function (as the registry's record makers): a loop
+    over the converted columns and a list per row cost a fifth of a large load."""
+    env = {f"convert_{position}": convert for position, convert in plan}
+    converted = {position for position, _ in plan}
+    values = [
+        f"(None if row[{i}] is None else convert_{i}(row[{i}]))" if i in converted else f"row[{i}]"
+        for i in range(width)
+    ]
+    exec(f"def row_function(row):\n    return ({', '.join(values)},)\n", env)  # noqa: S102
+    return env["row_function"]
 
 
 def _django(converters: list, expression, connection) -> Callable[[Any], Any]:
