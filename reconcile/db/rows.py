@@ -15,31 +15,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
 from django.db.models import DateTimeField, JSONField
-from django.db.models.sql.constants import MULTI
 
 _CACHE_LIMIT = 100_000  # distinct datetimes remembered per read; beyond, the cache starts again
 
 
 def values(queryset, chunk_size: int) -> Iterator[tuple]:
     """The rows of ``queryset.values_list(...)``, equal to what Django returns, read in chunks
-    (a server-side cursor on PostgreSQL)."""
+    (a server-side cursor on PostgreSQL, as ``QuerySet.iterator`` reads them)."""
     connection = connections[queryset.db]
     compiler = queryset.query.get_compiler(queryset.db)
-    chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
-    results = compiler.execute_sql(MULTI, chunked_fetch=chunked, chunk_size=chunk_size)
+    sql, params = compiler.as_sql()
     columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
     plan = []
     for position, (converters, expression) in compiler.get_converters(columns).items():
         fast = _fast(expression, connection)
         plan.append((position, fast or _django(converters, expression, connection)))
-    rows = chain.from_iterable(results)
-    return map(_row_function(len(columns), plan), rows) if plan else map(tuple, rows)
+    convert = _row_function(len(columns), plan) if plan else tuple
+    chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    cursor = connection.chunked_cursor() if chunked else connection.cursor()
+    try:
+        _c_timestamps(connection, cursor)
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from map(convert, rows)
+    finally:
+        cursor.close()
+
+
+def _c_timestamps(connection, cursor) -> None:
+    """On this cursor, psycopg's own timestamptz loader, which psycopg runs in C.
+
+    Django registers a subclass of it (to attach the connection's time zone), and psycopg runs a
+    subclass in Python: 2.0 of the 3.3 s of loading the N=100,000 bench account on PostgreSQL went
+    into it. psycopg's loader gives the same instant (in the session's time zone, which Django sets
+    to the connection's), with psycopg's tzinfo object instead of Django's: equal values, equal
+    comparisons."""
+    if connection.vendor != "postgresql" or not settings.USE_TZ:
+        return
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if is_psycopg3:
+        from psycopg.types.datetime import TimestamptzLoader
+
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
 
 
 def _row_function(width: int, plan: list[tuple[int, Callable[[Any], Any]]]) -> Callable[[Any], tuple]:
