@@ -25,6 +25,18 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_one, text)
 
 
+_UNSAFE_BUT_NEWLINE = re.compile(_UNSAFE.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
+
+
+def escape_lines(lines: list[str]) -> str:
+    """The lines escaped one by one and joined by line breaks: one scan of the joined text when no
+    line holds anything to escape (a report of 200,000 operations: one search, not 200,000)."""
+    text = "\n".join(lines)
+    if _UNSAFE_BUT_NEWLINE.search(text) is None and text.count("\n") == len(lines) - 1:
+        return text
+    return "\n".join(escape(line) for line in lines)
+
+
 def json_text(text: str) -> str:
     """JSON text (``ensure_ascii=False``) made encodable: a lone surrogate, which only occurs inside a
     string, becomes its ``\\uXXXX`` escape, which JSON reads back as the same character."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from .escape import escape, json_text
+from .escape import escape, escape_lines, json_text
 from .plan import Action, Change, Plan
 from .registry import HEADINGS
 from .values import encode, show
@@ -87,7 +87,7 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
     lines.append(_closing_line(plan))
     for resource, cursor in sorted(plan.next_cursor.items()):
         lines.append(f"More {resource} in Stripe: run again with --starting_after {cursor} for the next window.")
-    return "\n".join(escape(line) for line in lines) + "\n"  # one line per line: Stripe's text cannot add one
+    return escape_lines(lines) + "\n"  # one line per line: Stripe's text cannot add one
 
 
 def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
