@@ -192,3 +192,16 @@ def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
     for n, value in enumerate(values):
         assert stored[f"sub_{n}"] == (stored[f"orm_{n}"][0],) * 2, value
         assert Subscription.objects.get(id=f"sub_{n}").created == value
+
+
+@pytest.mark.parametrize("value", [{}, [], {"a": 1}, [1, {"b": None}], None])
+def test_bulk_adapts_json_exactly_as_django_does(value):
+    from reconcile.db.bulk import _adapter
+    from reconcile.models import Price
+
+    def plain(adapted):  # PostgreSQL: psycopg's Jsonb wrapper, which compares by identity
+        return getattr(adapted, "obj", adapted)
+
+    for name in ("tiers", "currency_options", "custom_unit_amount"):
+        field = Price._meta.get_field(name)
+        assert plain(_adapter(field, connection)(value)) == plain(field.get_db_prep_value(value, connection))

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, router
+from django.db.backends.base.operations import BaseDatabaseOperations
 
 ZERO = timedelta(0)
 
@@ -68,7 +69,19 @@ def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
 
         return adapt_datetime
     if kind == "JSONField":
-        return lambda value: field.get_db_prep_value(value, connection)
+        prep = field.get_db_prep_value
+        if field.encoder is None and type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value:
+            # json.dumps, as Django's, but not for the empty values most rows hold (metadata {},
+            # tiers []): 200,000 calls on a first pull
+            empty = {"{}": "{}", "[]": "[]"}
+
+            def adapt_json(value):
+                if not value and type(value) in (dict, list):
+                    return empty["{}" if type(value) is dict else "[]"]
+                return prep(value, connection)
+
+            return adapt_json
+        return lambda value: prep(value, connection)
     return None
 
 
