@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -99,6 +99,34 @@ def _decimal_problem(what: str, value: Decimal, field: models.DecimalField) -> s
 
 
 @functools.cache
+def _fields_check(record_type: type) -> Callable[[Any], str | None]:
+    """A record type's fields checked by one straight-line function (as the registry compiles its
+    parsers): the common values (None, a bool, text within its length and without a NUL or a lone
+    surrogate, a datetime from the year 1000, an integer within its column's range) pass without a
+    call; anything else goes to ``_value_problem``, which says why. A first pull checks every value
+    of every record: 200,000 records and 166,000 items at N=100,000."""
+    env: dict[str, Any] = {"search": _UNSTORABLE.search, "datetime": datetime, "slow": _value_problem}
+    lines = ["def check(record):"]
+    for i, (name, field, max_length, low, high) in enumerate(_checked_fields(record_type)):
+        env[f"field_{i}"] = field
+        text = f"len(v) <= {max_length} and " if max_length is not None else ""
+        number = f" and {low} <= v <= {high}" if low is not None else ""
+        common = (
+            f"v is None or type(v) is bool or (type(v) is str and {text}not search(v)) "
+            f"or (type(v) is datetime and v.year >= {MIN_YEAR}) or (type(v) is int{number})"
+        )
+        lines += [
+            f"    v = record.{name}",
+            f"    if not ({common}):",
+            f"        found = slow({f'field {name!r}'!r}, v, field_{i})",
+            "        if found:",
+            "            return found",
+        ]
+    exec("\n".join([*lines, "    return None", ""]), env)  # noqa: S102
+    return env["check"]
+
+
+@functools.cache
 def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field, int | None, int | None, int | None], ...]:
     """The id and the registry's fields of a record type, each with the model field that stores it,
     its maximum length and its integer range (None where none applies), looked up once per type.
@@ -114,24 +142,9 @@ def _checked_fields(record_type: type) -> tuple[tuple[str, models.Field, int | N
 
 def problem(record: Any) -> str | None:
     """Why the database cannot store ``record`` (one of the snapshot records), or None."""
-    for name, field, max_length, low, high in _checked_fields(type(record)):
-        value = getattr(record, name)
-        kind = type(value)
-        # the common cases first, checked without building a message (a first pull checks every
-        # value of every record)
-        if value is None or kind is bool:
-            continue
-        if kind is str:
-            if (max_length is None or len(value) <= max_length) and not _UNSTORABLE.search(value):
-                continue
-        elif kind is datetime:
-            if value.year >= MIN_YEAR:
-                continue
-        elif kind is int and (low is None or low <= value <= high):
-            continue
-        found = _value_problem(f"field {name!r}", value, field)
-        if found:
-            return found
+    found = _fields_check(type(record))(record)
+    if found:
+        return found
     for feature in getattr(record, "features", ()):
         found = _text_problem(f"feature id {escape(repr(feature))}", feature, FEATURE_ID_LENGTH)
         if found:
