@@ -10,7 +10,8 @@ The child sets ``TCP_NODELAY`` on the fake's sockets (``disable_nagle_algorithm`
 sent its headers and its body in two writes, Nagle's algorithm made each response wait for the
 client's delayed ACK (about 40 ms on Linux loopback), which dominated every figure (measured: 100
 pages of customers in 4.4 s with Nagle, 0.13-0.24 s without). It sends one write now; the setting
-stays, so that no future change of the fake brings the stall back. Stripe has no such stall. The setting is made on the handler class in the child process only; the fake's code is not
+stays, so that no future change of the fake brings the stall back. Stripe has no such stall.
+The setting is made on the handler class in the child process only; the fake's code is not
 changed.
 """
 
