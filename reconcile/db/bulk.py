@@ -73,12 +73,11 @@ def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
         if field.encoder is None and type(connection.ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value:
             # json.dumps, as Django's, but not for the empty values most rows hold (metadata {},
             # tiers []): 200,000 calls on a first pull
-            empty = {"{}": "{}", "[]": "[]"}
+            empty = {dict: "{}", list: "[]"}
 
             def adapt_json(value):
-                if not value and type(value) in (dict, list):
-                    return empty["{}" if type(value) is dict else "[]"]
-                return prep(value, connection)
+                text = empty.get(type(value)) if not value else None
+                return text if text is not None else prep(value, connection)
 
             return adapt_json
         return lambda value: prep(value, connection)

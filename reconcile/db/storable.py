@@ -214,13 +214,15 @@ def screen(
         equal = []
         for oid, rec in records.items():
             row = rows.get(oid)
-            if row is not None and same(row, rec):
-                if resource is PRODUCTS and _skipped_feature(rec, records=remote.features, kept=kept[FEATURES.name]):
-                    pass  # checked in full below, so that the product is skipped with its reason
-                else:
-                    kept[resource.name][oid] = rec
-                    equal.append(oid)
-                    continue
+            # stored as it is: no check, unless it is a product naming a feature now skipped (then
+            # the checks below skip it with that reason)
+            as_stored = row is not None and same(row, rec)
+            if as_stored and resource is PRODUCTS:
+                as_stored = not _skipped_feature(rec, records=remote.features, kept=kept[FEATURES.name])
+            if as_stored:
+                kept[resource.name][oid] = rec
+                equal.append(oid)
+                continue
             reason = problem(rec)
             if reason is None and oid in clash:
                 reason = (

@@ -250,25 +250,19 @@ def fetch_remote(
 ) -> Snapshot:
     """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
 
-    With ``prune``, records it finds unchanged are dropped as their page is read and only their
-    ids kept (``Snapshot.unchanged``).
-
     "products" brings prices with it, active and archived. Every listing is walked at once, each
     by its own thread, their page requests sharing one pool and the fetcher's rate limit. A
-    listing's records go to its own dict, so no two threads write the same key.
+    listing's records go to its own dict, so no two threads write the same key. With ``prune``,
+    records it finds unchanged are dropped as their page is read and only their ids kept
+    (``Snapshot.unchanged``).
     """
     assert_no_transaction()
     listed_at = datetime.now(timezone.utc)
     fetcher = fetcher or Fetcher(config)
     b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress(), prune=prune)
     resources = list(dict.fromkeys(resources))
-    jobs: list[Callable[[], None]] = []
     ctx = _Context(fetcher, b, None)
-    # Each group's listings filter by filter: products and prices active, then both archived.
-    rank = {r.name: n for n, r in enumerate(RESOURCES)}
-    listings = [(r, n, p) for r in RESOURCES if r.listed and r.group in resources for n, p in enumerate(r.filters)]
-    for resource, _, params in sorted(listings, key=lambda listing: (rank[listing[0].group], listing[1])):
-        jobs.append(lambda r=resource, p=params: _list(ctx, r, p, window))
+    jobs = _listing_jobs(ctx, resources, window)
     # CONCURRENCY requests in flight per listing, all listings at once, sharing the rate limit;
     # CONCURRENCY 1 means one request at a time in all, the listings one after the other.
     listings = max(1, len(jobs)) if config.concurrency > 1 else 1
@@ -283,10 +277,7 @@ def fetch_remote(
     try:
         futures = [lists.submit(job) for job in jobs]
         _wait_for(futures, fetcher)
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
-        if first is not None:
-            raise first
+        _raise_first_error(futures)
         if "products" in resources and b.features_source != "metadata":
             entitlements.list_features(fetcher, b)
             b.listed_features = True
@@ -299,6 +290,23 @@ def fetch_remote(
         pages.shutdown(wait=True, cancel_futures=True)
     _resolve_references(fetcher, b, known or KnownIds())
     return b.snapshot(listed_at)
+
+
+def _listing_jobs(ctx: _Context, resources: list[str], window: Window | None) -> list[Callable[[], None]]:
+    """One job per listing, in the pipeline's order; each group's listings filter by filter
+    (products and prices active, then both archived)."""
+    rank = {r.name: n for n, r in enumerate(RESOURCES)}
+    listings = [(r, n, p) for r in RESOURCES if r.listed and r.group in resources for n, p in enumerate(r.filters)]
+    ordered = sorted(listings, key=lambda listing: (rank[listing[0].group], listing[1]))
+    return [lambda r=resource, p=params: _list(ctx, r, p, window) for resource, _, params in ordered]
+
+
+def _raise_first_error(futures: list[Future]) -> None:
+    """The first listing's error that is not a mere consequence of another (``Cancelled``)."""
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    first = next((e for e in errors if not isinstance(e, Cancelled)), errors[0] if errors else None)
+    if first is not None:
+        raise first
 
 
 def snapshot_of(
