@@ -24,16 +24,19 @@ from django.db.models import DateTimeField, JSONField
 _CACHE_LIMIT = 100_000  # distinct datetimes remembered per read; beyond, the cache starts again
 
 
-def values(queryset, chunk_size: int) -> Iterator[tuple]:
+def values(queryset, chunk_size: int, *, cache_limit: int = _CACHE_LIMIT) -> Iterator[tuple]:
     """The rows of ``queryset.values_list(...)``, equal to what Django returns, read in chunks
-    (a server-side cursor on PostgreSQL, as ``QuerySet.iterator`` reads them)."""
+    (a server-side cursor on PostgreSQL, as ``QuerySet.iterator`` reads them). ``cache_limit``:
+    the distinct datetimes each column remembers (shared by the rows that hold them), 0 for none,
+    when the rows do not outlive the read."""
     connection = connections[queryset.db]
     compiler = queryset.query.get_compiler(queryset.db)
     sql, params = compiler.as_sql()
     columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
     plan = []
+    caches: list[dict] = []  # the datetime converters' memory of values, let go when the read ends
     for position, (converters, expression) in compiler.get_converters(columns).items():
-        fast = _fast(expression, connection)
+        fast = _fast(expression, connection, caches, cache_limit)
         plan.append((position, fast or _django(converters, expression, connection)))
     convert = _row_function(len(columns), plan) if plan else tuple
     chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
@@ -45,6 +48,8 @@ def values(queryset, chunk_size: int) -> Iterator[tuple]:
             yield from map(convert, rows)
     finally:
         cursor.close()
+        for cache in caches:  # else it lives until the collector finds the converter's cycle
+            cache.clear()
 
 
 def _c_timestamps(connection, cursor) -> None:
@@ -104,23 +109,33 @@ def _json(field, expression, connection) -> Callable[[Any], Any]:
     return to_python
 
 
-def _fast(expression, connection) -> Callable[[Any], Any] | None:
-    """A faster converter with the same result, where one exists."""
+def _fast(expression, connection, caches: list[dict], cache_limit: int) -> Callable[[Any], Any] | None:
+    """A faster converter with the same result, where one exists (its cache, if any, added to
+    ``caches``)."""
     field = getattr(expression, "output_field", None)
     if type(field) is JSONField and field.decoder is None:
         return _json(field, expression, connection)
     if connection.vendor != "sqlite" or not settings.USE_TZ or type(field) is not DateTimeField:
         return None
-    seen: dict[datetime, datetime] = {}
     zone = connection.timezone  # what Django's converter makes a naive value aware in (UTC unless set)
     django_converter = connection.ops.convert_datetimefield_value
+    if not cache_limit:
+
+        def aware(value):
+            if type(value) is not datetime or value.tzinfo is not None:
+                return django_converter(value, expression, connection)
+            return value.replace(tzinfo=zone)
+
+        return aware
+    seen: dict[datetime, datetime] = {}
+    caches.append(seen)
 
     def to_datetime(value):
         found = seen.get(value)
         if found is None:
             if type(value) is not datetime or value.tzinfo is not None:
                 return django_converter(value, expression, connection)
-            if len(seen) >= _CACHE_LIMIT:
+            if len(seen) >= cache_limit:
                 seen.clear()
             found = seen[value] = value.replace(tzinfo=zone)
         return found
