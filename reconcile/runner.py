@@ -21,16 +21,16 @@ from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
+from .core.fingerprint import Fingerprints
 from .core.plan import Plan
 from .core.prune import pruner
 from .core.registry import RESOURCES
 from .core.report import applied_line, render
-from .core.snapshot import Snapshot
 from .db.apply import Result, apply_plan
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
 from .db.identity import database_identity
-from .db.local import known_ids, load_directory, load_local, make_validator
+from .db.local import known_ids, load_directory, load_fingerprints, load_local, make_validator
 from .db.lock import run_lock
 from .db.storable import screen, stored_ids
 from .errors import PlanFileError
@@ -255,20 +255,21 @@ def build_plan(
     as they arrive), read again the rows still compared, and diff."""
     fetcher = fetcher or Fetcher(config)
     known = known_ids()
-    before, prune = Snapshot(), None
+    before, prune = Fingerprints(), None
     if known.products or known.prices or known.customers:  # else nothing is stored (a first pull)
-        before, directory = _local_side(config, resources)
-        prune = pruner(before, directory, bool(config.user_create_map))
+        before = load_fingerprints(resources, known)
+        prune = pruner(before, _directory(config, resources), bool(config.user_create_map))
     remote = fetch_remote(
         config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune
     )
     (progress or Progress()).phase("diffing")
-    stored = stored_ids(before, known)
     # The rows still compared are read again: a webhook may have written them during the fetch,
     # and the diff's lost-write guard needs their latest sync time.
     local, directory = _local_side(config, resources, _still_compared(remote, before))
+    collation = connection.vendor == "mysql"
+    stored = stored_ids(before, known) if collation else {}  # the screen's collation rule alone reads it
     del before, prune
-    remote = screen(remote, stored, collation=connection.vendor == "mysql", local=local)
+    remote = screen(remote, stored, collation=collation, local=local)
     policy = None
     if directory is not None:
         create_map = config.user_create_map
@@ -292,9 +293,10 @@ def _still_compared(remote, before) -> dict[str, set[str]] | None:
     for resource in RESOURCES:
         theirs = getattr(remote, resource.name)
         ours = getattr(before, resource.name)
-        ids = theirs.keys() & ours.keys()
+        ids = {oid for oid in theirs if oid in ours}  # no set of every stored id: one pass over them
         if resource.name in remote.complete:
-            ids |= ours.keys() - theirs.keys() - remote.unchanged.get(resource.name, frozenset())
+            unchanged = remote.unchanged.get(resource.name, frozenset())
+            ids.update(oid for oid in ours if oid not in theirs and oid not in unchanged)
         if len(ids) > REREAD_LIMIT:
             return None
         wanted[resource.name] = ids
@@ -317,14 +319,16 @@ def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _local_side(config: Config, resources: tuple[str, ...], only: dict[str, set[str]] | None = None):
-    """The stored records (with ``only``, just those ids), and the users by email when customers
-    may be created or linked (a subscriptions run records the customers its subscriptions need)."""
-    local = load_local(resources, only)
-    wanted = "customers" in resources or "subscriptions" in resources
-    directory = None
-    if wanted:
-        directory = load_directory(config.user_email_field, link_privileged=config.link_privileged_users)
-    return local, directory
+    """The stored records (with ``only``, just those ids), and the users by email."""
+    return load_local(resources, only), _directory(config, resources)
+
+
+def _directory(config: Config, resources: tuple[str, ...]):
+    """The users by email, when customers may be created or linked (a subscriptions run records the
+    customers its subscriptions need)."""
+    if "customers" in resources or "subscriptions" in resources:
+        return load_directory(config.user_email_field, link_privileged=config.link_privileged_users)
+    return None
 
 
 def _fingerprint(config: Config, resources: tuple[str, ...]) -> str:

@@ -1,4 +1,5 @@
-"""A pull drops records equal to their stored row as their page is read (reconcile/core/prune.py)."""
+"""A pull drops records equal to their stored row as their page is read (reconcile/core/prune.py),
+found equal by the row's fingerprint (reconcile/core/fingerprint.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from reconcile.conf import get_config
+from reconcile.core.fingerprint import Fingerprints, canonical, record_fingerprint
 from reconcile.core.prune import pruner
+from reconcile.core.registry import SUBSCRIPTIONS
 from reconcile.core.snapshot import CustomerRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.core.users import UserDirectory
-from reconcile.db.local import load_local
-from reconcile.models import StripeUser
+from reconcile.db.local import known_ids, load_fingerprints, load_local
+from reconcile.models import Price, StripeUser, Subscription, SubscriptionItem
 from reconcile.stripe.remote import fetch_remote
 from reconcile.testing.generate import generate_account
 from tests.conftest import run
@@ -28,28 +31,28 @@ SUB = SubscriptionRec(
 
 def test_equal_records_are_dropped_changed_and_new_ones_kept():
     stored = Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB})
-    unchanged = pruner(stored, UserDirectory(), create_users=False)
+    unchanged = pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)
     assert unchanged("Price", PRICE)
     assert unchanged("Subscription", SUB)
     assert not unchanged("Price", PriceRec(**{**_fields(PRICE), "nickname": "new"}))
     assert not unchanged("Subscription", SubscriptionRec(**{**_fields(SUB), "id": "sub_2"}))  # not stored
     # a product is complete only once its Entitlements features are attached: never dropped
     product = ProductRec(id="prod_1", name="P", description=None, active=True, metadata={})
-    assert not pruner(Snapshot(products={"prod_1": product}), None, False)("Product", product)
+    assert not pruner(Fingerprints.of(Snapshot(products={"prod_1": product})), None, False)("Product", product)
 
 
 def test_an_unlinked_customer_stays_while_the_users_pass_may_act_on_it():
     stored = Snapshot(customers={"cus_1": CUSTOMER})
     # nobody has the email and no users are created: nothing to do for it
-    assert pruner(stored, UserDirectory(), create_users=False)("StripeUser", CUSTOMER)
+    assert pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)("StripeUser", CUSTOMER)
     # a user with the email (in any case) exists now: it may be linked
     directory = UserDirectory(by_email={"ann@example.com": (7,)})
-    assert not pruner(stored, directory, create_users=False)("StripeUser", CUSTOMER)
+    assert not pruner(Fingerprints.of(stored), directory, create_users=False)("StripeUser", CUSTOMER)
     # users are created for customers: it may get one
-    assert not pruner(stored, UserDirectory(), create_users=True)("StripeUser", CUSTOMER)
+    assert not pruner(Fingerprints.of(stored), UserDirectory(), create_users=True)("StripeUser", CUSTOMER)
     # linked already: dropped (the link stays)
     linked = Snapshot(customers={"cus_1": CustomerRec(**{**_fields(CUSTOMER), "user_id": 7})})
-    assert pruner(linked, directory, create_users=True)("StripeUser", CUSTOMER)
+    assert pruner(Fingerprints.of(linked), directory, create_users=True)("StripeUser", CUSTOMER)
 
 
 @pytest.mark.django_db
@@ -60,8 +63,9 @@ def test_a_re_pull_keeps_only_what_changed(start_fake):
     changed = account["customers"][3]["id"]
     fake.update("customers", changed, name="Renamed")
     stored = load_local(("products", "customers", "subscriptions"))
+    fingerprints = load_fingerprints(("products", "customers", "subscriptions"), known_ids())
     remote = fetch_remote(
-        get_config(), ("products", "customers", "subscriptions"), prune=pruner(stored, UserDirectory(), False)
+        get_config(), ("products", "customers", "subscriptions"), prune=pruner(fingerprints, UserDirectory(), False)
     )
     assert set(remote.customers) == {changed}
     assert remote.subscriptions == {} and remote.prices == {}
@@ -85,6 +89,60 @@ def test_a_user_created_since_the_last_pull_is_linked_although_its_customer_did_
     user = get_user_model().objects.create(username="late", email=customer["email"].upper())
     assert run("pull_stripe").code == 0
     assert StripeUser.objects.get(customer_id=customer["id"]).user_id == user.pk
+
+
+ALL = ("products", "customers", "subscriptions")
+
+
+@pytest.mark.django_db
+def test_a_stored_row_and_its_record_have_one_fingerprint(start_fake):
+    """What the prune reads from the rows equals what it makes of the same records, for every row
+    of an account with tiers, currency options, metadata, items and linked customers; and Stripe's
+    records, fetched again, have their rows' fingerprints."""
+    account = generate_account(300, seed=7, n_products=12)
+    start_fake(account)
+    get_user_model().objects.create(username="u", email=account["customers"][0]["email"])
+    assert run("pull_stripe").code == 0
+    read = load_fingerprints(ALL, known_ids())
+    assert read == Fingerprints.of(load_local(ALL))
+    assert None not in read.prices.values() and None not in read.subscriptions.values()
+    assert len(read.unlinked) == len(read.customers) - 1
+    remote = Fingerprints.of(fetch_remote(get_config(), ALL))
+    for name in ("prices", "customers", "subscriptions"):
+        assert getattr(remote, name) == getattr(read, name), name
+
+
+@pytest.mark.django_db
+def test_a_row_edited_in_the_database_is_compared_again(start_fake):
+    account = generate_account(60, seed=8, n_products=3)
+    start_fake(account)
+    assert run("pull_stripe").code == 0
+    sub = Subscription.objects.filter(items__isnull=False).first()
+    item = sub.items.order_by("id").first()
+    SubscriptionItem.objects.filter(pk=item.pk).update(quantity=item.quantity + 1)
+    customer = StripeUser.objects.order_by("customer_id").first()
+    StripeUser.objects.filter(pk=customer.pk).update(metadata={**customer.metadata, "x": [1, {"y": None}]})
+    price = Price.objects.order_by("id").first()
+    Price.objects.filter(pk=price.pk).update(nickname=(price.nickname or "") + "!")
+    out = run("pull_stripe").out.splitlines()
+    assert f"  ~ update StripeUser {customer.customer_id}: metadata" in out
+    assert f"  ~ update Price {price.id}: nickname" in out
+    count = sub.items.count()
+    assert f"  ± recreate items of Subscription {sub.id}: {count} -> {count}" in out
+    assert "No changes detected" in run("pull_stripe").out
+
+
+def test_fingerprints_follow_equality():
+    of = record_fingerprint(SUBSCRIPTIONS)
+    same = SubscriptionRec(**{**_fields(SUB), "metadata": {"b": [1, {"c": 2}], "a": "x"}})
+    reordered = SubscriptionRec(**{**_fields(SUB), "metadata": {"a": "x", "b": [1.0, {"c": 2}]}})
+    assert same == reordered and of(same) == of(reordered)  # key order, 1 and 1.0: equal, as ==
+    assert of(SUB) != of(SubscriptionRec(**{**_fields(SUB), "metadata": []}))  # {} is not []
+    assert of(same) != of(SubscriptionRec(**{**_fields(SUB), "metadata": {"b": [{"c": 2}, 1], "a": "x"}}))
+    odd = SubscriptionRec(**{**_fields(SUB), "metadata": {1: "x", "a": "y"}})  # keys that do not sort
+    assert of(odd) is None
+    assert not pruner(Fingerprints.of(Snapshot(subscriptions={"sub_1": odd})), None, False)("Subscription", odd)
+    assert canonical({"a": [{}]}) == ("\0dict", (("a", ("\0list", (("\0dict", ()),))),))
 
 
 def _fields(record) -> dict:

@@ -10,6 +10,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from ..core.fingerprint import MASK, Fingerprints, key_fingerprint
 from ..core.registry import CUSTOMERS, FEATURES, ITEMS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import KnownIds, Snapshot
 from ..core.users import UserDirectory, Validator, normalize_email
@@ -33,18 +34,23 @@ def _only(queryset, column: str, ids: Collection[str] | None):
     return queryset.all() if ids is None else queryset.filter(**{f"{column}__in": list(ids)})
 
 
-def _rows(resource: Resource, *extra: str, ids: Collection[str] | None = None) -> Iterable[tuple]:
+def _rows(
+    resource: Resource, *extra: str, ids: Collection[str] | None = None, cache_limit: int | None = None
+) -> Iterable[tuple]:
     """``(id, *compared fields, *extra)`` per row: one query, read in chunks; with ``ids``, just those
     rows (of a child collection: those of these parents)."""
     model = apps.get_model("reconcile", resource.model)
     rows = _only(model.objects, resource.parent_column or resource.pk, ids)
-    return _read(rows.values_list(resource.pk, *resource.columns, *extra), ids)
+    return _read(rows.values_list(resource.pk, *resource.columns, *extra), ids, cache_limit)
 
 
-def _read(rows, ids: Collection[str] | None) -> Iterable[tuple]:
+def _read(rows, ids: Collection[str] | None, cache_limit: int | None = None) -> Iterable[tuple]:
     """A whole table in chunks (a server-side cursor on PostgreSQL), with the fast converters; an
-    event's few rows at once (a cursor would cost three round trips)."""
-    return fast_values(rows, _CHUNK) if ids is None else rows
+    event's few rows at once (a cursor would cost three round trips). ``cache_limit=0``: rows that
+    do not outlive the read share no datetimes (``rows.values``)."""
+    if ids is not None:
+        return rows
+    return fast_values(rows, _CHUNK) if cache_limit is None else fast_values(rows, _CHUNK, cache_limit=cache_limit)
 
 
 def _load(
@@ -104,6 +110,46 @@ def load_local(resources: Iterable[str], only: Mapping[str, Collection[str]] | N
         subs = ids("subscriptions")
         loaded["subscriptions"] = _load(SUBSCRIPTIONS, synced, children=_items(subs), ids=subs)
     return Snapshot(**loaded, synced_at=synced)
+
+
+def load_fingerprints(resources: Iterable[str], known: KnownIds) -> Fingerprints:
+    """What a re-pull's prune needs of the stored rows (``core/fingerprint.py``): each row's
+    fingerprint, made as the row is read and the row let go; the products' ids from ``known``
+    (products are never dropped), the features' ids, and the customers linked to no user. One
+    query per table, as ``load_local``; no sync times (the rows still compared after the fetch are
+    read again, with theirs)."""
+    wanted = {r.name for r in RESOURCES if r.group in set(resources)}
+    tables: dict[str, dict] = {}
+    unlinked: set[str] = set()
+    if "products" in wanted:
+        tables["products"] = dict.fromkeys(known.products)
+        features = apps.get_model("reconcile", FEATURES.model).objects.values_list(FEATURES.pk, flat=True)
+        tables["features"] = dict.fromkeys(features)
+    if "prices" in wanted:
+        of = key_fingerprint(PRICES)
+        tables["prices"] = {row[0]: of(row) for row in _rows(PRICES, cache_limit=0)}
+    if "customers" in wanted:
+        of, width = key_fingerprint(CUSTOMERS), 1 + len(CUSTOMERS.fields)
+        customers = tables["customers"] = {}
+        for row in _rows(CUSTOMERS, "user_id", cache_limit=0):
+            customers[row[0]] = of(row[:width])
+            if row[width] is None:
+                unlinked.add(row[0])
+    if "subscriptions" in wanted:
+        # each item's fingerprint added into its subscription's as its row passes (``children``)
+        item_of, items = key_fingerprint(ITEMS), {}
+        none = (0, 0)  # what ``children`` makes of no item
+        for row in _rows(ITEMS, ITEMS.parent_column, cache_limit=0):
+            parent, fingerprint, sum_ = row[-1], item_of(row[:-1]), items.get(row[-1], none)
+            items[parent] = (
+                None if sum_ is None or fingerprint is None else (sum_[0] + 1, (sum_[1] + fingerprint) & MASK)
+            )
+        of = key_fingerprint(SUBSCRIPTIONS)
+        subscriptions = tables["subscriptions"] = {}
+        for row in _rows(SUBSCRIPTIONS, cache_limit=0):
+            summed = items.pop(row[0], none)
+            subscriptions[row[0]] = None if summed is None else of((*row, summed))
+    return Fingerprints(**tables, unlinked=frozenset(unlinked))
 
 
 def _by_id(item: Any) -> str:

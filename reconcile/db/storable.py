@@ -206,8 +206,10 @@ def screen(
     unchanged: dict[str, frozenset[str]] = {}
     for resource in RESOURCES:  # features before products, which refer to them
         records: Mapping[str, Any] = getattr(remote, resource.name)
-        local_ids = set(stored.get(resource.name, ()))
-        clash = _collisions(set(records) - local_ids, local_ids) if collation else {}
+        clash = {}
+        if collation:  # the only use of ``stored``: a re-pull of a large account need not copy it
+            local_ids = set(stored.get(resource.name, ()))
+            clash = _collisions(set(records) - local_ids, local_ids)
         rows: Mapping[str, Any] = getattr(local, resource.name) if local is not None else {}
         same = resource.same
         kept[resource.name] = {}
