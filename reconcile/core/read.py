@@ -49,8 +49,10 @@ def short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_SEEN_LIMIT = 100_000
-_seen: dict[int, datetime] = {}  # timestamps repeat (an item's period is its subscription's): made once, shared
+# Timestamps repeat (an item's period is its subscription's, read just before): made once, shared.
+# Kept small: the cache outlives the run (a worker's process), and a re-pull drops the records.
+_SEEN_LIMIT = 10_000
+_seen: dict[int, datetime] = {}
 
 
 def timestamp(value: Any, key: str = "timestamp") -> datetime | None:

@@ -8,6 +8,7 @@ record types are made from the registry's declarations (``registry.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,6 +67,6 @@ class Snapshot:
     next_cursor: Mapping[str, str] = field(default_factory=dict)
     # Remote side only: ids (by resource name) whose record equals its stored row, found so by the
     # storability screen; the diff does not compare them again.
-    unchanged: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    unchanged: Mapping[str, AbstractSet[str]] = field(default_factory=dict)
     # Local side only: when each row was last written from Stripe data, keyed by (model, id).
     synced_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
