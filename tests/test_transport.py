@@ -58,3 +58,48 @@ def test_stripe_pythons_log_lines_are_kept_when_its_logging_is_on(start_fake, lo
     first = ["Request to Stripe api", "Post details", "Stripe API response", "API response body"]
     assert logged[:5] == [*first, "Dashboard link for request"]
     assert len(logged) == 5 * pages
+
+
+def test_the_wait_for_an_answer_is_timed_to_its_headers_not_its_body():
+    """A body that takes long to arrive (or to read and decode, on a loaded machine) is not the
+    link's latency: the walk would cut lists into parts for nothing. ``waited`` is the time until the
+    headers, once per request; the same connection serves the next request (it went back to the pool)."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(10)
+    body = b'{"object": "list"}'
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(2):
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                time.sleep(0.4)  # the body comes late
+                conn.sendall(body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = Urllib3Client(timeout=10)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/v1/customers"
+    try:
+        for _ in range(2):
+            began = time.monotonic()
+            data, status, _ = client.request("get", url, {})
+            whole = time.monotonic() - began
+            waited = client.waited()
+            assert (data, status) == (body, 200)
+            # the body's 0.4 s are not in it (a margin for a loaded machine, not a timing pin)
+            assert waited is not None and whole >= 0.4 and whole - waited > 0.2
+            assert client.waited() is None  # told once
+    finally:
+        thread.join(10)
+        server.close()
+        client.close()

@@ -174,13 +174,16 @@ class Fetcher:
         self.cancelled = threading.Event()  # set when the run stops (an error, Ctrl-C): every listing stops
         # Backoffs and rate-limit waits end at once when the run stops, so Ctrl-C is never kept waiting.
         self._sleep = sleep or self.cancelled.wait
+        transport = None if client is not None else http_client(config.api_base, config.timeout)
         self.client = client or stripe.StripeClient(
             config.api_key,
             base_addresses={"api": config.api_base} if config.api_base else None,
             stripe_version=config.api_version,
             max_network_retries=0,
-            http_client=http_client(config.api_base, config.timeout),
+            http_client=transport,
         )
+        waited = getattr(transport, "waited", None)  # RequestsClient (a proxy) does not tell
+        self._waited: Callable[[], float | None] = waited or (lambda: None)
         requestor = getattr(self.client, "_requestor", None)
         fast = all(hasattr(requestor, name) for name in ("request_raw", "_interpret_response"))
         self._requestor = requestor if fast else None
@@ -212,7 +215,8 @@ class Fetcher:
             began = time.monotonic()
             try:
                 body = self._send(path, params)
-                self._observe(time.monotonic() - began)
+                waited = self._waited()  # until the headers, where the transport tells
+                self._observe(time.monotonic() - began if waited is None else waited)
                 self.bucket.succeeded()
             except stripe.StripeError as exc:
                 reason = self._retry_reason(exc)

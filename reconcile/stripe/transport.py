@@ -15,6 +15,8 @@ stripe-python's ``RequestsClient``, which honours it, instead.
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -38,19 +40,36 @@ class Urllib3Client(stripe.HTTPClient):
             cert_reqs="CERT_REQUIRED",
             ca_certs=stripe.ca_bundle_path,
         )
+        self._waits = threading.local()
 
     def request(self, method, url, headers, post_data=None):
         try:
+            began = time.monotonic()
             response = self._pool.request(
-                method.upper(), url, headers=dict(headers or {}), body=post_data, redirect=False, preload_content=True
+                method.upper(), url, headers=dict(headers or {}), body=post_data, redirect=False, preload_content=False
             )
+            self._waits.seconds = time.monotonic() - began
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
         except urllib3.exceptions.SSLError as exc:  # a certificate is not retried, as in stripe-python
             raise stripe.APIConnectionError(_message(exc), should_retry=False) from exc
         except urllib3.exceptions.HTTPError as exc:  # connect, read, timeouts, protocol errors
             raise stripe.APIConnectionError(_message(exc), should_retry=True) from exc
         except Exception as exc:  # noqa: BLE001 - as stripe-python's clients: anything else is a network error
             raise stripe.APIConnectionError(_message(exc), should_retry=False) from exc
-        return response.data, response.status, response.headers
+        return data, response.status, response.headers
+
+    def waited(self) -> float | None:
+        """Seconds this thread's last request waited for its answer's headers (then forgotten): the
+        link's and Stripe's time, without reading and decoding the body. The walk decides from it
+        whether requests in flight would help; a whole request's time also counts this process's
+        work and its wait for the interpreter, which on a loaded machine made loopback look like a
+        slow link (answers of 0.2-0.5 s), cut lists into dozens of parts and held their pages."""
+        seconds = getattr(self._waits, "seconds", None)
+        self._waits.seconds = None
+        return seconds
 
     def request_stream(self, method, url, headers, post_data=None):
         raise NotImplementedError("reconcile never streams a response")
