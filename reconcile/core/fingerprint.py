@@ -93,19 +93,27 @@ def record_fingerprint(resource: Resource) -> Callable[[Any], int | None]:
 
 
 MASK = (1 << 64) - 1
+NO_CHILDREN = (0, 0)  # what ``children`` makes of an empty collection
+
+
+def add_child(summed: tuple[int, int] | None, fingerprint: int | None) -> tuple[int, int] | None:
+    """``summed`` (a collection's size and fingerprint sum so far) with one more record's
+    fingerprint: a load adds each item as its row passes, without holding the rows."""
+    if summed is None or fingerprint is None:
+        return None
+    return (summed[0] + 1, (summed[1] + fingerprint) & MASK)
 
 
 def children(fingerprints: Iterable[int | None]) -> tuple[int, int] | None:
     """A child collection (a subscription's items, each id once) as its size and the sum of its
-    records' fingerprints modulo 2**64: the same for the same records in any order, so a load can
-    add each item up as its row passes, without holding the rows. None if one has no fingerprint."""
-    count = total = 0
+    records' fingerprints modulo 2**64: the same for the same records in any order. None if one
+    has no fingerprint."""
+    summed: tuple[int, int] | None = NO_CHILDREN
     for fingerprint in fingerprints:
-        if fingerprint is None:
+        summed = add_child(summed, fingerprint)
+        if summed is None:
             return None
-        count += 1
-        total = (total + fingerprint) & MASK
-    return (count, total)
+    return summed
 
 
 @dataclass(frozen=True)

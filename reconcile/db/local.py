@@ -10,11 +10,12 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from ..core.fingerprint import MASK, Fingerprints, key_fingerprint
+from ..core.fingerprint import NO_CHILDREN, Fingerprints, add_child, key_fingerprint
 from ..core.registry import CUSTOMERS, FEATURES, ITEMS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import KnownIds, Snapshot
 from ..core.users import UserDirectory, Validator, normalize_email
 from ..models import Price, Product, ProductFeature, StripeUser
+from .rows import CACHE_LIMIT
 from .rows import values as fast_values
 
 _CHUNK = 2000
@@ -35,7 +36,7 @@ def _only(queryset, column: str, ids: Collection[str] | None):
 
 
 def _rows(
-    resource: Resource, *extra: str, ids: Collection[str] | None = None, cache_limit: int | None = None
+    resource: Resource, *extra: str, ids: Collection[str] | None = None, cache_limit: int = CACHE_LIMIT
 ) -> Iterable[tuple]:
     """``(id, *compared fields, *extra)`` per row: one query, read in chunks; with ``ids``, just those
     rows (of a child collection: those of these parents)."""
@@ -44,13 +45,11 @@ def _rows(
     return _read(rows.values_list(resource.pk, *resource.columns, *extra), ids, cache_limit)
 
 
-def _read(rows, ids: Collection[str] | None, cache_limit: int | None = None) -> Iterable[tuple]:
+def _read(rows, ids: Collection[str] | None, cache_limit: int = CACHE_LIMIT) -> Iterable[tuple]:
     """A whole table in chunks (a server-side cursor on PostgreSQL), with the fast converters; an
     event's few rows at once (a cursor would cost three round trips). ``cache_limit=0``: rows that
     do not outlive the read share no datetimes (``rows.values``)."""
-    if ids is not None:
-        return rows
-    return fast_values(rows, _CHUNK) if cache_limit is None else fast_values(rows, _CHUNK, cache_limit=cache_limit)
+    return fast_values(rows, _CHUNK, cache_limit=cache_limit) if ids is None else rows
 
 
 def _load(
@@ -138,16 +137,13 @@ def load_fingerprints(resources: Iterable[str], known: KnownIds) -> Fingerprints
     if "subscriptions" in wanted:
         # each item's fingerprint added into its subscription's as its row passes (``children``)
         item_of, items = key_fingerprint(ITEMS), {}
-        none = (0, 0)  # what ``children`` makes of no item
         for row in _rows(ITEMS, ITEMS.parent_column, cache_limit=0):
-            parent, fingerprint, sum_ = row[-1], item_of(row[:-1]), items.get(row[-1], none)
-            items[parent] = (
-                None if sum_ is None or fingerprint is None else (sum_[0] + 1, (sum_[1] + fingerprint) & MASK)
-            )
+            parent = row[-1]
+            items[parent] = add_child(items.get(parent, NO_CHILDREN), item_of(row[:-1]))
         of = key_fingerprint(SUBSCRIPTIONS)
         subscriptions = tables["subscriptions"] = {}
         for row in _rows(SUBSCRIPTIONS, cache_limit=0):
-            summed = items.pop(row[0], none)
+            summed = items.pop(row[0], NO_CHILDREN)
             subscriptions[row[0]] = None if summed is None else of((*row, summed))
     return Fingerprints(**tables, unlinked=frozenset(unlinked))
 

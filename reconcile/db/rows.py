@@ -21,10 +21,10 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import DateTimeField, JSONField
 
-_CACHE_LIMIT = 100_000  # distinct datetimes remembered per read; beyond, the cache starts again
+CACHE_LIMIT = 100_000  # distinct datetimes remembered per read; beyond, the cache starts again
 
 
-def values(queryset, chunk_size: int, *, cache_limit: int = _CACHE_LIMIT) -> Iterator[tuple]:
+def values(queryset, chunk_size: int, *, cache_limit: int = CACHE_LIMIT) -> Iterator[tuple]:
     """The rows of ``queryset.values_list(...)``, equal to what Django returns, read in chunks
     (a server-side cursor on PostgreSQL, as ``QuerySet.iterator`` reads them). ``cache_limit``:
     the distinct datetimes each column remembers (shared by the rows that hold them), 0 for none,
