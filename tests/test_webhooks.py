@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timezone
 
 import pytest
 import stripe
 from django.test import Client
 
 from reconcile.events.models import StripeEvent
-from reconcile.models import Price, Product, StripeUser, Subscription
+from reconcile.models import Price, Product, StripeUser, Subscription, SubscriptionItem
 from reconcile.testing.webhooks import sign
 from tests.conftest import demo_data, run
 
@@ -206,6 +207,12 @@ def test_subscription_events(hooks, change, kind):
 
 
 def test_trial_will_end_and_pending_update_types_are_handled(hooks):
+    # The pull's rows are made older than the event's second, so that the first event is applied
+    # from its payload whatever the clock: a pull in the event's own second would have it re-fetched,
+    # and a re-fetch that ends in the next second would rightly make the second event stale.
+    long_ago = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    Subscription.objects.filter(id="sub_DemoAlice00001").update(synced_at=long_ago)
+    SubscriptionItem.objects.filter(subscription_id="sub_DemoAlice00001").update(synced_at=long_ago)
     hooks.update("subscriptions", "sub_DemoAlice00001", trial_end=1_900_000_000)
     event = {**last_event(hooks), "id": "evt_TrialWillEnd0001", "type": "customer.subscription.trial_will_end"}
     assert post(event).json()["outcome"] == "applied"
