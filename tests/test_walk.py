@@ -358,13 +358,13 @@ def test_a_latency_bound_walk_cuts_its_list_at_whole_pages_and_re_cuts_its_parts
         (None, None),
         *zip(edges[1:], edges, strict=False),
         (None, edges[-1]),
-        (1799979190, 1799982160),  # the 16-page part, re-cut as the parts past the end came back empty
-        (1799976220, 1799979190),
-        (1799973250, 1799976220),
-        (1799971290, 1799973250),
-        (1799989090, 1799991070),  # the 8-page part
-        (1799988100, 1799989090),
-        (1799987130, 1799988100),
+        (1799989090, 1799991070),  # the 8-page part, re-cut as the parts past the end came back empty
+        (1799987130, 1799989090),
+        (1799971290, 1799978200),  # the 16-page part, cut in two ...
+        (1799980170, 1799982150),  # ... and each half re-cut as slots freed up
+        (1799978200, 1799980170),
+        (1799973240, 1799975220),
+        (1799971290, 1799973240),
     ]
     assert stripe.queries[1] == {"limit": 100, "created[gte]": edges[0], "starting_after": "cus_00099"}
     assert len(stripe.queries) == 35
@@ -376,12 +376,37 @@ def test_a_walk_sends_its_next_requests_before_its_reader_takes_a_page():
     not wait for the reader, up to a round of pages ahead of it (a sequential walk: two pages)."""
     from reconcile.stripe.walk import walk
 
-    for latency, ahead, total in ((0.005, 3, 30), (0.3, 18, 35)):
+    for latency, ahead, total in ((0.005, 3, 30), (0.3, 13, 35)):
         stripe, answers = _List(_customers(3_000), latency=latency), _Answers()
         pages = walk(stripe, answers, "/v1/customers", {})
         answers.answer_all()
         assert len(stripe.queries) == ahead  # the reader has taken no page yet
         assert len(_read(pages, answers)) == total == len(stripe.queries)
+
+
+def test_a_walk_whose_reader_lags_keeps_a_round_of_pages_however_long_its_list():
+    """A reader slower than the requests (here: every request sent is answered before each read)
+    finds at most a round of pages waiting, at 3,000 objects as at 100,000: a part held back for it
+    keeps its slot among the requests in flight, so the lag invites no further cuts, and the reader
+    taking a page releases only as many held parts as keep the round. Before, the held parts all went
+    out at the next read and the lag grew with the list (959 pages waiting at 100,000)."""
+    from reconcile.stripe.walk import Flights, walk
+
+    for count, waiting in ((3_000, 13), (30_000, 19), (100_000, 19)):
+        stripe, answers = _List(_customers(count)), _Answers()
+        flights = Flights(stripe)
+        pages = walk(stripe, answers, "/v1/customers", {}, flights)
+        got, most = [], 0
+        while True:
+            answers.answer_all()
+            most = max(most, len(stripe.queries) - len(got))  # answered, not yet read
+            try:
+                got.append(next(pages))
+            except StopIteration:
+                break
+        assert sum(len(p.data) for p in got) == count
+        assert most == waiting
+        assert flights.in_flight == 0  # every held part was sent, and counted out
 
 
 def test_a_walk_whose_reader_stops_sends_nothing_more():

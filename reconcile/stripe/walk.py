@@ -30,7 +30,9 @@ Who sends: the thread that receives a page decides and sends that part's next re
 then hands the page to the walk's reader. The reader's parsing may wait (a page of subscriptions
 waits for the further items of those with more than 10, another round trip); requests that waited
 with it would leave the account's rate limit idle. The walk runs at most a round of pages ahead of
-its reader, so a slow reader does not fill memory with pages.
+its reader (a page per part, and one more), so a slow reader does not fill memory with pages: the
+parts decided while it lags are held, each keeping its slot among the requests in flight (a lag
+must not look like free slots and invite more cuts), and go out as it takes pages, no faster.
 """
 
 from __future__ import annotations
@@ -236,25 +238,37 @@ class _ListWalk:
         with self.lock:
             self.closed = True
             futures = list(self.futures)
+            held, self.held = len(self.held), []
+        self.flights.add(-held)
         for future in futures:
             future.cancel()
 
+    def _lags(self) -> bool:
+        """The caller has a round of pages unread (one per part of this list, and one more)."""
+        return self.unread > len(self.pending) + 1
+
     def taken(self) -> None:
-        """The caller took a page: send the parts held back while it lagged."""
+        """The caller took a page: send as many of the parts held back while it lagged as keep the
+        pages unread or on their way within a round; the rest wait for the next page it takes."""
         with self.lock:
             self.unread -= 1
-            held, self.held = self.held, []
-        self._send(held)
+            room = max(0, len(self.pending) + 1 - self.unread)
+            release, self.held = self.held[:room], self.held[room:]
+        self._send(release, counted=True)
 
-    def _send(self, parts: list[Part]) -> None:
-        for part in parts:
+    def _send(self, parts: list[Part], counted: bool = False) -> None:
+        """Submit each part's next page; ``counted``: the parts were held, and already count as in flight."""
+        for i, part in enumerate(parts):
             if self.closed:  # the caller stopped reading (an error): nothing more to ask for
+                if counted:
+                    self.flights.add(i - len(parts))
                 return
-            self.flights.add(1)
+            if not counted:
+                self.flights.add(1)
             try:
                 future = self.pool.submit(self.fetcher.page, self.path, part.query(self.params, self.limit))
             except BaseException:
-                self.flights.add(-1)
+                self.flights.add(-(len(parts) - i) if counted else -1)
                 raise
             with self.lock:
                 self.futures.add(future)
@@ -280,7 +294,11 @@ class _ListWalk:
                 self.report()
                 last = not self.pending
                 self.unread += 1
-                if self.unread > len(self.pending) + 1:  # the caller lags a round of pages behind: wait for it
+                if parts and (self._lags() or self.held):  # the caller lags a round behind: wait for it
+                    # A held part keeps its slot among the requests in flight: while the caller
+                    # lags, no free slot invites another cut (more parts would only mean more
+                    # pages waiting for it).
+                    self.flights.add(len(parts))
                     self.held += parts
                     parts = []
             # the next requests go out before the caller reads the page: its parsing overlaps them
