@@ -85,6 +85,23 @@ def test_stripe_subscription_takes_periods_from_items():
     assert (rec.status, rec.customer_id, rec.canceled_at) == (obj["status"], "cus_QXg1o8vcGmoR32", ts(1234567890))
 
 
+def test_records_share_one_string_for_a_value_that_many_objects_repeat():
+    """A decoder makes new strings per object: the readers return the one string of the documented
+    value (status, collection method, currency) and intern ids that few objects are referred to by
+    many (an item's price), so 100,000 subscriptions do not hold 100,000 copies of each."""
+    first, second = stripe_fixture("subscription"), stripe_fixture("subscription")
+    second["currency"] = "USD"  # read lower-cased, and still the shared string
+    items = [[sane(i) for i in obj["items"]["data"]] for obj in (first, second)]
+    assert first["status"] is not second["status"]  # two decodings: two strings each
+    assert items[0][0]["price"]["id"] is not items[1][0]["price"]["id"]
+    a, _ = parse_subscription(first, items[0])
+    b, _ = parse_subscription(second, items[1])
+    assert (a.status, a.collection_method, a.currency) == ("active", "charge_automatically", "usd")
+    assert a.status is b.status and a.collection_method is b.collection_method and a.currency is b.currency
+    assert a.items[0].price_id is b.items[0].price_id == "price_1PgafmB7WZ01zgkW6dKueIc5"
+    assert a.customer_id is not b.customer_id  # one per customer: not worth a shared table
+
+
 def test_an_impossible_period_is_refused_with_the_reason():
     obj = stripe_fixture("subscription")  # Stripe's example item ends (2000) before it starts (2030)
     with pytest.raises(BadObject) as caught:

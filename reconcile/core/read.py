@@ -8,7 +8,8 @@ the caller turns it into a skipped operation, so one odd object never stops a ru
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +27,13 @@ _MISSING = object()
 
 class BadObject(ValueError):
     """A Stripe object with a field of an unexpected type or value."""
+
+
+def choices(allowed: Iterable[str]) -> dict[str, str]:
+    """Each allowed value mapped to itself. Looking a value up both checks it and returns the one
+    string every record then shares: a decoder makes a new string per object, and 100,000
+    subscriptions would otherwise hold 100,000 copies of "active" and of "charge_automatically"."""
+    return {value: value for value in allowed}
 
 
 def get(obj: dict, key: str, kind: type | tuple[type, ...], *, nullable: bool = False, optional: bool = False):
@@ -135,8 +143,10 @@ def when(key: str) -> Reader:
     return reads(key, "when")(lambda obj: timestamp(obj.get(key), key))
 
 
-def ref(key: str) -> Reader:
-    """A reference: an id string, or an expanded object carrying one (Stripe's ``object`` ``key``)."""
+def ref(key: str, *, shared: bool = False) -> Reader:
+    """A reference: an id string, or an expanded object carrying one (Stripe's ``object`` ``key``).
+    ``shared``: few objects are referred to by many (the prices of subscription items), so the id is
+    interned and the records share one string (an interned string is freed with its last record)."""
 
     @reads(key, "ref", target=key)
     def read(obj: dict) -> str:
@@ -145,7 +155,7 @@ def ref(key: str) -> Reader:
             value = value.get("id")
         if not isinstance(value, str) or not value:
             raise BadObject(f"field {key!r} should be an id or an object with an id, got {short(value)}")
-        return value
+        return sys.intern(value) if shared else value
 
     return read
 
@@ -153,14 +163,17 @@ def ref(key: str) -> Reader:
 def one_of(key: str, allowed: frozenset[str], *, optional: bool = False) -> Reader:
     """One of the values Stripe documents; an optional one may be absent or null."""
 
+    canonical = choices(allowed)
+
     @reads(key, "one_of", allowed=allowed)
     def read(obj: dict) -> str | None:
         value = get(obj, key, str, optional=optional)
         if value is None and optional:
             return None
-        if value not in allowed:
+        found = canonical.get(value)
+        if found is None:
             raise BadObject(f"{key} {value!r} is not one Stripe documents")
-        return value
+        return found
 
     return read
 
@@ -183,10 +196,13 @@ def currency(obj: dict) -> str:
 
 def iso_currency(value: str) -> str:
     """A currency code, lower-cased as Stripe returns it; ``BadObject`` unless ISO 4217 names it."""
-    code = value.lower()
-    if code not in ISO_4217:
-        raise BadObject(f"currency {code!r} is not an ISO 4217 code")
+    code = _CURRENCIES.get(value.lower())
+    if code is None:
+        raise BadObject(f"currency {value.lower()!r} is not an ISO 4217 code")
     return code
+
+
+_CURRENCIES = choices(ISO_4217)
 
 
 @reads("recurring", "frequency")

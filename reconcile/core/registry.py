@@ -205,7 +205,7 @@ PRICES = Resource(
     command="products",
     expand=("data.tiers", "data.currency_options"),
     fields=(
-        Field("product_id", read.ref("product")),
+        Field("product_id", read.ref("product", shared=True)),
         Field("amount", read.unit_amount),
         Field("currency", read.currency),
         Field("frequency", read.frequency),
@@ -253,7 +253,7 @@ ITEMS = Resource(
     heading="Subscription items",
     parent_column="subscription_id",
     fields=(
-        Field("price_id", read.ref("price")),
+        Field("price_id", read.ref("price", shared=True)),  # a few prices, many items
         Field("quantity", read.quantity),
         Field("current_period_start", read.when("current_period_start")),
         Field("current_period_end", read.when("current_period_end")),
