@@ -25,7 +25,7 @@ from .core.fingerprint import Fingerprints
 from .core.plan import Plan
 from .core.prune import pruner
 from .core.registry import RESOURCES
-from .core.report import applied_line, render
+from .core.report import applied_line, render_chunks
 from .db.apply import Result, apply_plan
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
@@ -185,7 +185,8 @@ class _Run:
 
     def render(self, built: Built) -> None:
         self.progress.pause()  # the report goes to stdout undisturbed
-        self.out.write(render(built.plan, self.options.fmt, self.options.verbosity))
+        for chunk in render_chunks(built.plan, self.options.fmt, self.options.verbosity):
+            self.out.write(chunk)
 
     def save_plan(self, built: Built) -> None:
         path = self.options.plan_out

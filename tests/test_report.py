@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from reconcile.core import report
 from reconcile.core.plan import (
     Change,
     Create,
@@ -17,7 +18,7 @@ from reconcile.core.plan import (
     Skip,
     Update,
 )
-from reconcile.core.report import render
+from reconcile.core.report import render, render_chunks
 from reconcile.core.snapshot import ItemRec, ProductRec
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -146,3 +147,18 @@ def test_markdown_report():
 def test_markdown_escapes_pipes():
     plan = Plan(operations=(Skip("Product", "prod_x", "name has a | pipe"),))
     assert "| name has a \\| pipe |" in render(plan, "markdown")
+
+
+def test_a_text_report_goes_out_in_pieces_of_whole_lines(monkeypatch):
+    """The runner writes the text report piece by piece (a report of 200,000 operations is never
+    whole in memory): joined, the pieces are the report, each of CHUNK_LINES lines, escaped alike."""
+    monkeypatch.setattr(report, "CHUNK_LINES", 4)
+    odd = Create(
+        "Product", "prod_odd", ProductRec(id="prod_odd", name="a\nb", description=None, active=True, metadata={})
+    )
+    plan = Plan(operations=(odd, *PLAN.operations), notes=PLAN.notes)
+    pieces = list(render_chunks(plan, verbosity=2))
+    assert "".join(pieces) == render(plan, verbosity=2)
+    assert [piece.count("\n") for piece in pieces] == [4, 4, 4, 4, 4, 3]  # 23 lines
+    assert pieces[0].startswith("Products:\n  + create Product prod_odd (a\\nb)\n")
+    assert list(render_chunks(plan, "json")) == [render(plan, "json")]
