@@ -46,8 +46,11 @@ class Applier:
         self.batch_size = batch_size
         self.now = datetime.now(timezone.utc)
         self.result = Result()
-        self.written: dict[str, set[str]] = defaultdict(set)  # model -> ids written this run
-        self.inserted: dict[str, set[str]] = defaultdict(set)  # model -> ids inserted this run
+        # model -> ids inserted this run; ids written over a row that was there (or may have been).
+        # Apart, not one set of every id written plus one of those inserted: a first pull inserts
+        # 200,000 rows, and the second set would hold them all again.
+        self.inserted: dict[str, set[str]] = defaultdict(set)
+        self.rewritten: dict[str, set[str]] = defaultdict(set)
         self.links: dict[str, Any] = {}  # customer id -> user pk, linked or created this run
 
     def stamp(self, model: str, oid: str) -> datetime:
@@ -81,7 +84,7 @@ class Applier:
             for op in creates
         ]
         model.objects.bulk_create(rows, batch_size=self.batch_size, ignore_conflicts=True)
-        self.written[resource.model].update(op.id for op in creates)
+        self.rewritten[resource.model].update(op.id for op in creates)  # new or already there: not told
         self.result.counts["create"] += len(rows)
 
     def before(self, model: str, ops: Mapping[tuple[type, str], list]) -> None:
@@ -120,20 +123,25 @@ class Applier:
                     row = (op.id, *resource.values(op.record), at)
                     inserts.append(row + (self.links.get(op.id),) if linked else row)
                     self.inserted[name].add(op.id)
-                elif op.id in stored:
+                    continue
+                if op.id in stored:
                     changed.append(model(**{pk: op.id}, **resource.column_values(op.record), synced_at=at))
                     fields |= set(resource.columns) if isinstance(op, Create) else _columns(resource, op.changes)
-                self.written[name].add(op.id)
+                self.rewritten[name].add(op.id)
             insert(model, names, inserts, self.batch_size)
             _update(model, changed, sorted(fields), self.batch_size)
             self.result.counts["create"] += len(inserts)
             self.result.counts["update"] += len(changed)
 
+    def wrote(self, model: str, oid: str) -> bool:
+        """The run wrote this row (or meant to: an update of a row deleted meanwhile counts too)."""
+        return oid in self.inserted[model] or oid in self.rewritten[model]
+
     def features(self, ops: list[Create | Update]) -> None:
         touched = [
             op
             for op in ops
-            if op.id in self.written["Product"]
+            if self.wrote("Product", op.id)
             and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
         ]
         for batch in batches(touched, self.batch_size):
@@ -199,7 +207,7 @@ class Applier:
         recreates = recreates + [
             RecreateItems(op.id, (), op.record.items)
             for op in creates
-            if op.id in self.written["Subscription"] and op.id not in self.inserted["Subscription"]
+            if op.id in self.rewritten["Subscription"]
         ]
         conflicted = {c.id for c in self.result.conflicts if c.model == "Subscription"}
         recreates = [op for op in recreates if op.subscription_id not in conflicted]
