@@ -141,7 +141,14 @@ def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[
 
 def _period_notes(remote: Snapshot, ops: list[Operation]) -> list[Note]:
     """A note for each subscription written whose items bill on different periods."""
-    written = sorted({op.id for op in ops if isinstance(op, Create | Update | RecreateItems)})
+    subscriptions = remote.subscriptions
+    written = sorted(
+        {
+            op.id
+            for op in ops
+            if isinstance(op, (Create, Update, RecreateItems)) and len(subscriptions[op.id].items) > 1
+        }  # most subscriptions have one item, one period: not sorted, not looked at again
+    )
     found = ((sid, mixed_periods_note(remote.subscriptions[sid])) for sid in written)
     return [Note("Subscription", sid, message) for sid, message in found if message]
 
