@@ -26,6 +26,7 @@ from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItem
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
 from ..models import ProductFeature, StripeUser, SubscriptionItem
 from .bulk import batches, insert
+from .guard import stored_stamps
 
 GUARD_CHUNK = 10_000  # operations whose stored rows one guard SELECT reads (at most the database's parameter limit)
 
@@ -112,7 +113,7 @@ class Applier:
         limit = connections[router.db_for_write(model)].features.max_query_params or GUARD_CHUNK
         for batch in batches(creates + updates, max(self.batch_size, min(GUARD_CHUNK, limit))):
             ids = [op.id for op in batch]
-            stored = dict(model.objects.select_for_update().filter(pk__in=ids).values_list(pk, "synced_at"))
+            stored = stored_stamps(model, ids)
             inserts, changed, fields = [], [], {"synced_at"}
             for op in batch:
                 at = self.stamp(name, op.id)
@@ -205,9 +206,7 @@ class Applier:
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:
         recreates = recreates + [
-            RecreateItems(op.id, (), op.record.items)
-            for op in creates
-            if op.id in self.rewritten["Subscription"]
+            RecreateItems(op.id, (), op.record.items) for op in creates if op.id in self.rewritten["Subscription"]
         ]
         conflicted = {c.id for c in self.result.conflicts if c.model == "Subscription"}
         recreates = [op for op in recreates if op.subscription_id not in conflicted]
