@@ -205,3 +205,24 @@ def test_bulk_adapts_json_exactly_as_django_does(value):
     for name in ("tiers", "currency_options", "custom_unit_amount"):
         field = Price._meta.get_field(name)
         assert plain(_adapter(field, connection)(value)) == plain(field.get_db_prep_value(value, connection))
+
+
+@pytest.mark.django_db
+def test_inserted_json_reads_back_as_the_orm_writes_it():
+    """JSON goes to the database as Django's adapter would send it (on PostgreSQL, COPY takes it as
+    the text json.dumps makes): every value reads back equal, whatever it holds."""
+    from reconcile.db.bulk import insert
+    from reconcile.models import Price, Product
+
+    Product.objects.create(id="prod_1", name="P")
+    values = [{}, [], {"a": 1, "é": 'x\n"y\\z\t'}, [1, {"b": None, "c": [2.5, True]}], {"n": "\x7f"}]
+    rows = [
+        (f"price_{n}", "prod_1", "usd", True, False, v, v if isinstance(v, dict) else {}, v or None)
+        for n, v in enumerate(values)
+    ]
+    columns = ["id", "product_id", "currency", "active", "deleted", "tiers", "currency_options", "custom_unit_amount"]
+    insert(Price, columns, rows, 500)
+    for n, value in enumerate(values):
+        price = Price.objects.get(id=f"price_{n}")
+        assert price.tiers == value and price.custom_unit_amount == (value or None), value
+        assert price.currency_options == (value if isinstance(value, dict) else {})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import islice
@@ -36,8 +37,14 @@ def batches(rows: Iterable, size: int) -> Iterable[list]:
         yield chunk
 
 
-def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
+def _adapter(field: models.Field, connection, copy: bool = False) -> Callable[[Any], Any] | None:
+    """What turns a record's value into the column's parameter; None: the value goes as it is.
+    ``copy``: for PostgreSQL's COPY, whose text format takes JSON as its text."""
     kind = field.get_internal_type()
+    if copy:
+        fast = _copy_adapter(kind, field, connection)
+        if fast is not _DJANGO:
+            return fast
     if kind == "DateTimeField":
         adapt = connection.ops.adapt_datetimefield_value
         if connection.vendor == "sqlite" and settings.USE_TZ:
@@ -84,18 +91,43 @@ def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
     return None
 
 
+_DJANGO = object()  # no shortcut: Django's own adapter
+
+
+def _copy_adapter(kind: str, field: models.Field, connection) -> Callable[[Any], Any] | None | object:
+    """Shortcuts for COPY on PostgreSQL, where Django's adapters are known: a datetime goes as it is
+    (Django's adapter returns it unchanged; psycopg formats it in C), and JSON as the text
+    ``json.dumps`` makes, which is what Django's ``Jsonb`` wrapper would send (``{}`` and ``[]``,
+    most rows' metadata and tiers, without a call). 0.6 s of a profiled first pull at N=100,000."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    ops = type(connection.ops)
+    if kind == "DateTimeField" and ops.adapt_datetimefield_value is DatabaseOperations.adapt_datetimefield_value:
+        return None
+    if kind == "JSONField" and field.encoder is None and ops.adapt_json_value is DatabaseOperations.adapt_json_value:
+        empty = {dict: "{}", list: "[]"}
+
+        def adapt_json(value):
+            text = empty.get(type(value)) if not value else None
+            return text if text is not None else json.dumps(value)  # None: JSON null, as Jsonb(None)
+
+        return adapt_json
+    return _DJANGO
+
+
 def insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[tuple], batch_size: int = 500) -> int:
     """Insert ``rows`` (tuples in the order of ``columns``, field names or attnames); return the count."""
     connection = connections[router.db_for_write(model)]
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
-    adapters = [_adapter(field, connection) for field in fields]
+    copy = connection.vendor == "postgresql" and _psycopg3()
+    adapters = [_adapter(field, connection, copy) for field in fields]
     quote = connection.ops.quote_name
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     limit = connection.features.max_query_params or 65_535  # None: no limit but the protocol's (PostgreSQL)
     per_statement = max(1, min(batch_size, limit // len(fields)))
-    if connection.vendor == "postgresql" and _psycopg3():
+    if copy:
         rows = iter(rows)
         first = next(rows, None)
         if first is None:
