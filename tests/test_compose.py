@@ -78,3 +78,11 @@ def test_celery_worker_and_beat_run_the_demo_app_against_redis():
         assert service["environment"]["DATABASE_URL"] == services["django"]["environment"]["DATABASE_URL"]
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "celery" in (ROOT / "compose/local/django/Dockerfile").read_text()
+
+
+def test_the_processes_that_pull_share_two_malloc_arenas():
+    """The README's advice for large pulls, taken by the compose file's own pulling processes
+    (a string: Compose passes environment values as text)."""
+    services = compose()["services"]
+    for name in ("django", "celeryworker", "celerybeat"):
+        assert services[name]["environment"]["MALLOC_ARENA_MAX"] == "2"
