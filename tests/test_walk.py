@@ -409,6 +409,37 @@ def test_a_walk_whose_reader_lags_keeps_a_round_of_pages_however_long_its_list()
         assert flights.in_flight == 0  # every held part was sent, and counted out
 
 
+def test_a_page_handed_over_after_the_last_answer_is_still_read():
+    """Two parts' last pages answered on two page threads: the first thread still runs ``on_page``
+    (a subscription page starting its items' requests) when the second, the walk's last answer,
+    hands its page over. The walk ends only once both pages are in; before, the reader stopped at
+    the end and lost the first page. Here the second answer runs inside the first's ``on_page``."""
+    from concurrent.futures import Future
+    from datetime import datetime, timezone
+
+    from reconcile.stripe.fetch import Page
+    from reconcile.stripe.walk import Flights, Part, _ListWalk
+
+    def answered(oid: str) -> Future:
+        future = Future()
+        future.set_result(Page([{"id": oid, "created": TOP}], False, datetime(2026, 1, 1, tzinfo=timezone.utc)))
+        return future
+
+    first, second = Part(TOP - 10, TOP), Part(TOP - 20, TOP - 10)
+
+    def on_page(page):
+        if page.data[0]["id"] == "cus_first":
+            state._answered(second, answered("cus_second"))  # meanwhile, on another page thread
+
+    stripe = _List([])
+    state = _ListWalk(stripe, _Answers(), "/v1/customers", {}, Flights(stripe), on_page)
+    state.pending = {first: None, second: None}
+    state.flights.add(2)
+    state._answered(first, answered("cus_first"))
+    assert [p.data[0]["id"] for p in state.pages()] == ["cus_second", "cus_first"]
+    assert state.flights.in_flight == 0
+
+
 def test_a_walk_whose_reader_stops_sends_nothing_more():
     from reconcile.stripe.walk import Flights, walk
 

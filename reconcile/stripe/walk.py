@@ -213,6 +213,7 @@ class _ListWalk:
         self.closed = False
         self.unread = 0  # pages handed over, not yet taken by the caller
         self.held: list[Part] = []  # next parts decided while the caller lagged, sent when it takes a page
+        self.handing = 0  # pages answered and counted, not yet in ``arrived``
 
     def start(self) -> None:
         with self.lock:
@@ -249,7 +250,8 @@ class _ListWalk:
 
     def taken(self) -> None:
         """The caller took a page: send as many of the parts held back while it lagged as keep the
-        pages unread or on their way within a round; the rest wait for the next page it takes."""
+        pages unread, with one more for each part sent, within a round (a page per part of this
+        list, held ones included, and one more); the rest wait for the next page it takes."""
         with self.lock:
             self.unread -= 1
             room = max(0, len(self.pending) + 1 - self.unread)
@@ -292,7 +294,7 @@ class _ListWalk:
                     check_cursor(self.path, part.query(self.params, self.limit), page, self.seen)
                     parts = self.go_on(part, page)
                 self.report()
-                last = not self.pending
+                self.handing += 1
                 self.unread += 1
                 if parts and (self._lags() or self.held):  # the caller lags a round behind: wait for it
                     # A held part keeps its slot among the requests in flight: while the caller
@@ -306,6 +308,12 @@ class _ListWalk:
             if self.on_page is not None:
                 self.on_page(page)
             self.arrived.put(page)
+            # The walk ends after its last page is handed over, which is not the last answer's page
+            # when another thread still runs ``on_page`` for its own: the reader would stop at the
+            # end and never read that page. Whichever thread hands over the last page ends it.
+            with self.lock:
+                self.handing -= 1
+                last = not self.pending and not self.handing
             if last:
                 self.arrived.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the walk's caller, who raises it
