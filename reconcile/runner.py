@@ -307,8 +307,8 @@ def _still_compared(remote, before) -> dict[str, set[str]] | None:
 def stamps(plan: Plan, remote) -> dict:
     """When Stripe's data behind each operation was read: its page's time, or for a row marked
     deleted (absent from a listing) the time the listing began. The snapshot's own table, completed
-    in place: the snapshot ends with the plan's making, and a copy of a first pull's table (200,000
-    entries) cost a fifth of a second."""
+    in place: the snapshot ends with the plan's making, and a copy would keep a second table of a
+    first pull's 200,000 entries alive beside it."""
     fetched = remote.fetched_at if isinstance(remote.fetched_at, dict) else dict(remote.fetched_at)
     if remote.listed_at is not None:
         for op in plan.writes:

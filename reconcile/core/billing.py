@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .currencies import ISO_4217
-from .read import BadObject, Reader, choices, get, iso_currency, reads, short, timestamp
+from .read import BadObject, Reader, choices, documented, get, iso_currency, one_of, reads, short, timestamp
 
 PRICE_TYPES = frozenset({"one_time", "recurring"})
 BILLING_SCHEMES = frozenset({"per_unit", "tiered"})
@@ -54,10 +54,7 @@ def _nested(key: str, inner: str, kind: type, allowed: frozenset[str] | None = N
             return None
         value = get(outer, inner, kind, nullable=True, optional=True)
         if canonical is not None and value is not None:
-            found = canonical.get(value)
-            if found is None:
-                raise BadObject(f"{key}.{inner} {value!r} is not one Stripe documents")
-            value = found
+            value = documented(canonical, value, f"{key}.{inner}")
         if kind is int and value is not None and not 0 < value < 2**31:
             raise BadObject(f"{key}.{inner} {value} is out of range")
         return value
@@ -167,20 +164,7 @@ def currency_options(obj: dict) -> dict:
 
 def optional_one_of(key: str, allowed: frozenset[str]) -> Reader:
     """One of the values Stripe documents, or None when absent or null."""
-
-    canonical = choices(allowed)
-
-    @reads(key, "one_of", allowed=allowed)
-    def read(obj: dict) -> str | None:
-        value = get(obj, key, str, nullable=True, optional=True)
-        if value is None:
-            return None
-        found = canonical.get(value)
-        if found is None:
-            raise BadObject(f"{key} {value!r} is not one Stripe documents")
-        return found
-
-    return read
+    return one_of(key, allowed, optional=True)
 
 
 @reads("currency", "currency")

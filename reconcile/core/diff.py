@@ -149,7 +149,7 @@ def _period_notes(remote: Snapshot, ops: list[Operation]) -> list[Note]:
             if isinstance(op, (Create, Update, RecreateItems)) and len(subscriptions[op.id].items) > 1
         }  # most subscriptions have one item, one period: not sorted, not looked at again
     )
-    found = ((sid, mixed_periods_note(remote.subscriptions[sid])) for sid in written)
+    found = ((sid, mixed_periods_note(subscriptions[sid])) for sid in written)
     return [Note("Subscription", sid, message) for sid, message in found if message]
 
 

@@ -36,6 +36,14 @@ def choices(allowed: Iterable[str]) -> dict[str, str]:
     return {value: value for value in allowed}
 
 
+def documented(canonical: dict[str, str], value: Any, what: str) -> str:
+    """``value`` as the shared string of ``canonical`` (``choices``); ``BadObject`` unless it is one."""
+    found = canonical.get(value)
+    if found is None:
+        raise BadObject(f"{what} {value!r} is not one Stripe documents")
+    return found
+
+
 def get(obj: dict, key: str, kind: type | tuple[type, ...], *, nullable: bool = False, optional: bool = False):
     value = obj.get(key, _MISSING)
     if value is _MISSING:
@@ -170,10 +178,7 @@ def one_of(key: str, allowed: frozenset[str], *, optional: bool = False) -> Read
         value = get(obj, key, str, optional=optional)
         if value is None and optional:
             return None
-        found = canonical.get(value)
-        if found is None:
-            raise BadObject(f"{key} {value!r} is not one Stripe documents")
-        return found
+        return documented(canonical, value, key)
 
     return read
 

@@ -244,9 +244,10 @@ class _ListWalk:
         for future in futures:
             future.cancel()
 
-    def _lags(self) -> bool:
-        """The caller has a round of pages unread (one per part of this list, and one more)."""
-        return self.unread > len(self.pending) + 1
+    def _round(self) -> int:
+        """The pages the walk may have unread ahead of its caller: one per part of this list (held
+        ones included), and one more."""
+        return len(self.pending) + 1
 
     def taken(self) -> None:
         """The caller took a page: send as many of the parts held back while it lagged as keep the
@@ -254,7 +255,7 @@ class _ListWalk:
         list, held ones included, and one more); the rest wait for the next page it takes."""
         with self.lock:
             self.unread -= 1
-            room = max(0, len(self.pending) + 1 - self.unread)
+            room = max(0, self._round() - self.unread)
             release, self.held = self.held[:room], self.held[room:]
         self._send(release, counted=True)
 
@@ -296,7 +297,7 @@ class _ListWalk:
                 self.report()
                 self.handing += 1
                 self.unread += 1
-                if parts and (self._lags() or self.held):  # the caller lags a round behind: wait for it
+                if parts and (self.unread > self._round() or self.held):  # the caller lags a round behind
                     # A held part keeps its slot among the requests in flight: while the caller
                     # lags, no free slot invites another cut (more parts would only mean more
                     # pages waiting for it).
