@@ -54,6 +54,11 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     problem = key_problem(s["API_KEY"]) if s["API_KEY"] else None
     if problem:
         errors.append(checks.Error(problem[0].upper() + problem[1:] + ".", hint=key_hint(), id="reconcile.E005"))
+    arenas = s["MALLOC_ARENA_MAX"]
+    if arenas is not None and (not isinstance(arenas, int) or isinstance(arenas, bool) or not 1 <= arenas <= 64):
+        errors.append(
+            checks.Error("RECONCILE['MALLOC_ARENA_MAX'] must be None or an integer from 1 to 64.", id="reconcile.E003")
+        )
     errors.extend(_check_statuses(s["ACCESS_STATUSES"]))
     if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
         errors.append(

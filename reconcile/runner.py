@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from django.db import connection
 
+from .arenas import cap_arenas
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
@@ -125,6 +126,7 @@ class Built:
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
     """Run one command, step by step; raises ReconcileError on errors a person must fix."""
     run = _Run(options, out, err, fetcher)
+    cap_arenas(run.config.malloc_arena_max)  # before the fetch's threads start
     busy = sqlite_busy_timeout(run.config.sqlite_busy_timeout)
     with _fewer_collections(), busy, contextlib.closing(run.progress), run.lock():
         built = run.read_plan() if options.apply_plan else run.fetch_load_diff()

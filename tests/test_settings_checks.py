@@ -79,3 +79,15 @@ def test_bad_values_are_reported_each_with_its_setting(settings):
     text = " ".join(e.msg for e in errors)
     assert "unknown key 'SURPRISE'" in text and "PAGE_SIZE" in text and "TIMEOUT" in text
     assert "pk_test_publishable" not in text  # never echo a key
+
+
+def test_the_malloc_arena_cap_is_none_or_a_small_count(settings):
+    settings.RECONCILE = {}
+    assert get_config().malloc_arena_max == 2
+    settings.RECONCILE = {"MALLOC_ARENA_MAX": None}
+    assert get_config().malloc_arena_max is None and check_settings() == []
+    for bad in (0, "2", True, 65):
+        settings.RECONCILE = {"MALLOC_ARENA_MAX": bad}
+        assert [e.msg for e in check_settings()] == [
+            "RECONCILE['MALLOC_ARENA_MAX'] must be None or an integer from 1 to 64."
+        ]
