@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -311,7 +312,7 @@ def stamps(plan: Plan, remote) -> dict:
     deleted (absent from a listing) the time the listing began. The snapshot's own table, completed
     in place: the snapshot ends with the plan's making, and a copy would keep a second table of a
     first pull's 200,000 entries alive beside it."""
-    fetched = remote.fetched_at if isinstance(remote.fetched_at, dict) else dict(remote.fetched_at)
+    fetched = remote.fetched_at if isinstance(remote.fetched_at, MutableMapping) else dict(remote.fetched_at)
     if remote.listed_at is not None:
         for op in plan.writes:
             fetched.setdefault((op.model, op.id), remote.listed_at)

@@ -7,7 +7,7 @@ record types are made from the registry's declarations (``registry.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +41,54 @@ class Rejected:
     model: str
     id: str
     reason: str
+
+
+class Stamps(MutableMapping):
+    """Times keyed by ``(model, id)``, held as one dict per model.
+
+    A fetch stamps every object it keeps with its page's time (the lost-write guard compares it with
+    the row's): a tuple key per object cost 72 bytes, 14 MiB at N=100,000, for two strings each
+    record and model name already hold."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self, items: Mapping[tuple[str, str], datetime] | None = None) -> None:
+        self._tables: dict[str, dict[str, datetime]] = {}
+        if items:
+            self.update(items)
+
+    def __getitem__(self, key: tuple[str, str]) -> datetime:
+        model, oid = key
+        return self._tables[model][oid]
+
+    def get(self, key: tuple[str, str], default=None):
+        table = self._tables.get(key[0])
+        return default if table is None else table.get(key[1], default)
+
+    def __setitem__(self, key: tuple[str, str], at: datetime) -> None:
+        model, oid = key
+        table = self._tables.get(model)
+        if table is None:  # setdefault: another listing's thread may make it at the same moment
+            table = self._tables.setdefault(model, {})
+        table[oid] = at
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        model, oid = key
+        del self._tables[model][oid]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and key[1] in self._tables.get(key[0], ())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for model, table in self._tables.items():
+            for oid in table:
+                yield model, oid
+
+    def __len__(self) -> int:
+        return sum(map(len, self._tables.values()))
+
+    def __repr__(self) -> str:
+        return f"Stamps({dict(self)!r})"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from ..conf import Config
 from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
 from ..core.registry import BY_MODEL, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
-from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot
+from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot, Stamps
 from ..errors import FetchError
 from ..progress import Progress
 from . import entitlements
@@ -46,7 +46,7 @@ class _Builder:
     customers: dict = field(default_factory=dict)
     subscriptions: dict = field(default_factory=dict)
     rejected: list = field(default_factory=list)
-    fetched_at: dict = field(default_factory=dict)
+    fetched_at: Stamps = field(default_factory=Stamps)
     complete: set = field(default_factory=set)
     deleted_customers: set = field(default_factory=set)
     next_cursor: dict = field(default_factory=dict)

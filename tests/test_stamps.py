@@ -1,0 +1,41 @@
+"""Stamps: the fetch's times by (model, id), one dict per model behind a mapping's interface."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+from reconcile.core.snapshot import Stamps
+
+T1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T2 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+
+def test_stamps_behave_as_the_dict_of_tuple_keys_they_replace():
+    plain = {("Product", "prod_1"): T1, ("Subscription", "sub_1"): T2, ("Subscription", "sub_2"): T1}
+    stamps = Stamps(plain)
+    assert dict(stamps) == plain and stamps == plain and len(stamps) == 3
+    assert stamps[("Subscription", "sub_1")] == T2
+    assert stamps.get(("Price", "price_1")) is None and stamps.get(("Price", "price_1"), T2) == T2
+    assert stamps.get(("Product", "prod_2"), T1) == T1
+    assert ("Product", "prod_1") in stamps and ("Product", "sub_1") not in stamps and "prod_1" not in stamps
+    assert stamps.setdefault(("Product", "prod_1"), T2) == T1
+    assert stamps.setdefault(("Price", "price_1"), T2) == T2
+    del stamps[("Subscription", "sub_2")]
+    assert sorted(stamps.items()) == [
+        (("Price", "price_1"), T2),
+        (("Product", "prod_1"), T1),
+        (("Subscription", "sub_1"), T2),
+    ]
+
+
+def test_a_stamp_costs_no_tuple_of_its_own():
+    ids = [f"sub_{i:06d}" for i in range(10_000)]
+    stamps, plain = Stamps(), {}
+    for oid in ids:
+        stamps[("Subscription", oid)] = T1
+        plain[("Subscription", oid)] = T1
+    held = sum(map(sys.getsizeof, stamps._tables.values())) + sys.getsizeof(stamps._tables)
+    tuples = sum(sys.getsizeof(key) for key in plain)
+    assert held <= sys.getsizeof(plain) + 1_000  # the same one table, and no tuples besides
+    assert tuples >= 10_000 * 56  # what the keys of the plain dict add
