@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from reconcile.core.read import NO_METADATA
 from reconcile.testing.fakestripe import FakeStripe, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,14 @@ def stripe_fixture(name: str) -> dict:
     """One of Stripe's own example objects (a copy of fixtures3.json's resources)."""
     data = json.loads((Path(__file__).parent / "data" / "fixtures3_subset.json").read_text())
     return json.loads(json.dumps(data["resources"][name]))
+
+
+@pytest.fixture(autouse=True)
+def _shared_metadata_stays_empty():
+    """Records without metadata share one empty dict (``read.NO_METADATA``): whatever wrote into it
+    would give every such record that metadata."""
+    yield
+    assert NO_METADATA == {}, f"something wrote into the shared empty metadata: {NO_METADATA!r}"
 
 
 DEMO_RESOURCES = ("products", "prices", "customers", "subscriptions", "features", "product_features")
