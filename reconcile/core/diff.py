@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from .periods import mixed_periods_note
@@ -18,6 +19,12 @@ from .users import UserDirectory, Validator, plan_users
 
 _RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
 _ACTION_RANK = {action: i for i, action in enumerate(Action)}
+_by_id = attrgetter("id")
+
+
+def _rank(op: Operation) -> int:
+    """Where an operation's model, then its action, comes in a plan (ids order the rest)."""
+    return _RANK[op.model] * len(_ACTION_RANK) + _ACTION_RANK[op.action]
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,10 @@ def diff(
     item_ops = _items(remote, local, sub_ops)
     ops += sub_ops + item_ops
     notes = [*notes, *_period_notes(remote, sub_ops + item_ops)]
-    ops.sort(key=lambda op: (_RANK[op.model], _ACTION_RANK[op.action], op.id))
+    # By model, action, then id, in two stable sorts: a key tuple per operation made 200,000 of
+    # them at once on a first pull (13 MiB); an id is a string already, the rank a small int.
+    ops.sort(key=_by_id)
+    ops.sort(key=_rank)
     return Plan(
         operations=tuple(ops),
         notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),
