@@ -150,9 +150,9 @@ def unlinked_alice(fake_stripe):
 def link_before(monkeypatch, write) -> None:
     original = apply_module.Applier.link
 
-    def link(self, links, planned):
+    def link(self, links, planned, created):
         write()
-        return original(self, links, planned)
+        return original(self, links, planned, created)
 
     monkeypatch.setattr(apply_module.Applier, "link", link)
 

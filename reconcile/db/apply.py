@@ -47,10 +47,9 @@ class Applier:
         self.batch_size = batch_size
         self.now = datetime.now(timezone.utc)
         self.result = Result()
-        # model -> ids inserted this run; ids written over a row that was there (or may have been).
-        # Apart, not one set of every id written plus one of those inserted: a first pull inserts
-        # 200,000 rows, and the second set would hold them all again.
-        self.inserted: dict[str, set[str]] = defaultdict(set)
+        # model -> ids written over a row that was there (or may have been): updates, and creates
+        # that found their row stored. A create neither rewritten nor refused as a conflict was
+        # inserted: no set of those, which on a first pull would hold all of its 200,000 ids.
         self.rewritten: dict[str, set[str]] = defaultdict(set)
         self.links: dict[str, Any] = {}  # customer id -> user pk, linked or created this run
 
@@ -98,7 +97,8 @@ class Applier:
         if model == "Product":
             self.features(ops[(Create, "Product")] + ops[(Update, "Product")])
         elif model == "StripeUser":
-            self.link(self.links, [op.customer_id for op in ops[(LinkUser, "StripeUser")]])
+            created = {op.id for op in self.inserted(model, ops[(Create, model)])} if self.links else set()
+            self.link(self.links, [op.customer_id for op in ops[(LinkUser, "StripeUser")]], created)
         elif model == "Subscription":
             self.items(ops[(Create, "Subscription")], ops[(RecreateItems, ITEMS.model)])
 
@@ -123,7 +123,6 @@ class Applier:
                 if isinstance(op, Create) and op.id not in stored:
                     row = (op.id, *resource.values(op.record), at)
                     inserts.append(row + (self.links.get(op.id),) if linked else row)
-                    self.inserted[name].add(op.id)
                     continue
                 if op.id in stored:
                     changed.append(model(**{pk: op.id}, **resource.column_values(op.record), synced_at=at))
@@ -134,19 +133,24 @@ class Applier:
             self.result.counts["create"] += len(inserts)
             self.result.counts["update"] += len(changed)
 
-    def wrote(self, model: str, oid: str) -> bool:
-        """The run wrote this row (or meant to: an update of a row deleted meanwhile counts too)."""
-        return oid in self.inserted[model] or oid in self.rewritten[model]
+    def conflicted(self, model: str) -> set[str]:
+        """The ids of ``model`` whose operations the guard refused (their rows were kept)."""
+        return {c.id for c in self.result.conflicts if c.model == model}
+
+    def inserted(self, model: str, creates: Iterable[Create]) -> Iterable[Create]:
+        """The creates of ``model`` that inserted their row: neither refused nor found stored."""
+        skip = self.conflicted(model) | self.rewritten[model]
+        return (op for op in creates if op.id not in skip)
 
     def features(self, ops: list[Create | Update]) -> None:
+        refused = self.conflicted("Product")  # every other operation wrote its row (or meant to)
         touched = [
             op
             for op in ops
-            if self.wrote("Product", op.id)
-            and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
+            if op.id not in refused and (isinstance(op, Create) or any(c.field == "features" for c in op.changes))
         ]
         for batch in batches(touched, self.batch_size):
-            stale = [op.id for op in batch if op.id not in self.inserted["Product"]]
+            stale = [op.id for op in batch if isinstance(op, Update) or op.id in self.rewritten["Product"]]
             if stale:
                 ProductFeature.objects.filter(product_id__in=stale).delete()
             links = [(op.id, f) for op in batch for f in op.record.features]
@@ -173,14 +177,15 @@ class Applier:
             self.result.counts["create_user"] += len(users)
         return result
 
-    def link(self, links: Mapping[str, Any], planned: Iterable[str]) -> None:
+    def link(self, links: Mapping[str, Any], planned: Iterable[str], created: set[str]) -> None:
         """Link stored customers to users, under the lost-write guard: a row linked by someone else,
         or written after its Stripe page was fetched, since the plan was made keeps what it has.
         Counts the planned links that were made (the customers of created users count in
-        ``create_user``), so that the counts match the plan's."""
-        conflicted = {c.id for c in self.result.conflicts if c.model == "StripeUser"}
+        ``create_user``), so that the counts match the plan's. ``created``: the customers this run
+        inserted, their links written with their rows."""
+        conflicted = self.conflicted("StripeUser")
         refused = conflicted & set(links)
-        wanted = sorted(cid for cid in links if cid not in self.inserted["StripeUser"] and cid not in conflicted)
+        wanted = sorted(cid for cid in links if cid not in created and cid not in conflicted)
         rows = []
         for batch in batches(wanted, self.batch_size):
             stored = {
@@ -208,9 +213,10 @@ class Applier:
         recreates = recreates + [
             RecreateItems(op.id, (), op.record.items) for op in creates if op.id in self.rewritten["Subscription"]
         ]
-        conflicted = {c.id for c in self.result.conflicts if c.model == "Subscription"}
+        conflicted = self.conflicted("Subscription")
         recreates = [op for op in recreates if op.subscription_id not in conflicted]
-        new = [(op.id, op.record.items) for op in creates if op.id in self.inserted["Subscription"]]
+        # a generator: a list of a first pull's 100,000 pairs was its apply's largest allocation
+        new = ((op.id, op.record.items) for op in self.inserted("Subscription", creates))
         for batch in batches(recreates, self.batch_size):
             SubscriptionItem.objects.filter(subscription_id__in=[op.subscription_id for op in batch]).delete()
             self.insert_items((op.subscription_id, op.new) for op in batch)
