@@ -255,11 +255,27 @@ def _skipped_feature(product: Any, *, records: Mapping[str, Any], kept: Mapping[
 
 def json_storable(value: Any) -> Any:
     """A JSON value every database's JSON column stores: NUL characters escaped (``\\x00``), which
-    PostgreSQL's jsonb refuses. For the audit's copy of a report, whose skips may quote such ids."""
+    PostgreSQL's jsonb refuses. For the audit's copy of a report, whose skips may quote such ids.
+    ``value`` itself when it holds no NUL: a first pull's audit report (1,000 operations with every
+    field) is several MiB, and a copy of it was the run's highest point of memory."""
+    return _escaped(value) if _holds_nul(value) else value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(map(_holds_nul, value))
+    return False
+
+
+def _escaped(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\\x00")
     if isinstance(value, dict):
-        return {json_storable(k): json_storable(v) for k, v in value.items()}
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_storable(v) for v in value]
+        return [_escaped(v) for v in value]
     return value
