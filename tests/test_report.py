@@ -162,3 +162,15 @@ def test_a_text_report_goes_out_in_pieces_of_whole_lines(monkeypatch):
     assert [piece.count("\n") for piece in pieces] == [4, 4, 4, 4, 4, 3]  # 23 lines
     assert pieces[0].startswith("Products:\n  + create Product prod_odd (a\\nb)\n")
     assert list(render_chunks(plan, "json")) == [render(plan, "json")]
+
+
+def test_the_audits_json_text_is_the_json_report_made_one_operation_at_a_time():
+    extra = {"conflicts": [{"model": "Product", "id": "prod_old", "reason": "kept"}]}
+    for limit in (3, len(PLAN.operations), 100):
+        text = report.as_json_text(PLAN, limit, extra)
+        assert json.loads(text) == {**report.as_dict(PLAN, max_operations=limit), **extra}
+    assert "operations_omitted" not in json.loads(report.as_json_text(PLAN, 100, {}))
+    assert json.loads(report.as_json_text(PLAN, 3, {}))["operations_omitted"] == 5
+    # each operation goes through ``clean`` before it is encoded, and so does the rest
+    cleaned = json.loads(report.as_json_text(PLAN, 1, {}, lambda value: {**value, "cleaned": True}))
+    assert cleaned["cleaned"] is True and cleaned["operations"][0]["cleaned"] is True

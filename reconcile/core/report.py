@@ -7,13 +7,14 @@ touches the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 from deepdiff import DeepDiff
 
 from .escape import escape, escape_lines, json_text
-from .plan import Action, Change, Plan
+from .plan import Action, Change, Operation, Plan
 from .registry import HEADINGS
 from .values import encode, show
 
@@ -120,24 +121,41 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
         "schema": SCHEMA,
         "in_sync": plan.in_sync,
         "summary": plan.summary(),
-        "operations": [
-            {
-                "action": op.action.key,
-                "symbol": op.action.value,
-                "model": op.model,
-                "id": op.id,
-                "changes": encode(op.changes),
-                "reason": op.reason,
-                "description": op.describe(),
-            }
-            for op in shown
-        ],
+        "operations": [operation_dict(op) for op in shown],
         "notes": [{"model": n.model, "id": n.id, "message": n.message} for n in plan.notes],
         "next_cursor": dict(sorted(plan.next_cursor.items())),
     }
     if len(shown) < len(plan.operations):
         report["operations_omitted"] = len(plan.operations) - len(shown)
     return report
+
+
+def operation_dict(op: Operation) -> dict[str, Any]:
+    """One operation as the JSON report has it."""
+    return {
+        "action": op.action.key,
+        "symbol": op.action.value,
+        "model": op.model,
+        "id": op.id,
+        "changes": encode(op.changes),
+        "reason": op.reason,
+        "description": op.describe(),
+    }
+
+
+def as_json_text(
+    plan: Plan, max_operations: int, extra: dict[str, Any], clean: Callable[[Any], Any] = lambda value: value
+) -> str:
+    """``as_dict``'s report with ``extra`` keys, as compact JSON text made one operation at a time
+    (each through ``clean`` first). The audit keeps a first pull's first 1,000 operations with every
+    field: their dicts, all at once, were 10 MiB at the run's highest point of memory."""
+    report = as_dict(Plan(notes=plan.notes, next_cursor=plan.next_cursor))
+    report.update(in_sync=plan.in_sync, summary=plan.summary(), **extra)
+    del report["operations"]
+    if len(plan.operations) > max_operations:
+        report["operations_omitted"] = len(plan.operations) - max_operations
+    operations = ", ".join(json.dumps(clean(operation_dict(op))) for op in islice(plan.operations, max_operations))
+    return json.dumps(clean(report))[:-1] + ', "operations": [' + operations + "]}"
 
 
 def render_json(plan: Plan) -> str:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
+from django.db.models.expressions import RawSQL
 
 from ..core.plan import Plan
-from ..core.report import as_dict
+from ..core.report import as_json_text
 from ..models import SyncRun
 from .apply import Result
 from .storable import json_storable
@@ -38,18 +39,26 @@ def audited(audit: Audit) -> Iterator[Audit]:
             record(audit, audit.result)
 
 
-def record(audit: Audit, result: Result) -> SyncRun:
-    report = as_dict(audit.plan, max_operations=AUDIT_OPERATIONS)
-    report["conflicts"] = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+def record(audit: Audit, result: Result) -> None:
+    conflicts = [{"model": c.model, "id": c.id, "reason": c.reason} for c in result.conflicts]
+    # the report goes in as its JSON text, made one operation at a time (NUL characters escaped:
+    # PostgreSQL's jsonb refuses them)
+    text = as_json_text(audit.plan, AUDIT_OPERATIONS, {"conflicts": conflicts}, json_storable)
     counts = dict(result.counts)
     if result.conflicts:
         counts["conflict"] = len(result.conflicts)
-    return SyncRun.objects.create(
+    SyncRun.objects.create(
         started_at=audit.started,
         finished_at=datetime.now(timezone.utc),
         command=audit.command,
         options=audit.options,
         outcome="applied with conflicts" if result.conflicts else "applied",
         counts=counts,
-        report=json_storable(report),  # NUL characters escaped: PostgreSQL's jsonb refuses them
+        report=_json_text(text),
     )
+
+
+def _json_text(text: str) -> RawSQL:
+    """JSON text as a JSON column's value, without Django encoding it again (it would store a string)."""
+    cast = "%s::jsonb" if connections[router.db_for_write(SyncRun)].vendor == "postgresql" else "%s"
+    return RawSQL(cast, [text], output_field=SyncRun._meta.get_field("report"))
