@@ -115,11 +115,13 @@ def _price_blocks(remote: Snapshot, local: Snapshot, known: KnownIds) -> dict[st
 
 
 def _subscription_blocks(remote: Snapshot, local: Snapshot, known: KnownIds, bad_prices: Iterable[str]) -> dict:
-    customers = remote.customers.keys() | local.customers.keys() | known.customers
+    # where a customer may be, looked up in each: their union would be a set of every customer id
+    theirs, ours, known_customers = remote.customers, local.customers, known.customers
     prices = (remote.prices.keys() - set(bad_prices)) | local.prices.keys() | known.prices
     blocked = {}
     for sub in remote.subscriptions.values():
-        if sub.customer_id not in customers:
+        cid = sub.customer_id
+        if not (cid in theirs or cid in ours or cid in known_customers):
             why = "is deleted in Stripe" if sub.customer_id in remote.deleted_customers else "could not be fetched"
             if any(r.model == "StripeUser" and r.id == sub.customer_id for r in remote.rejected):
                 why = "was skipped"
