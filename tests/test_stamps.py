@@ -39,3 +39,23 @@ def test_a_stamp_costs_no_tuple_of_its_own():
     tuples = sum(sys.getsizeof(key) for key in plain)
     assert held <= sys.getsizeof(plain) + 1_000  # the same one table, and no tuples besides
     assert tuples >= 10_000 * 56  # what the keys of the plain dict add
+
+
+def test_a_fetchs_stamps_are_read_from_its_records_and_a_time_set_by_key_wins():
+    from reconcile.core.snapshot import ProductRec
+
+    def product(oid: str) -> ProductRec:
+        return ProductRec(id=oid, name="P", description=None, active=True, metadata={})
+
+    stamped, unstamped = product("prod_1"), product("prod_2")
+    object.__setattr__(stamped, "fetched_at", T1)  # what the fetch does as it keeps a record
+    stamps = Stamps(records={"Product": {"prod_1": stamped, "prod_2": unstamped}})
+    assert stamps.get(("Product", "prod_1")) == T1 and ("Product", "prod_1") in stamps
+    assert stamps.get(("Product", "prod_2"), T2) == T2 and ("Product", "prod_2") not in stamps
+    assert dict(stamps) == {("Product", "prod_1"): T1} and len(stamps) == 1
+    assert stamps.setdefault(("Product", "prod_2"), T2) == T2  # a row found absent, say
+    stamps[("Product", "prod_1")] = T2
+    assert dict(stamps) == {("Product", "prod_1"): T2, ("Product", "prod_2"): T2}
+    # the stamp is no part of the record's value: equal records, one encoding, no change shown
+    assert stamped == product("prod_1")
+    assert "fetched_at" not in repr(stamped)

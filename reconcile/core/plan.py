@@ -73,7 +73,9 @@ class Create(_OnRow):
         if self.record is None:
             return ()
         return tuple(
-            Change(f.name, None, getattr(self.record, f.name)) for f in fields(self.record) if f.name not in _NOT_SHOWN
+            Change(f.name, None, getattr(self.record, f.name))
+            for f in fields(self.record)
+            if f.compare and f.name not in _NOT_SHOWN
         )
 
     def describe(self) -> str:

@@ -26,14 +26,15 @@ def show(value: Any) -> str:
 
 
 def encode(value: Any, *, tagged: bool = False) -> Any:
-    """JSON-ready: dataclasses as dicts of their fields, tuples as lists. Datetimes as ISO 8601 in
+    """JSON-ready: dataclasses as dicts of their compared fields, tuples as lists. Datetimes as ISO 8601 in
     UTC (``...Z``), or ``tagged`` as ``{"$dt": iso}`` so that ``decode`` gives them back."""
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()} if tagged else value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):  # an exact amount: as text, never a float
         return {"$dec": str(value)} if tagged else plain(value)
     if is_dataclass(value):
-        return {f.name: encode(getattr(value, f.name), tagged=tagged) for f in fields(value)}
+        # a field no comparison looks at (a record's ``fetched_at``) is not part of its value
+        return {f.name: encode(getattr(value, f.name), tagged=tagged) for f in fields(value) if f.compare}
     if isinstance(value, tuple | list):
         return [encode(v, tagged=tagged) for v in value]
     if isinstance(value, dict):

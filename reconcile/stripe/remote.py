@@ -46,7 +46,7 @@ class _Builder:
     customers: dict = field(default_factory=dict)
     subscriptions: dict = field(default_factory=dict)
     rejected: list = field(default_factory=list)
-    fetched_at: Stamps = field(default_factory=Stamps)
+    fetched_at: Stamps = field(init=False)  # read through the records (``add`` stamps each)
     complete: set = field(default_factory=set)
     deleted_customers: set = field(default_factory=set)
     next_cursor: dict = field(default_factory=dict)
@@ -62,6 +62,9 @@ class _Builder:
     # new string each time an id occurs (6 MiB of a first pull at N=100,000). Emptied with the
     # snapshot, so that it costs only while the fetch runs.
     customer_ids: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fetched_at = Stamps(records={r.model: getattr(self, r.name) for r in RESOURCES})
 
     def parse_product(self, obj) -> object:
         return parse_product(obj, self.features_key)
@@ -86,8 +89,10 @@ class _Builder:
         if self.prune is not None and self.prune(model, rec):
             self.unchanged[model].add(rec.id)
             return
+        # the one attribute set after a record is made: its page's time, before the record is
+        # anyone else's (frozen records keep it in a slot that no comparison reads)
+        object.__setattr__(rec, "fetched_at", requested_at)
         target[rec.id] = rec
-        self.fetched_at[(model, rec.id)] = requested_at
 
     def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         self.customer_ids.clear()
