@@ -204,7 +204,9 @@ class Plan:
 
     @cached_property  # asked for by the runner, the apply and the stamps: 200,000 operations each time
     def writes(self) -> tuple[Operation, ...]:
-        return tuple(op for op in self.operations if op.action in WRITES)
+        writes = tuple(op for op in self.operations if op.action in WRITES)
+        # the plan's own tuple when every operation writes (a first pull's): not a second copy of it
+        return self.operations if len(writes) == len(self.operations) else writes
 
     def summary(self) -> dict[str, int]:
         counts = Counter(op.action for op in self.operations)

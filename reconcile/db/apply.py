@@ -8,6 +8,7 @@ reported as a conflict; a row created meanwhile is updated rather than inserted 
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
@@ -111,7 +112,7 @@ class Applier:
         # and their new rows go in with one COPY on PostgreSQL: per 500 operations, those two
         # round trips were a fifth of a large first pull's apply there.
         limit = connections[router.db_for_write(model)].features.max_query_params or GUARD_CHUNK
-        for batch in batches(creates + updates, max(self.batch_size, min(GUARD_CHUNK, limit))):
+        for batch in batches(itertools.chain(creates, updates), max(self.batch_size, min(GUARD_CHUNK, limit))):
             ids = [op.id for op in batch]
             stored = stored_stamps(model, ids)
             inserts, changed, fields = [], [], {"synced_at"}
@@ -121,17 +122,23 @@ class Applier:
                     self.result.conflicts.append(Skip(name, op.id, KEPT))
                     continue
                 if isinstance(op, Create) and op.id not in stored:
-                    row = (op.id, *resource.values(op.record), at)
-                    inserts.append(row + (self.links.get(op.id),) if linked else row)
+                    inserts.append(op)  # its row is made as its batch goes in, not 10,000 rows at once
                     continue
                 if op.id in stored:
                     changed.append(model(**{pk: op.id}, **resource.column_values(op.record), synced_at=at))
                     fields |= set(resource.columns) if isinstance(op, Create) else _columns(resource, op.changes)
                 self.rewritten[name].add(op.id)
-            insert(model, names, inserts, self.batch_size)
+            insert(model, names, self.rows(resource, inserts, linked), self.batch_size)
             _update(model, changed, sorted(fields), self.batch_size)
             self.result.counts["create"] += len(inserts)
             self.result.counts["update"] += len(changed)
+
+    def rows(self, resource: Resource, creates: list[Create], linked: bool) -> Iterable[tuple]:
+        """The new rows of ``creates``: the id, the fields, the sync time (and a customer's user)."""
+        name, values, stamp, links = resource.model, resource.values, self.stamp, self.links
+        for op in creates:
+            row = (op.id, *values(op.record), stamp(name, op.id))
+            yield row + (links.get(op.id),) if linked else row
 
     def conflicted(self, model: str) -> set[str]:
         """The ids of ``model`` whose operations the guard refused (their rows were kept)."""
