@@ -174,3 +174,21 @@ def test_the_audits_json_text_is_the_json_report_made_one_operation_at_a_time():
     # each operation goes through ``clean`` before it is encoded, and so does the rest
     cleaned = json.loads(report.as_json_text(PLAN, 1, {}, lambda value: {**value, "cleaned": True}))
     assert cleaned["cleaned"] is True and cleaned["operations"][0]["cleaned"] is True
+
+
+def test_the_audit_keeps_a_create_without_its_field_values():
+    text = report.as_json_text(PLAN, 100, {}, created_values=False)
+    operations = json.loads(text)["operations"]
+    expected = [
+        {k: v for k, v in entry.items() if not (k == "changes" and entry["action"] == "create")}
+        for entry in report.as_dict(PLAN)["operations"]
+    ]
+    assert operations == expected
+    assert operations[0] == {
+        "action": "create",
+        "symbol": "+",
+        "model": "Product",
+        "id": "prod_new",
+        "reason": None,
+        "description": "create Product prod_new (Pro)",
+    }

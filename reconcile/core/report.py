@@ -130,9 +130,10 @@ def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     return report
 
 
-def operation_dict(op: Operation) -> dict[str, Any]:
-    """One operation as the JSON report has it."""
-    return {
+def operation_dict(op: Operation, created_values: bool = True) -> dict[str, Any]:
+    """One operation as the JSON report has it; without ``created_values``, a create has no
+    ``changes`` (its every field, from nothing)."""
+    entry = {
         "action": op.action.key,
         "symbol": op.action.value,
         "model": op.model,
@@ -141,21 +142,33 @@ def operation_dict(op: Operation) -> dict[str, Any]:
         "reason": op.reason,
         "description": op.describe(),
     }
+    if not created_values and op.action is Action.CREATE:
+        del entry["changes"]
+    return entry
 
 
 def as_json_text(
-    plan: Plan, max_operations: int, extra: dict[str, Any], clean: Callable[[Any], Any] = lambda value: value
+    plan: Plan,
+    max_operations: int,
+    extra: dict[str, Any],
+    clean: Callable[[Any], Any] = lambda value: value,
+    created_values: bool = True,
 ) -> str:
     """``as_dict``'s report with ``extra`` keys, as compact JSON text made one operation at a time
-    (each through ``clean`` first). The audit keeps a first pull's first 1,000 operations with every
-    field: their dicts, all at once, were 10 MiB at the run's highest point of memory."""
+    (each through ``clean`` first); ``created_values``: as ``operation_dict``. The audit keeps a
+    first pull's first 1,000 operations: their dicts, all at once, were 10 MiB at the run's highest
+    point of memory."""
     report = as_dict(Plan(notes=plan.notes, next_cursor=plan.next_cursor))
     report.update(in_sync=plan.in_sync, summary=plan.summary(), **extra)
     del report["operations"]
     if len(plan.operations) > max_operations:
         report["operations_omitted"] = len(plan.operations) - max_operations
-    operations = ", ".join(json.dumps(clean(operation_dict(op))) for op in islice(plan.operations, max_operations))
-    return json.dumps(clean(report))[:-1] + ', "operations": [' + operations + "]}"
+    parts = [json.dumps(clean(report))[:-1], ', "operations": [']
+    for i, op in enumerate(islice(plan.operations, max_operations)):
+        entry = json.dumps(clean(operation_dict(op, created_values)))
+        parts += (", ", entry) if i else (entry,)
+    parts.append("]}")
+    return "".join(parts)  # one copy of the text
 
 
 def render_json(plan: Plan) -> str:
