@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": None,  # requests per second per endpoint; None: no per-endpoint throttle
     "RATE_LIMIT_TOTAL": None,  # requests per second for the whole account; None: Stripe's, from the key
-    # glibc malloc arenas a run leaves the process (reconcile/arenas.py); None: glibc's default.
+    # glibc malloc arenas a run leaves the process (reconcile/malloc.py); None: glibc's default.
     # $MALLOC_ARENA_MAX, glibc's own, wins over it.
     "MALLOC_ARENA_MAX": 2,
     "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)

@@ -18,7 +18,6 @@ from typing import Any, TextIO
 
 from django.db import connection
 
-from .arenas import cap_arenas
 from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
@@ -46,6 +45,7 @@ from .events.incremental import (
     save_cursor_alone,
     scoped_state,
 )
+from .malloc import cap_arenas
 from .private_file import write_private
 from .progress import Progress, make_progress
 from .stripe.fetch import Fetcher

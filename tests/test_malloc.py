@@ -1,4 +1,4 @@
-"""The malloc arena cap a run sets (reconcile/arenas.py), counted by glibc's own ``malloc_stats``."""
+"""The malloc arena cap a run sets (reconcile/malloc.py), counted by glibc's own ``malloc_stats``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.arenas import glibc
+from reconcile.malloc import glibc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the limit allows. malloc_stats() prints one "Arena N:" paragraph per arena to stderr.
 SCRIPT = """
 import sys, threading, ctypes
-from reconcile.arenas import cap_arenas
+from reconcile.malloc import cap_arenas
 limit = None if sys.argv[1] == "none" else int(sys.argv[1])
 print(cap_arenas(limit), flush=True)
 barrier = threading.Barrier(7)
