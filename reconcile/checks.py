@@ -19,6 +19,8 @@ from .conf import (
 )
 
 _POSITIVE_NUMBERS = ("RETRY_BASE_DELAY", "RETRY_MAX_DELAY", "TIMEOUT", "RATE_LIMIT", "RATE_LIMIT_TOTAL")
+# glibc's limits: at most 8 arenas a core in all; the mmap threshold up to 32 MiB (64-bit)
+_MALLOC = {"MALLOC_ARENA_MAX": (1, 64), "MALLOC_MMAP_THRESHOLD": (4096, 32 * 1024 * 1024)}
 _POSITIVE_INTS = {"PAGE_SIZE": (1, 100), "BATCH_SIZE": (1, 100_000), "MAX_RETRIES": (0, 20), "CONCURRENCY": (1, 32)}
 
 
@@ -54,11 +56,11 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     problem = key_problem(s["API_KEY"]) if s["API_KEY"] else None
     if problem:
         errors.append(checks.Error(problem[0].upper() + problem[1:] + ".", hint=key_hint(), id="reconcile.E005"))
-    arenas = s["MALLOC_ARENA_MAX"]
-    if arenas is not None and (not isinstance(arenas, int) or isinstance(arenas, bool) or not 1 <= arenas <= 64):
-        errors.append(
-            checks.Error("RECONCILE['MALLOC_ARENA_MAX'] must be None or an integer from 1 to 64.", id="reconcile.E003")
-        )
+    for key, (low, high) in _MALLOC.items():
+        value = s[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            message = f"RECONCILE['{key}'] must be None or an integer from {low} to {high}."
+            errors.append(checks.Error(message, id="reconcile.E003"))
     errors.extend(_check_statuses(s["ACCESS_STATUSES"]))
     if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
         errors.append(

@@ -41,9 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "RATE_LIMIT": None,  # requests per second per endpoint; None: no per-endpoint throttle
     "RATE_LIMIT_TOTAL": None,  # requests per second for the whole account; None: Stripe's, from the key
-    # glibc malloc arenas a run leaves the process (reconcile/malloc.py); None: glibc's default.
-    # $MALLOC_ARENA_MAX, glibc's own, wins over it.
-    "MALLOC_ARENA_MAX": 2,
+    # glibc's malloc as a run leaves the process (reconcile/malloc.py); None: glibc's default.
+    # glibc's own $MALLOC_ARENA_MAX and $MALLOC_MMAP_THRESHOLD_ win over them.
+    "MALLOC_ARENA_MAX": 2,  # arenas the run's threads share
+    "MALLOC_MMAP_THRESHOLD": 131_072,  # bytes from which a block is mapped on its own (fixed)
     "ACCESS_STATUSES": ("active", "trialing"),  # subscription statuses that grant access (reconcile.access)
     # Events (reconcile.events): the webhook endpoint, the event log, incremental pulls.
     "WEBHOOK_SECRETS": (),  # one "whsec_..." or several (rotation); none: the endpoint answers 400
@@ -109,6 +110,7 @@ class Config:
     rate_limit_total: float  # the whole account (resolved from the key when not set)
     access_statuses: tuple[str, ...] = ("active", "trialing")
     malloc_arena_max: int | None = 2
+    malloc_mmap_threshold: int | None = 131_072
 
 
 def raw_settings() -> dict[str, Any]:
@@ -161,6 +163,7 @@ def get_config() -> Config:
         rate_limit_total=float(s["RATE_LIMIT_TOTAL"] or stripe_rate_limit(s["API_KEY"] or "")),
         access_statuses=tuple(s["ACCESS_STATUSES"]),
         malloc_arena_max=s["MALLOC_ARENA_MAX"],
+        malloc_mmap_threshold=s["MALLOC_MMAP_THRESHOLD"],
     )
 
 

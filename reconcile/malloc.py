@@ -1,16 +1,24 @@
-"""glibc's malloc arenas: a run's threads share a few instead of one each.
+"""glibc's malloc, set for a run: its threads share a few arenas, and response bodies go back to
+the system when freed.
 
-glibc gives every new thread that allocates an arena of its own, up to eight per core. The page
-threads of a fetch each allocate and free the bodies of their responses there, and a freed block
-inside an arena stays with the process: measured with ``MALLOC_ARENA_MAX=2`` in the environment,
-a first pull of N=100,000 peaked at 257 MiB instead of 283 and a no-op at 153 MiB instead of 175,
-in the same time. Python objects themselves come from pymalloc, under the interpreter's lock, so
-the threads hardly ever contend for an arena.
+Arenas: glibc gives every new thread that allocates an arena of its own, up to eight per core.
+The page threads of a fetch each allocate and free the bodies of their responses there, and a
+freed block inside an arena stays with the process: measured with ``MALLOC_ARENA_MAX=2`` in the
+environment, a first pull of N=100,000 peaked at 257 MiB instead of 283 and a no-op at 153 MiB
+instead of 175, in the same time. Python objects themselves come from pymalloc, under the
+interpreter's lock, so the threads hardly ever contend for an arena.
 
-``mallopt(M_ARENA_MAX)`` sets that limit from inside the process; glibc reads it when a thread
-next needs an arena, so a run sets it before its threads start. It is a setting of the whole
-process, kept after the run: ``RECONCILE["MALLOC_ARENAS"] = None`` leaves the process as it is,
-and a ``MALLOC_ARENA_MAX`` in the environment (glibc's own) wins over the setting.
+The mmap threshold: a block of 128 KiB or more (a page of 100 subscriptions is about 150 KB of
+JSON) is mapped on its own and unmapped when freed, but glibc raises that threshold to the size of
+each such block freed, so from the first page on the bodies were carved from the arenas instead,
+where freed ones stay. A fixed threshold keeps glibc from moving it: first pull 198-202 to
+194-196 MiB, no-op 158-160 to 150-151 MiB, in the same time (three runs each, alternated).
+
+``mallopt`` sets both from inside the process; glibc reads them when a thread next needs an
+arena or a block, so a run sets them before its threads start. They are settings of the whole
+process, kept after the run: ``RECONCILE["MALLOC_ARENA_MAX"]`` and
+``RECONCILE["MALLOC_MMAP_THRESHOLD"]`` set to None leave the process as it is, and glibc's own
+environment variables (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``) win over them.
 """
 
 from __future__ import annotations
@@ -18,13 +26,17 @@ from __future__ import annotations
 import ctypes
 import os
 
-M_ARENA_MAX = -8  # glibc's malloc.h
+# name: (mallopt's parameter in glibc's malloc.h, glibc's environment variable for it)
+OPTIONS = {
+    "arena_max": (-8, "MALLOC_ARENA_MAX"),
+    "mmap_threshold": (-3, "MALLOC_MMAP_THRESHOLD_"),
+}
 
-_capped: int | None = None  # the limit set in this process, if any
+_set: dict[str, int] = {}  # what this process was given here
 
 
 def glibc() -> ctypes.CDLL | None:
-    """The C library, when it is glibc (musl and macOS have no arenas to cap)."""
+    """The C library, when it is glibc (musl and macOS have neither setting)."""
     try:
         os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -35,17 +47,17 @@ def glibc() -> ctypes.CDLL | None:
         return None
 
 
-def cap_arenas(limit: int | None) -> int | None:
-    """At most ``limit`` malloc arenas from now on; the limit in force after the call, None when
-    this process's is glibc's default (no limit given, the environment's own, or no glibc)."""
-    global _capped
-    if limit is None or "MALLOC_ARENA_MAX" in os.environ:
-        return _capped
-    if _capped == limit:
-        return _capped
-    libc = glibc()
-    if libc is None:
-        return None
-    if libc.mallopt(M_ARENA_MAX, int(limit)) == 1:  # mallopt returns 1 on success
-        _capped = limit
-    return _capped
+def tune(**values: int | None) -> dict[str, int]:
+    """Set each of ``OPTIONS`` given a value (None: leave it) unless the environment sets it;
+    what this process has been given here, by name."""
+    wanted = {
+        name: value
+        for name, value in values.items()
+        if value is not None and OPTIONS[name][1] not in os.environ and _set.get(name) != value
+    }
+    libc = glibc() if wanted else None
+    if libc is not None:
+        for name, value in wanted.items():
+            if libc.mallopt(OPTIONS[name][0], int(value)) == 1:  # mallopt returns 1 on success
+                _set[name] = value
+    return dict(_set)

@@ -45,7 +45,7 @@ from .events.incremental import (
     save_cursor_alone,
     scoped_state,
 )
-from .malloc import cap_arenas
+from .malloc import tune
 from .private_file import write_private
 from .progress import Progress, make_progress
 from .stripe.fetch import Fetcher
@@ -127,7 +127,8 @@ class Built:
 def execute(options: Options, out: TextIO, err: TextIO, *, fetcher: Fetcher | None = None) -> Outcome:
     """Run one command, step by step; raises ReconcileError on errors a person must fix."""
     run = _Run(options, out, err, fetcher)
-    cap_arenas(run.config.malloc_arena_max)  # before the fetch's threads start
+    # before the fetch's threads start
+    tune(arena_max=run.config.malloc_arena_max, mmap_threshold=run.config.malloc_mmap_threshold)
     busy = sqlite_busy_timeout(run.config.sqlite_busy_timeout)
     with _fewer_collections(), busy, contextlib.closing(run.progress), run.lock():
         built = run.read_plan() if options.apply_plan else run.fetch_load_diff()

@@ -81,13 +81,18 @@ def test_bad_values_are_reported_each_with_its_setting(settings):
     assert "pk_test_publishable" not in text  # never echo a key
 
 
-def test_the_malloc_arena_cap_is_none_or_a_small_count(settings):
+def test_the_malloc_settings_are_none_or_within_glibcs_limits(settings):
     settings.RECONCILE = {}
-    assert get_config().malloc_arena_max == 2
-    settings.RECONCILE = {"MALLOC_ARENA_MAX": None}
-    assert get_config().malloc_arena_max is None and check_settings() == []
+    assert (get_config().malloc_arena_max, get_config().malloc_mmap_threshold) == (2, 131_072)
+    settings.RECONCILE = {"MALLOC_ARENA_MAX": None, "MALLOC_MMAP_THRESHOLD": None}
+    config = get_config()
+    assert config.malloc_arena_max is None and config.malloc_mmap_threshold is None and check_settings() == []
     for bad in (0, "2", True, 65):
         settings.RECONCILE = {"MALLOC_ARENA_MAX": bad}
         assert [e.msg for e in check_settings()] == [
             "RECONCILE['MALLOC_ARENA_MAX'] must be None or an integer from 1 to 64."
         ]
+    settings.RECONCILE = {"MALLOC_MMAP_THRESHOLD": 64 * 1024 * 1024}
+    assert [e.msg for e in check_settings()] == [
+        "RECONCILE['MALLOC_MMAP_THRESHOLD'] must be None or an integer from 4096 to 33554432."
+    ]
