@@ -11,8 +11,9 @@ interpreter's lock, so the threads hardly ever contend for an arena.
 The mmap threshold: a block of 128 KiB or more (a page of 100 subscriptions is about 150 KB of
 JSON) is mapped on its own and unmapped when freed, but glibc raises that threshold to the size of
 each such block freed, so from the first page on the bodies were carved from the arenas instead,
-where freed ones stay. A fixed threshold keeps glibc from moving it: first pull 198-202 to
-194-196 MiB, no-op 158-160 to 150-151 MiB, in the same time (three runs each, alternated).
+where freed ones stay. A fixed threshold keeps glibc from moving it: first pull 197-206
+to 196 MiB, no-op 159-162 to 151-152 MiB, for about 2% of the time (three runs each, alternated;
+each fresh mapping is paged in).
 
 ``mallopt`` sets both from inside the process; glibc reads them when a thread next needs an
 arena or a block, so a run sets them before its threads start. They are settings of the whole
