@@ -117,16 +117,21 @@ def render_text(plan: Plan, verbosity: int = 1) -> str:
 def as_dict(plan: Plan, max_operations: int | None = None) -> dict[str, Any]:
     """The JSON report; ``max_operations`` keeps the first ones only (the audit of a huge run)."""
     shown = plan.operations if max_operations is None else plan.operations[:max_operations]
+    return _report(plan, [operation_dict(op) for op in shown], len(shown))
+
+
+def _report(plan: Plan, operations: list[dict[str, Any]], shown: int) -> dict[str, Any]:
+    """The report's keys, in their order: ``operations`` are the first ``shown`` of the plan's."""
     report = {
         "schema": SCHEMA,
         "in_sync": plan.in_sync,
         "summary": plan.summary(),
-        "operations": [operation_dict(op) for op in shown],
+        "operations": operations,
         "notes": [{"model": n.model, "id": n.id, "message": n.message} for n in plan.notes],
         "next_cursor": dict(sorted(plan.next_cursor.items())),
     }
-    if len(shown) < len(plan.operations):
-        report["operations_omitted"] = len(plan.operations) - len(shown)
+    if shown < len(plan.operations):
+        report["operations_omitted"] = len(plan.operations) - shown
     return report
 
 
@@ -158,11 +163,8 @@ def as_json_text(
     (each through ``clean`` first); ``created_values``: as ``operation_dict``. The audit keeps a
     first pull's first 1,000 operations: their dicts, all at once, were 10 MiB at the run's highest
     point of memory."""
-    report = as_dict(Plan(notes=plan.notes, next_cursor=plan.next_cursor))
-    report.update(in_sync=plan.in_sync, summary=plan.summary(), **extra)
-    del report["operations"]
-    if len(plan.operations) > max_operations:
-        report["operations_omitted"] = len(plan.operations) - max_operations
+    report = {**_report(plan, [], min(max_operations, len(plan.operations))), **extra}
+    del report["operations"]  # written last, one at a time
     parts = [json.dumps(clean(report))[:-1], ', "operations": [']
     for i, op in enumerate(islice(plan.operations, max_operations)):
         entry = json.dumps(clean(operation_dict(op, created_values)))
