@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 from reconcile.core import report
@@ -20,6 +22,7 @@ from reconcile.core.plan import (
 )
 from reconcile.core.report import render, render_chunks
 from reconcile.core.snapshot import ItemRec, ProductRec
+from tests.conftest import ROOT
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -192,3 +195,16 @@ def test_the_audit_keeps_a_create_without_its_field_values():
         "reason": None,
         "description": "create Product prod_new (Pro)",
     }
+
+
+def test_deepdiff_is_imported_only_to_show_a_change_of_a_dict():
+    """3.6 MiB of RSS that a worker or a pull showing no such change would carry for its whole life."""
+    script = (
+        "import os, sys, django\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'demo.settings'\n"
+        "django.setup()\n"
+        "import reconcile.core.report, reconcile.runner, reconcile.admin\n"
+        "print('deepdiff' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
