@@ -10,7 +10,8 @@ costs, not what the run's threads overlap:
   what the fake Stripe and the socket cost, the floor of any client;
 - **HTTP (stripe-python)**: the same requests through reconcile's own request path (stripe-python's
   requestor, ``requests``), bodies not decoded; less the line above, the client's own cost;
-- **JSON decoding**: ``json.loads`` of every body, and any faster decoder installed (orjson, msgspec);
+- **JSON decoding**: ``json.loads`` of every body, msgspec's whole decoding and reconcile's (msgspec into
+  only the keys the registry reads: ``reconcile/stripe/decode.py``), and orjson when installed;
 - **parsing into records**: the decoded pages into snapshot records (``reconcile.core.parse``);
 - **loading rows**: ``load_local`` (one query per model, rows into records);
 - **the diff**: ``diff`` of the two snapshots (a no-op: nothing to do, every record compared).
@@ -153,19 +154,22 @@ def _client_pages(fetcher, requests: list[Request]) -> float:
 
 
 def _decoders() -> dict:
-    found = {"json.loads": json.loads}
+    """Each decoder as ``decode(path, body)``: json, any faster one installed, and reconcile's own
+    (msgspec, a list page into only the keys the registry reads)."""
+    from reconcile.stripe.decode import decode, page_decoder
+
+    found = {"json.loads": lambda path, body: json.loads(body)}
     try:
         import orjson
 
-        found["orjson.loads"] = orjson.loads
+        found["orjson.loads"] = lambda path, body: orjson.loads(body)
     except ImportError:
         pass
-    try:
-        import msgspec
+    import msgspec
 
-        found["msgspec.json.decode"] = msgspec.json.decode
-    except ImportError:
-        pass
+    whole = msgspec.json.Decoder()
+    found["msgspec, whole"] = lambda path, body: whole.decode(body)
+    found["msgspec, the keys read: reconcile's"] = lambda path, body: decode(body, page_decoder(path))
     return found
 
 
@@ -211,14 +215,17 @@ def breakdown() -> dict:
             gc.collect()
             gc.disable()
             seconds = 0.0
-            for _, body in bodies:
+            for path, body in bodies:
                 started = time.perf_counter()
-                decode(body)
+                decode(path, body)
                 seconds += time.perf_counter() - started
             gc.enable()
             best = min(best, seconds)
         out[f"JSON decoding ({name})"] = best
-    out["parsing into records"] = sum(_parse([(path, json.loads(body))]) for path, body in bodies)
+    from reconcile.stripe.decode import decode, page_decoder
+
+    # what a run parses: each page as reconcile decodes it
+    out["parsing into records"] = sum(_parse([(path, decode(body, page_decoder(path)))]) for path, body in bodies)
     del bodies
     # as a run: its collector thresholds; unlike a run, every record is kept (no prune) and the
     # diff compares all of them, so these stages read as the cost of each part, not of a run

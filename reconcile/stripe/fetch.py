@@ -10,7 +10,6 @@ concurrent requests under the rate limit. Never call this inside a database tran
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -23,13 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
 
-import orjson
 import stripe
 from django.db import connections
 
 from ..conf import KEY_CHARACTERS, Config, key_hint
 from ..core.escape import escape
 from ..errors import ConfigError, FetchError, TransactionError
+from .decode import decode, page_decoder
 from .transport import http_client
 
 log = logging.getLogger(__name__)
@@ -124,17 +123,6 @@ class TokenBucket:
         return self.total * self._scale if self.total else float("inf")
 
 
-def decode(body: bytes | str) -> object:
-    """A response body's JSON, with orjson: 0.51 s against json's 1.13 s for the 1,000 pages of
-    100 subscriptions of the N=100,000 account (CPU time, one thread), a seventh of that no-op
-    re-pull. What orjson refuses and json reads (integers beyond 64 bits, NaN) goes to json, so a
-    body decodes to the same objects either way and an odd value is still one object's problem."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
 def _endpoint(path: str) -> str:
     parts = path.strip("/").split("/")
     return parts[1] if len(parts) > 1 else path
@@ -194,10 +182,11 @@ class Fetcher:
         self._durations: deque[float] = deque(maxlen=8)
 
     # -- one request -------------------------------------------------------------------------------
-    def get(self, path: str, params: dict | None = None) -> tuple[dict, datetime]:
+    def get(self, path: str, params: dict | None = None, decoder=None) -> tuple[dict, datetime]:
         """GET a Stripe path, retrying 5xx, 429 and network errors with backoff.
 
-        Returns the decoded body and the time the successful request was sent.
+        Returns the decoded body (with ``decoder``'s schema where it fits: ``decode``) and the time
+        the successful request was sent.
         """
         assert_no_transaction()
         params = dict(params or {})
@@ -214,7 +203,7 @@ class Fetcher:
                 self.requests += 1
             began = time.monotonic()
             try:
-                body = self._send(path, params)
+                body = self._send(path, params, decoder)
                 waited = self._waited()  # until the headers, where the transport tells
                 self._observe(time.monotonic() - began if waited is None else waited)
                 self.bucket.succeeded()
@@ -234,12 +223,12 @@ class Fetcher:
                 raise FetchError(f"Stripe answered {what} with JSON that is not an object.")
             return body, requested_at
 
-    def _send(self, path: str, params: dict):
+    def _send(self, path: str, params: dict, decoder=None):
         """One GET through stripe-python (its auth, headers, API version, error classes).
 
         ``raw_request`` decodes every body into OrderedDicts, a third of the time a page of 100
         subscriptions costs; when the client exposes its requestor (stripe-python 16), successful
-        bodies are decoded with ``decode`` (orjson) and everything else still goes through the
+        bodies are decoded with ``decode`` (msgspec) and everything else still goes through the
         SDK's own response handling, so errors are the SDK's.
         """
         requestor = self._requestor
@@ -250,7 +239,7 @@ class Fetcher:
         )
         if 200 <= rcode < 300:
             try:
-                return decode(rbody)
+                return decode(rbody, decoder)
             except ValueError:
                 pass  # the SDK raises its own error for a body that is not JSON
         return requestor._interpret_response(rbody, rcode, rheaders, "V1").data
@@ -346,7 +335,7 @@ class Fetcher:
 
     def page(self, path: str, query: dict) -> Page:
         """One list page, checked for the shape Stripe documents."""
-        body, requested_at = self.get(path, query)
+        body, requested_at = self.get(path, query, page_decoder(path))
         data, has_more = body.get("data"), body.get("has_more")
         if not isinstance(data, list) or not isinstance(has_more, bool):
             raise FetchError(f"Stripe answered {_describe(path, query)} with something that is not a list page.")
