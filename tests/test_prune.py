@@ -7,9 +7,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from reconcile.conf import get_config
-from reconcile.core.fingerprint import Fingerprints, canonical, record_fingerprint
+from reconcile.core.fingerprint import Fingerprints, _slow, canonical, key_fingerprint, record_fingerprint
 from reconcile.core.prune import pruner
-from reconcile.core.registry import SUBSCRIPTIONS
+from reconcile.core.registry import PRICES, SUBSCRIPTIONS
 from reconcile.core.snapshot import CustomerRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.core.users import UserDirectory
 from reconcile.db.local import known_ids, load_fingerprints, load_local
@@ -147,3 +147,14 @@ def test_fingerprints_follow_equality():
 
 def _fields(record) -> dict:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def test_a_dict_where_no_json_is_expected_gives_the_canonical_fingerprint():
+    """Only fields labelled ``json=True`` are looked at for dicts and lists; a dict elsewhere (a
+    row edited by hand) takes the slow way, with the fingerprint every value made canonical gives."""
+    of = key_fingerprint(PRICES)
+    row = ("price_1", "prod_1", 500, "usd", "month_1", True, None, *[None] * (len(PRICES.fields) - 6))
+    assert of(row) == _slow(row) == hash(row)
+    odd = (*row[:6], {"b": 1, "a": [2]}, *row[7:])  # the nickname column holding JSON
+    assert of(odd) == _slow(odd) == hash((*row[:6], canonical({"a": [2], "b": 1}), *row[7:]))
+    assert of(odd) != of(row)

@@ -48,6 +48,16 @@ def test_every_model_column_is_a_registry_field():
         assert model._meta.pk.attname == resource.pk
 
 
+def test_the_fields_labelled_json_are_the_json_columns():
+    """``json=True`` on a reader tells the fingerprint which values may be dicts or lists."""
+    from django.db.models import JSONField
+
+    for resource in WALKED:
+        model = model_of(resource)
+        labelled = {f.column for f in resource.fields if f.read.about.get("json")}
+        assert labelled == {c for c in resource.columns if type(model._meta.get_field(c)) is JSONField}, resource.model
+
+
 def candidates(read, current: Any, fake) -> list[tuple[Any, Any]]:
     """(the value to put in Stripe, the value the column should then hold), by the reader's kind."""
     kind, about = read.kind, read.about

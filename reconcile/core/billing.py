@@ -114,7 +114,7 @@ def _tiers(value: Any, where: str) -> list[dict]:
     return [_tier(t, f"{where}[{n}]") for n, t in enumerate(value)]
 
 
-@reads("tiers", "tiers")
+@reads("tiers", "tiers", json=True)
 def tiers(obj: dict) -> list[dict]:
     """A tiered price's tiers, in Stripe's order ([] when Stripe sends none: only when expanded)."""
     return _tiers(obj.get("tiers"), "tiers")
@@ -128,12 +128,12 @@ def _custom(value: Any, where: str) -> dict | None:
     return {k: _int_or_none(value.get(k), f"{where}.{k}") for k in ("minimum", "maximum", "preset")}
 
 
-@reads("custom_unit_amount", "custom")
+@reads("custom_unit_amount", "custom", json=True)
 def custom_unit_amount(obj: dict) -> dict | None:
     return _custom(obj.get("custom_unit_amount"), "custom_unit_amount")
 
 
-@reads("currency_options", "currency_options")
+@reads("currency_options", "currency_options", json=True)
 def currency_options(obj: dict) -> dict:
     """Amounts in other currencies, by lowercase code. The price's own currency is left out (its
     amounts are the price's own fields), so a price listed without the expansion and one with it

@@ -117,7 +117,9 @@ def feature_ids(metadata: dict, key: str) -> tuple[str, ...]:
 # -- readers: each returns a function of the Stripe object ---------------------------------------
 def reads(key: str, kind: str, **about: Any) -> Callable[[Reader], Reader]:
     """Label a reader with the Stripe key it reads and its kind (text, flag, when, ref, ...), so
-    tests that walk the registry know what value to change in Stripe for each field."""
+    tests that walk the registry know what value to change in Stripe for each field, and the list
+    decoder which keys to keep (``stripe/decode.py``). ``json=True``: its values are dicts or lists
+    (a JSON column); a fingerprint makes only those canonical (``fingerprint.key_fingerprint``)."""
 
     def label(fn: Reader) -> Reader:
         fn.key, fn.kind, fn.about = key, kind, about  # type: ignore[attr-defined]
@@ -189,7 +191,7 @@ def one_of(key: str, allowed: frozenset[str], *, optional: bool = False) -> Read
 NO_METADATA: dict = {}
 
 
-@reads("metadata", "metadata")
+@reads("metadata", "metadata", json=True)
 def metadata(obj: dict) -> dict:
     value = get(obj, "metadata", dict, optional=True)
     if not value:
