@@ -120,8 +120,10 @@ def run_ours(
     profile: Path | None = None,
     label: str = "run",
     incremental: bool = False,
+    root: Path = ROOT,
 ) -> dict:
-    """``python -m bench.ours ACTION`` in a fresh interpreter; its JSON answer."""
+    """``python -m bench.ours ACTION`` in a fresh interpreter, with the code of the tree at ``root``
+    (another commit's, for ``bench.ab``); its JSON answer."""
     cmd = [sys.executable, "-m", "bench.ours", action, "--db-url", db.url, "--api-base", api_base, "--label", label]
     if incremental:
         cmd.append("--incremental")
@@ -131,9 +133,9 @@ def run_ours(
         cmd.append("--create-users")
     if profile is not None:
         cmd += ["--profile", str(profile)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
         raise RuntimeError(f"bench.ours {action} on {db.name} failed (exit {proc.returncode}):\n{tail}")

@@ -138,3 +138,30 @@ def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():
         page = json.loads(body)
         if page["has_more"]:
             assert breakdown._last_id(body) == page["data"][-1]["id"], path
+
+
+def test_the_ab_comparison_alternates_its_sides_and_reports_each_run():
+    from bench import ab
+
+    assert ab.order(3) == [("old", "new"), ("new", "old"), ("old", "new")]
+    run = {"wall": 2.0, "peak_rss_mib": 100.04, "fetch": 1.5, "requests": 12}
+    results = {
+        "old": [{"first pull": run, "no-op": {**run, "wall": 1.0}}, {"first pull": {**run, "wall": 4.0}, "no-op": run}],
+        "new": [{"first pull": {**run, "wall": 1.5}, "no-op": {**run, "wall": 0.75}}] * 2,
+    }
+    assert ab.table(results, "abc123", "def456").splitlines()[2:] == [
+        "| old (abc123) | first pull | 2.00, 4.00 | 3.00 | 1.50, 1.50 | 100.0, 100.0 | 12, 12 |",
+        "| old (abc123) | no-op | 1.00, 2.00 | 1.50 | 1.50, 1.50 | 100.0, 100.0 | 12, 12 |",
+        "| new (def456) | first pull | 1.50, 1.50 | 1.50 | 1.50, 1.50 | 100.0, 100.0 | 12, 12 |",
+        "| new (def456) | no-op | 0.75, 0.75 | 0.75 | 1.50, 1.50 | 100.0, 100.0 | 12, 12 |",
+        "",
+        "Median wall time, new / old: first pull 0.500, no-op 0.500.",
+    ]
+
+
+def test_the_ab_comparison_checks_the_old_commit_out_apart_and_removes_it():
+    from bench import ab
+
+    with ab.worktree("HEAD") as tree:
+        assert (tree / "reconcile" / "runner.py").is_file() and (tree / "bench" / "ours.py").is_file()
+    assert not tree.exists()
