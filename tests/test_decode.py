@@ -10,6 +10,7 @@ import pytest
 
 from reconcile.conf import get_config
 from reconcile.core.registry import BY_NAME, ITEMS, PRICES, PRODUCTS, SUBSCRIPTIONS
+from reconcile.stripe import walk
 from reconcile.stripe.decode import decode, page_decoder, schema
 from reconcile.stripe.fetch import Fetcher, Page
 from reconcile.stripe.remote import _Builder, _parse_subscription
@@ -36,7 +37,8 @@ def test_a_subscription_keeps_the_keys_its_readers_read_and_nothing_else():
         "pause_collection", "status", "trial_end", "trial_start",
     ]  # fmt: skip
     item = decoded["items"]["data"][0]
-    assert sorted(item) == ["current_period_end", "current_period_start", "id", "object", "price", "quantity"]
+    kept = ["created", "current_period_end", "current_period_start", "id", "object", "price", "quantity"]
+    assert sorted(item) == kept
     assert set(item["price"]) <= keys(PRICES) and "livemode" not in item["price"]
     assert item["price"]["recurring"] == sub["items"]["data"][0]["price"]["recurring"]  # kept whole
 
@@ -167,3 +169,12 @@ def test_a_fetched_page_holds_only_the_schemas_keys(start_fake):
     fetched = Fetcher(get_config()).page("/v1/customers", {"limit": 10})
     assert fetched.data and all(set(obj) <= keys(BY_NAME["customers"]) for obj in fetched.data)
     assert all("livemode" not in obj for obj in fetched.data)
+
+
+@pytest.mark.parametrize("path", [*LISTS.values(), "/v1/subscription_items"])
+def test_the_keys_the_fetch_reads_are_kept(path):
+    """The walk cuts a list into parts by its objects' ``created`` (without it, a latency-bound
+    walk never cuts and takes one page at a time); the fetch checks ids."""
+    body = page([{"id": "x_1", "object": "whatever", "created": 1_700_000_000, "livemode": False}])
+    (obj,) = decode(body, page_decoder(path))["data"]
+    assert walk._created(obj) == 1_700_000_000 and obj["id"] == "x_1" and "livemode" not in obj

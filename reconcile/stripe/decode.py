@@ -1,11 +1,12 @@
-"""Response bodies into Python: a list page of a resource keeps only the keys its readers read.
+"""Response bodies into Python: a list page of a resource keeps only the keys that are read.
 
 A page of 100 subscriptions is about 290 KB of JSON, and an object carries some 50 keys of which
 the registry reads 20; decoded whole, the page is about 1 MiB of dicts that are built, read once
 and freed. Decoded with msgspec against a schema made from the registry (a ``TypedDict`` per
-resource: its readers' keys, the id, ``object`` and ``deleted``), every other key is skipped by
-the decoder itself: the page is about half the objects, decoded in well under the time (figures
-in docs/benchmarks.md), and the dicts are the same the readers read, so nothing else changes.
+resource: its readers' keys, and the id, ``object``, ``deleted`` and ``created`` that the fetch
+reads), every other key is skipped by the decoder itself: the page is about half the objects,
+decoded in well under the time (figures in docs/benchmarks.md), and the dicts are the same the
+readers read, so nothing else changes.
 
 Every value under a kept key is decoded whole (typed ``Any``): the readers check its type and
 say what is wrong with one object. A page that does not fit the schema (an element that is not an
@@ -14,7 +15,8 @@ is decoded whole instead, so that such a page is read exactly as before: one odd
 that object's problem.
 
 The schema is the registry's: a reader that reads a key must say so (``read.reads``), and
-``tests/test_decode.py`` runs every resource's parsing over objects that record each key read.
+``tests/test_decode.py`` runs every resource's parsing over objects that record each key read, and
+checks the keys the fetch itself reads (the walk cuts lists by ``created``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import msgspec
 
 from ..core.registry import ITEMS, RESOURCES, Resource
 
-# Keys read for every resource before its fields: the id, the kind (``object_id``), soft deletion.
-_ALWAYS = ("id", "object", "deleted")
+# Keys read of every listed object besides its fields: the id, the kind (``object_id``), soft
+# deletion, and ``created``, by which the walk cuts a list into parts (``walk._created``).
+_ALWAYS = ("id", "object", "deleted", "created")
 # A list object's keys that the fetch reads (``Fetcher.page``, a subscription's ``items``).
 _LIST = ("object", "data", "has_more", "url")
 
