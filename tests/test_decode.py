@@ -9,14 +9,17 @@ import typing
 import pytest
 
 from reconcile.conf import get_config
+from reconcile.core.read import BadObject
 from reconcile.core.registry import BY_NAME, ITEMS, PRICES, PRODUCTS, SUBSCRIPTIONS
+from reconcile.stripe import fetch as fetch_module
 from reconcile.stripe import walk
 from reconcile.stripe.decode import decode, page_decoder, schema
 from reconcile.stripe.fetch import Fetcher, Page
-from reconcile.stripe.remote import _Builder, _parse_subscription
+from reconcile.stripe.remote import _Builder, _parse_subscription, fetch_remote
 from reconcile.testing.generate import generate_account
 from tests.conftest import stripe_fixture
 
+ALL = ("products", "customers", "subscriptions")
 LISTS = {name: f"/v1/{name}" for name in ("products", "prices", "customers", "subscriptions")}
 
 
@@ -178,3 +181,41 @@ def test_the_keys_the_fetch_reads_are_kept(path):
     body = page([{"id": "x_1", "object": "whatever", "created": 1_700_000_000, "livemode": False}])
     (obj,) = decode(body, page_decoder(path))["data"]
     assert walk._created(obj) == 1_700_000_000 and obj["id"] == "x_1" and "livemode" not in obj
+
+
+def test_each_reader_reads_its_own_key_and_those_it_names():
+    """A reader that reads a top-level key beyond its label says so (``also``), so that the list
+    decoder keeps it even if no other field reads that key."""
+    account = generate_account(60, seed=13)
+    samples = {
+        "products": account["products"],
+        "prices": [*account["prices"], stripe_fixture("price")],
+        "customers": account["customers"],
+        "subscriptions": [*account["subscriptions"], _fixture_subscription()],
+    }
+    samples["items"] = [item for sub in samples["subscriptions"] for item in sub["items"]["data"]]
+    for name, objects in samples.items():
+        for f in BY_NAME.get(name, ITEMS).fields:
+            seen: set[str] = set()
+            for obj in objects:
+                try:
+                    f.read(Recording(obj, seen))
+                except BadObject:
+                    pass
+            assert seen <= {f.read.key, *f.read.about.get("also", ()), "id"}, f"{name}.{f.name}"
+
+
+@pytest.mark.django_db
+def test_a_cut_walk_of_kept_keys_gives_the_records_of_whole_pages(start_fake, reconcile_settings, monkeypatch):
+    """The whole fetch, with its lists cut into parts by ``created`` (a slow link), once with the
+    schemas and once with every page decoded whole: the same snapshot."""
+    account = generate_account(300, seed=21)
+    fake = start_fake(account, latency=0.16)
+    reconcile_settings.RECONCILE = {**reconcile_settings.RECONCILE, "CONCURRENCY": 8, "RATE_LIMIT": 25.0}
+    kept = fetch_remote(get_config(), ALL)
+    assert any("created[lt]" in r.query for r in fake.requests), "the walk never cut a list"
+    monkeypatch.setattr(fetch_module, "page_decoder", lambda path: None)
+    whole = fetch_remote(get_config(), ALL)
+    for name in ("products", "prices", "customers", "subscriptions"):
+        assert getattr(kept, name) == getattr(whole, name), name
+    assert kept.rejected == whole.rejected and kept.complete == whole.complete

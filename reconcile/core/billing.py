@@ -133,7 +133,7 @@ def custom_unit_amount(obj: dict) -> dict | None:
     return _custom(obj.get("custom_unit_amount"), "custom_unit_amount")
 
 
-@reads("currency_options", "currency_options", json=True)
+@reads("currency_options", "currency_options", json=True, also=("currency",))
 def currency_options(obj: dict) -> dict:
     """Amounts in other currencies, by lowercase code. The price's own currency is left out (its
     amounts are the price's own fields), so a price listed without the expansion and one with it

@@ -118,8 +118,9 @@ def feature_ids(metadata: dict, key: str) -> tuple[str, ...]:
 def reads(key: str, kind: str, **about: Any) -> Callable[[Reader], Reader]:
     """Label a reader with the Stripe key it reads and its kind (text, flag, when, ref, ...), so
     tests that walk the registry know what value to change in Stripe for each field, and the list
-    decoder which keys to keep (``stripe/decode.py``). ``json=True``: its values are dicts or lists
-    (a JSON column); a fingerprint makes only those canonical (``fingerprint.key_fingerprint``)."""
+    decoder which keys to keep (``stripe/decode.py``). ``also=(...)``: further top-level keys it
+    reads (the list decoder keeps them too). ``json=True``: its values are dicts or lists (a JSON
+    column); a fingerprint makes only those canonical (``fingerprint.key_fingerprint``)."""
 
     def label(fn: Reader) -> Reader:
         fn.key, fn.kind, fn.about = key, kind, about  # type: ignore[attr-defined]

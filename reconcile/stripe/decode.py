@@ -39,9 +39,10 @@ _schemas: dict[str, type] = {}
 
 
 def schema(resource: Resource) -> type:
-    """The ``TypedDict`` of one of ``resource``'s objects: the keys its readers read. A reference
-    to another resource is its id or that resource's object (an item's price comes expanded and
-    becomes a price of the snapshot); a child collection is a list object of the child's schema."""
+    """The ``TypedDict`` of one of ``resource``'s objects: the keys its readers read (their own and
+    those they say they read ``also``). A reference to another resource is its id or that
+    resource's object (an item's price comes expanded: its id and product are read); a child
+    collection is a list object of the child's schema."""
     found = _schemas.get(resource.name)
     if found is not None:
         return found
@@ -52,6 +53,7 @@ def schema(resource: Resource) -> type:
             raise TypeError(f"{resource.name}.{f.name}: its reader does not say which key it reads (read.reads)")
         target = _BY_OBJECT.get(f.read.about.get("target", "")) if f.read.kind == "ref" else None
         keys[key] = Any if target is None or target is resource else str | schema(target) | None
+        keys.update((also, Any) for also in f.read.about.get("also", ()) if also not in keys)
     for child in resource.children:
         keys[child.name] = _list_of(schema(child), f"{resource.object}_{child.name}")
     found = _schemas[resource.name] = TypedDict(f"{resource.object}_keys", keys, total=False)  # type: ignore[operator]
