@@ -115,6 +115,28 @@ def test_a_user_that_fails_validation_is_skipped_not_the_run(fake_stripe, reconc
     assert User.objects.filter(username="Alice.Smith@Example.com").exists()
 
 
+def test_one_validator_checks_users_in_turn_each_on_its_own_fields():
+    """The validator reuses one user instance: a failed check leaves nothing for the next, and a
+    value taken earlier in the same plan is caught."""
+    from reconcile.db.local import make_validator
+
+    User.objects.create_user("taken@example.com")
+    validate = make_validator({"username": "email", "first_name": "name"})
+    assert validate({"username": "a@example.com", "first_name": "C" * 200}) == (
+        "first_name: Ensure this value has at most 150 characters (it has 200)."
+    )
+    assert validate({"username": "b@example.com", "first_name": "Bo"}) is None
+    assert validate({"username": "taken@example.com", "first_name": "Al"}) == (
+        "username: a user with username 'taken@example.com' already exists"
+    )
+    assert validate({"username": "b@example.com", "first_name": None}) == (
+        "username: a user with username 'b@example.com' already exists"
+    )
+    assert validate({"username": "not an email?", "first_name": "Di"}) == (
+        "username: Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
+    )
+
+
 def test_a_window_reconciles_only_that_window_and_names_the_next(start_fake):
     account = generate_account(120, seed=5)
     fake = start_fake(account)
