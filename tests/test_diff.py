@@ -284,5 +284,7 @@ def test_a_create_is_its_record_alone():
         Create("Price", "prod_1", product())
     with pytest.raises(ValueError):
         Create("Product", "prod_2", product())
+    with pytest.raises(ValueError, match=r"Create\('Feature', 'f'\) with a record of NoneType None"):
+        Create("Feature", "f", None)
     with pytest.raises(AttributeError):
         op.record = product(name="Other")

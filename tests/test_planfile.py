@@ -79,6 +79,29 @@ def test_an_edited_plan_file_is_refused(fake_stripe, plan_path, edit):
     assert Product.objects.count() == 0
 
 
+def test_a_signed_plan_file_of_another_version_is_a_clear_error(fake_stripe, plan_path):
+    """A plan file made and signed by another version, whose records had other fields (here a
+    feature planned with no record): refused with a message, nothing applied."""
+    from django.core import signing
+
+    from reconcile.core import planfile
+
+    run("update_stripe_products", "--plan-out", plan_path)
+    body = json.loads(open(plan_path).read())
+    body.pop("signature")
+    feature = next(op for op in body["operations"] if op["model"] == "Feature")
+    feature["record"] = None
+    body["signature"] = signing.Signer(salt=planfile.SALT).signature(planfile._canonical(body))
+    open(plan_path, "w").write(json.dumps(body))
+    result = run("update_stripe_products", "--apply-plan", plan_path)
+    assert result.code == 2
+    assert (
+        f"The plan file {plan_path} holds an operation this version of reconcile cannot read (Create('Feature', "
+        f"{feature['id']!r}) with a record of NoneType None); it was made by another version."
+    ) in result.err
+    assert Product.objects.count() == 0
+
+
 def test_a_plan_is_applied_by_the_command_that_made_it(fake_stripe, plan_path):
     run("update_stripe_products", "--plan-out", plan_path)
     result = run("pull_stripe", "--apply-plan", plan_path)

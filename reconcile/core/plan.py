@@ -76,8 +76,9 @@ class Create(_Operation):
 
     def __init__(self, model: str, id: str, record: Any) -> None:
         resource = BY_RECORD.get(type(record))
-        if resource is None or resource.model != model or record.id != id:
-            raise ValueError(f"Create({model!r}, {id!r}) with a record of {type(record).__name__} {record.id!r}")
+        found = getattr(record, "id", None)  # a plan file of an older version may hold no record
+        if resource is None or resource.model != model or found != id:
+            raise ValueError(f"Create({model!r}, {id!r}) with a record of {type(record).__name__} {found!r}")
         object.__setattr__(self, "record", record)
 
     @property

@@ -90,11 +90,18 @@ def loads(text: str, path: str) -> tuple[dict, Plan, dict]:
             f"The plan file {path} was edited after it was made (its signature does not match), or it was "
             "made with another SECRET_KEY. Make a new plan with --dry-run --plan-out."
         )
-    plan = Plan(
-        operations=tuple(from_json(op) for op in body["operations"]),
-        notes=tuple(Note(**n) for n in body["notes"]),
-    )
-    fetched_at = {(m, oid): datetime.fromisoformat(at) for m, oid, at in body["fetched_at"]}
+    try:
+        plan = Plan(
+            operations=tuple(from_json(op) for op in body["operations"]),
+            notes=tuple(Note(**n) for n in body["notes"]),
+        )
+        fetched_at = {(m, oid): datetime.fromisoformat(at) for m, oid, at in body["fetched_at"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        # signed, so made by reconcile: by a version whose operations or records had other fields
+        raise PlanFileError(
+            f"The plan file {path} holds an operation this version of reconcile cannot read ({exc}); "
+            "it was made by another version. Make a new plan with --dry-run --plan-out."
+        ) from None
     return body, plan, fetched_at
 
 
