@@ -55,6 +55,36 @@ def test_bounds_of_the_latency_run():
     assert b["sequential_paging"] == pytest.approx(6.0)
 
 
+def test_the_latency_verdict_is_the_median_of_its_runs_and_every_run_is_shown():
+    from bench.report import latency_lines
+    from bench.scenarios import Row, median_row
+
+    def run(wall):
+        return Row("latency-bound first pull", "sqlite", 10_000, 20, 44, 9, wall, 80.0, expected_requests=44)
+
+    need = {"products": 2, "prices": 2, "customers": 20, "subscriptions": 20, "total": 44, "listings": {}}
+    row = median_row([run(2.2), run(1.9), run(2.0)])
+    row.extra.update(bounds=bounds(need, 0.3, 25.0), latency=0.3, rate_limit=25.0, by_endpoint={"customers": 20})
+    assert row.wall == 2.0
+    lines = latency_lines(row)
+    assert lines[-2] == (
+        "Wall 2.00 s = 1.14x the rate-limit bound (target 1.25x); requests 44 = 1.000x the minimum (target 1.1x)."
+    )
+    assert lines[-1] == (
+        "Runs, in order: 2.20 s (1.25x), 1.90 s (1.08x), 2.00 s (1.14x); the row and the verdict are the median run's."
+    )
+    time = next(t for t in targets([], row, None, 10_000) if "1.25x the time" in t[0])
+    assert time[1:] == ("2.00 s against 1.76 s = 1.14x (the median of 3 runs)", "met")
+    assert latency_lines(_single(row))[-1].startswith("Wall 2.00 s")
+
+
+def _single(row):
+    """The same row as one run alone: no line of runs."""
+    import dataclasses
+
+    return dataclasses.replace(row, extra={k: v for k, v in row.extra.items() if k != "walls"})
+
+
 def test_peer_variant_fits_what_the_peer_can_read():
     account = peer_compatible(build(N, SEED))
     assert len(account["prices"]) <= 100 and len(account["products"]) <= 100
