@@ -9,6 +9,9 @@ sides use this tree's virtualenv, so the older commit's dependencies must be ins
 for commits before 1d205aa). Prints a markdown table of every run and the ratio of the medians::
 
     python -m bench.ab HEAD~3 --n 100000 --db sqlite --rounds 2
+
+``--side-by-side`` runs reconcile as the side by side with drf-stripe-subscription does: on the
+peer-compatible variant of the account, creating a user per customer (``--n 10000`` there).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ def database(db: str, side: str) -> Db:
     return Db("postgres", PG_URL.format(side=side))
 
 
-def measure(rev: str, n: int, db: str, rounds: int, seed: int = 7) -> dict[str, list[dict]]:
+def measure(rev: str, n: int, db: str, rounds: int, seed: int = 7, side_by_side: bool = False) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {"old": [], "new": []}
-    with worktree(rev) as old, FakeProcess(n, seed) as fake:
+    variant = "peer" if side_by_side else "stripe"
+    with worktree(rev) as old, FakeProcess(n, seed, variant=variant) as fake:
         fake.call("warm")
         roots = {"old": old, "new": ROOT}
         for sides in order(rounds):
@@ -64,7 +68,9 @@ def measure(rev: str, n: int, db: str, rounds: int, seed: int = 7) -> dict[str, 
                 run_ours("migrate", target, fake.url, root=roots[side])
                 runs = {}
                 for name in RUNS:
-                    done = run_ours("pull", target, fake.url, unthrottled=True, root=roots[side])
+                    done = run_ours(
+                        "pull", target, fake.url, unthrottled=True, create_users=side_by_side, root=roots[side]
+                    )
                     runs[name] = {
                         "wall": done["wall"],
                         "peak_rss_mib": done["peak_rss_mib"],
@@ -107,13 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="the side by side's account (the peer-compatible variant), creating a user per customer",
+    )
     args = parser.parse_args(argv)
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.rev], cwd=ROOT, check=True, capture_output=True, text=True
     )
     head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
-    results = measure(args.rev, args.n, args.db, args.rounds)
-    sys.stdout.write(f"N={args.n:,}, {args.db}, {args.rounds} rounds\n\n")
+    results = measure(args.rev, args.n, args.db, args.rounds, side_by_side=args.side_by_side)
+    account = ", the side by side's account, creating users" if args.side_by_side else ""
+    sys.stdout.write(f"N={args.n:,}, {args.db}, {args.rounds} rounds{account}\n\n")
     sys.stdout.write(table(results, rev.stdout.strip(), head.stdout.strip() or "this tree"))
     return 0
 
