@@ -15,7 +15,7 @@ from bench import breakdown
 from bench.accounts import RESOURCES, build, expected_requests, objects, pages, peer_compatible
 from bench.fakeproc import FakeProcess
 from bench.report import targets
-from bench.scenarios import Db, bounds, measured, reset_database, run_ours
+from bench.scenarios import Db, Row, bounds, measured, reset_database, run_ours
 from reconcile.core.parse import feature_ids
 from reconcile.core.registry import PRICES
 from reconcile.testing.fakestripe import FakeStripe, serve
@@ -57,7 +57,7 @@ def test_bounds_of_the_latency_run():
 
 def test_the_latency_verdict_is_the_median_of_its_runs_and_every_run_is_shown():
     from bench.report import latency_lines
-    from bench.scenarios import Row, median_row
+    from bench.scenarios import median_row
 
     def run(wall):
         return Row("latency-bound first pull", "sqlite", 10_000, 20, 44, 9, wall, 80.0, expected_requests=44)
@@ -83,6 +83,21 @@ def _single(row):
     import dataclasses
 
     return dataclasses.replace(row, extra={k: v for k, v in row.extra.items() if k != "walls"})
+
+
+def test_the_memory_verdict_names_the_worst_run_to_the_fraction():
+    def run(db, peak):
+        return Row("first pull", db, 100_000, 201_779, 2272, 59, 30.0, peak, expected_requests=2272)
+
+    rows = [run("sqlite", 192.3), run("postgres", 197.4)]
+    verdict = next(t for t in targets(rows, None, None, 100_000) if t[0].startswith("N=100,000: peak RSS"))
+    assert verdict[1:] == (
+        "up to 1.002 KiB per object (197.4 MiB / 201,779 objects, first pull on postgres)",
+        "not met",
+    )
+    rows = [run("sqlite", 192.3), run("postgres", 196.9)]
+    verdict = next(t for t in targets(rows, None, None, 100_000) if t[0].startswith("N=100,000: peak RSS"))
+    assert verdict[2] == "met"
 
 
 def test_peer_variant_fits_what_the_peer_can_read():
