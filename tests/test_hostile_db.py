@@ -354,3 +354,27 @@ def test_billing_values_are_checked_against_their_columns():
     assert problem(dataclasses.replace(price, interval_count=-1)) == (
         "field 'interval_count' -1 is out of the column's range (0 to 2147483647)"
     )
+
+
+def test_the_screen_copies_the_records_only_when_it_refuses_some():
+    """A first pull's dicts of records are kept as they are when every record can be stored (a
+    copy of them was 9 MiB at N=100,000); a refused record leaves a copy without it, and a product
+    naming a refused feature is refused with it."""
+    from reconcile.core.snapshot import FeatureRec, ProductRec, Snapshot
+    from reconcile.db.storable import screen
+
+    def product(pid, features=()):
+        return ProductRec(id=pid, name="P", description=None, active=True, metadata={}, features=features)
+
+    good = Snapshot(products={"prod_1": product("prod_1")}, features={"f1": FeatureRec(id="f1")})
+    kept = screen(good, {})
+    assert kept.products is good.products and kept.features is good.features and kept.rejected == ()
+    bad_feature = FeatureRec(id="f2", name="N\x00L")  # PostgreSQL stores no NUL: refused on every database
+    odd = Snapshot(
+        products={"prod_1": product("prod_1"), "prod_2": product("prod_2", (bad_feature.id,))},
+        features={bad_feature.id: bad_feature, "f1": FeatureRec(id="f1")},
+    )
+    kept = screen(odd, {})
+    assert (list(kept.products), list(kept.features)) == (["prod_1"], ["f1"])
+    assert [(r.model, r.id) for r in kept.rejected] == [("Feature", bad_feature.id), ("Product", "prod_2")]
+    assert kept.rejected[1].reason == f"its feature {bad_feature.id} is skipped (it cannot be stored)"
