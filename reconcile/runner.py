@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,10 +23,11 @@ from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.fingerprint import Fingerprints
-from .core.plan import Plan
+from .core.plan import CreateUser, LinkUser, Plan, RecreateItems
 from .core.prune import pruner
 from .core.registry import RESOURCES
 from .core.report import applied_line, render_chunks
+from .core.snapshot import Stamps
 from .db.apply import Result, apply_plan
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
@@ -200,7 +201,7 @@ class _Run:
                 command=self.options.command,
                 resources=self.resources,
                 state=built.state,
-                fetched_at=built.fetched_at,
+                fetched_at=plan_times(built.plan, built.fetched_at),
                 database=database_identity(),
                 extra=cursor_header(built.cursor, built.scope),
             )
@@ -308,16 +309,42 @@ def _still_compared(remote, before) -> dict[str, set[str]] | None:
     return wanted
 
 
-def stamps(plan: Plan, remote) -> dict:
-    """When Stripe's data behind each operation was read: its page's time, or for a row marked
-    deleted (absent from a listing) the time the listing began. The snapshot's own table, completed
-    in place: the snapshot ends with the plan's making, and a copy would keep a second table of a
-    first pull's 200,000 entries alive beside it."""
-    fetched = remote.fetched_at if isinstance(remote.fetched_at, MutableMapping) else dict(remote.fetched_at)
-    if remote.listed_at is not None:
-        for op in plan.writes:
-            fetched.setdefault((op.model, op.id), remote.listed_at)
-    return fetched
+def stamps(plan: Plan, remote) -> Stamps:
+    """When Stripe's data behind each write was read, where its record does not say so itself (the
+    apply reads a record's own ``fetched_at``): a customer's link, a subscription's recreated items,
+    a row marked deleted (absent from a listing: the time the listing began). A table of its own,
+    so that the snapshot's dicts of records (10 MiB at N=100,000) go with the snapshot once the plan
+    is made; the plan's operations keep the records they write."""
+    found, fetched, listed_at = Stamps(), remote.fetched_at, remote.listed_at
+    for op in plan.writes:
+        own = getattr(getattr(op, "record", None), "fetched_at", None)
+        for key in _rows_of(op):
+            at = fetched.get(key)
+            if own is not None and (at is None or at == own):
+                continue  # the record's own time is the one
+            at = at or listed_at
+            if at is not None:
+                found[key] = at
+    return found
+
+
+def _rows_of(op) -> tuple[tuple[str, str], ...]:
+    """The rows whose guard reads an operation's time: a user's customers, items' subscription."""
+    if isinstance(op, RecreateItems):
+        return (("Subscription", op.id),)
+    if isinstance(op, LinkUser | CreateUser):
+        return tuple(("StripeUser", cid) for cid in (op.customer_id, *getattr(op, "also_link", ())))
+    return ((op.model, op.id),)
+
+
+def plan_times(plan: Plan, times: Mapping[tuple[str, str], datetime]) -> dict:
+    """Every write's time, by (model, id): ``times`` and the records' own, for a plan file."""
+    found = dict(times.items())
+    for op in plan.writes:
+        at = getattr(getattr(op, "record", None), "fetched_at", None)
+        if at is not None:
+            found.setdefault((op.model, op.id), at)
+    return found
 
 
 def _listed(resources: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from reconcile.core.snapshot import Stamps
 
+T0 = datetime(2025, 12, 31, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T2 = datetime(2026, 1, 2, tzinfo=timezone.utc)
 
@@ -59,3 +60,61 @@ def test_a_fetchs_stamps_are_read_from_its_records_and_a_time_set_by_key_wins():
     # the stamp is no part of the record's value: equal records, one encoding, no change shown
     assert stamped == product("prod_1")
     assert "fetched_at" not in repr(stamped)
+
+
+def test_a_plans_stamps_hold_only_the_times_its_records_do_not():
+    """``runner.stamps``: a create or update reads its time off its record (the apply does), so
+    the plan's stamps keep no reference to the fetch's dicts of records and hold only the times
+    of rows no record of the plan gives: a customer linked or given a user, a subscription whose
+    items are recreated, a row marked deleted (the time the listing began)."""
+    from reconcile.core.plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Update
+    from reconcile.core.snapshot import CustomerRec, ProductRec, Snapshot, SubscriptionRec
+    from reconcile.runner import plan_times, stamps
+
+    def fetched(record, at):
+        object.__setattr__(record, "fetched_at", at)
+        return record
+
+    new = fetched(ProductRec(id="prod_1", name="P", description=None, active=True, metadata={}), T1)
+    gone = ProductRec(id="prod_2", name="Q", description=None, active=True, metadata={}, deleted=True)  # ours
+    customers = {cid: fetched(CustomerRec(id=cid, email=None, name=None), T2) for cid in ("cus_1", "cus_2", "cus_3")}
+    times = ("current_period_start", "current_period_end", "cancel_at", "canceled_at", "ended_at")
+    times += ("trial_start", "trial_end", "created")
+    sub = SubscriptionRec(
+        id="sub_1",
+        customer_id="cus_1",
+        status="active",
+        cancel_at_period_end=False,
+        metadata={},
+        **dict.fromkeys(times),
+    )
+    sub = fetched(sub, T1)
+    remote = Snapshot(
+        products={"prod_1": new},
+        customers=customers,
+        subscriptions={"sub_1": sub},
+        fetched_at=Stamps(
+            records={"Product": {"prod_1": new}, "StripeUser": customers, "Subscription": {"sub_1": sub}}
+        ),
+        listed_at=T0,
+    )
+    plan = Plan(
+        operations=(
+            Create("Product", "prod_1", new),
+            Update("Product", "prod_2", gone, ()),
+            LinkUser("cus_1", 7, "a@example.com"),
+            CreateUser("cus_2", (("email", "b@example.com"),), also_link=("cus_3",)),
+            RecreateItems("sub_1", (), ()),
+        )
+    )
+    found = stamps(plan, remote)
+    assert found._records == {}
+    assert dict(found) == {
+        ("Product", "prod_2"): T0,
+        ("StripeUser", "cus_1"): T2,
+        ("StripeUser", "cus_2"): T2,
+        ("StripeUser", "cus_3"): T2,
+        ("Subscription", "sub_1"): T1,
+    }
+    # a plan file gets every write's time, the records' own included
+    assert plan_times(plan, found) == {**dict(found), ("Product", "prod_1"): T1}

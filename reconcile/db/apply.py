@@ -54,8 +54,13 @@ class Applier:
         self.rewritten: dict[str, set[str]] = defaultdict(set)
         self.links: dict[str, Any] = {}  # customer id -> user pk, linked or created this run
 
-    def stamp(self, model: str, oid: str) -> datetime:
-        return self.fetched_at.get((model, oid), self.now)
+    def stamp(self, model: str, oid: str, record: Any = None) -> datetime:
+        """When the Stripe data written to a row was read: a time given by key wins over the time
+        on the row's record (a fetch's records carry their own; see ``runner.stamps``)."""
+        at = self.fetched_at.get((model, oid))
+        if at is None:
+            at = getattr(record, "fetched_at", None)
+        return self.now if at is None else at
 
     def run(self) -> Result:
         if not self.plan.writes:
@@ -81,7 +86,11 @@ class Applier:
         model = apps.get_model("reconcile", resource.model)
         stamp = self.stamp
         rows = [
-            model(**{resource.pk: op.id}, **resource.column_values(op.record), synced_at=stamp(resource.model, op.id))
+            model(
+                **{resource.pk: op.id},
+                **resource.column_values(op.record),
+                synced_at=stamp(resource.model, op.id, op.record),
+            )
             for op in creates
         ]
         model.objects.bulk_create(rows, batch_size=self.batch_size, ignore_conflicts=True)
@@ -117,7 +126,7 @@ class Applier:
             stored = stored_stamps(model, ids)
             inserts, changed, fields = [], [], {"synced_at"}
             for op in batch:
-                at = self.stamp(name, op.id)
+                at = self.stamp(name, op.id, op.record)
                 if op.id in stored and stored[op.id] is not None and stored[op.id] > at:
                     self.result.conflicts.append(Skip(name, op.id, KEPT))
                     continue
@@ -137,7 +146,7 @@ class Applier:
         """The new rows of ``creates``: the id, the fields, the sync time (and a customer's user)."""
         name, values, stamp, links = resource.model, resource.values, self.stamp, self.links
         for op in creates:
-            row = (op.id, *values(op.record), stamp(name, op.id))
+            row = (op.id, *values(op.record), stamp(name, op.id, op.record))
             yield row + (links.get(op.id),) if linked else row
 
     def conflicted(self, model: str) -> set[str]:
@@ -217,25 +226,29 @@ class Applier:
 
     # -- items -----------------------------------------------------------------------------------
     def items(self, creates: list[Create], recreates: list[RecreateItems]) -> None:
-        recreates = recreates + [
-            RecreateItems(op.id, (), op.record.items) for op in creates if op.id in self.rewritten["Subscription"]
+        stamp, rewritten = self.stamp, self.rewritten["Subscription"]
+        # (a subscription, its items, when they were read): the plan's recreations, and the creates
+        # that found their row stored (a webhook wrote it during the fetch)
+        rewrites = [(op.id, op.new, stamp("Subscription", op.id)) for op in recreates]
+        rewrites += [
+            (op.id, op.record.items, stamp("Subscription", op.id, op.record)) for op in creates if op.id in rewritten
         ]
         conflicted = self.conflicted("Subscription")
-        recreates = [op for op in recreates if op.subscription_id not in conflicted]
+        rewrites = [rewrite for rewrite in rewrites if rewrite[0] not in conflicted]
         # a generator: a list of a first pull's 100,000 pairs was its apply's largest allocation
-        new = ((op.id, op.record.items) for op in self.inserted("Subscription", creates))
-        for batch in batches(recreates, self.batch_size):
-            SubscriptionItem.objects.filter(subscription_id__in=[op.subscription_id for op in batch]).delete()
-            self.insert_items((op.subscription_id, op.new) for op in batch)
+        new = (
+            (op.id, op.record.items, stamp("Subscription", op.id, op.record))
+            for op in self.inserted("Subscription", creates)
+        )
+        for batch in batches(rewrites, self.batch_size):
+            SubscriptionItem.objects.filter(subscription_id__in=[sid for sid, _, _ in batch]).delete()
+            self.insert_items(batch)
             self.result.counts["recreate_items"] += len(batch)
         self.insert_items(new)
 
-    def insert_items(self, subscriptions: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        rows = (
-            (i.id, sid, *ITEMS.values(i), self.stamp("Subscription", sid))
-            for sid, items in subscriptions
-            for i in items
-        )
+    def insert_items(self, subscriptions: Iterable[tuple[str, tuple[Any, ...], datetime]]) -> None:
+        """The items of subscriptions given as (id, items, the subscription's time)."""
+        rows = ((i.id, sid, *ITEMS.values(i), at) for sid, items, at in subscriptions for i in items)
         insert(SubscriptionItem, ITEM_COLUMNS, rows, self.batch_size)
 
 
