@@ -288,3 +288,31 @@ def test_a_create_is_its_record_alone():
         Create("Feature", "f", None)
     with pytest.raises(AttributeError):
         op.record = product(name="Other")
+
+
+def test_a_plans_creates_are_held_as_their_records_and_read_as_creates():
+    """A first pull's plan keeps each create as its record alone (no 200,000 ``Create`` objects
+    beside the fetch's dicts): read, it is the tuple of operations it stands for."""
+    import pickle
+
+    from reconcile.core.plan import Operations, Plan
+
+    remote = Snapshot(
+        products={"prod_b": product("prod_b"), "prod_a": product("prod_a")},
+        prices={"price_1": price(product_id="prod_nowhere")},
+    )
+    plan = diff(remote, Snapshot())
+    ops = plan.operations
+    assert isinstance(ops, Operations)
+    assert ops.entries == [product("prod_a"), product("prod_b"), Skip("Price", "price_1", ops[2].reason)]
+    expected = (Create("Product", "prod_a", product("prod_a")), Create("Product", "prod_b", product("prod_b")), ops[2])
+    assert ops == expected and expected == ops and tuple(ops) == expected and list(ops) == list(expected)
+    assert (len(ops), ops[0], ops[-1], ops[:2], ops[1:]) == (3, expected[0], expected[2], expected[:2], expected[1:])
+    assert repr(ops) == repr(expected) and ops + () == expected and () + ops == expected
+    assert pickle.loads(pickle.dumps(ops)) == expected and type(pickle.loads(pickle.dumps(ops))) is tuple
+    assert plan == Plan(operations=expected, notes=plan.notes, next_cursor=plan.next_cursor)
+    # the writes leave the skip out and keep the creates as records
+    assert isinstance(plan.writes, Operations) and plan.writes.entries == [product("prod_a"), product("prod_b")]
+    assert [op.action for op in plan.writes] == [Action.CREATE, Action.CREATE]
+    everything = diff(Snapshot(products=remote.products), Snapshot())
+    assert everything.writes is everything.operations  # all write: the same sequence, not a copy

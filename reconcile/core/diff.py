@@ -6,13 +6,14 @@ listing was whole); both = compare the fields the registry declares.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
 from .periods import mixed_periods_note
-from .plan import Action, Change, Create, Note, Operation, Orphan, Plan, RecreateItems, Skip, Update
+from .plan import Action, Change, Note, Operation, Operations, Orphan, Plan, RecreateItems, Skip, Update
 from .registry import BY_NAME, BY_RECORD, MODEL_ORDER, SOFT_DELETED
 from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
@@ -20,11 +21,16 @@ from .users import UserDirectory, Validator, plan_users
 _RANK = {model: i for i, model in enumerate(MODEL_ORDER)}
 _ACTION_RANK = {action: i for i, action in enumerate(Action)}
 _by_id = attrgetter("id")
+_CREATE_RANK = {r.record: _RANK[r.model] * len(_ACTION_RANK) + _ACTION_RANK[Action.CREATE] for r in BY_RECORD.values()}
 
 
-def _rank(op: Operation) -> int:
-    """Where an operation's model, then its action, comes in a plan (ids order the rest)."""
-    return _RANK[op.model] * len(_ACTION_RANK) + _ACTION_RANK[op.action]
+def _rank(entry: Any) -> int:
+    """Where an operation's model, then its action, comes in a plan (ids order the rest); a
+    record alone stands for its create (see ``Operations``)."""
+    rank = _CREATE_RANK.get(type(entry))
+    if rank is None:
+        return _RANK[entry.model] * len(_ACTION_RANK) + _ACTION_RANK[entry.action]
+    return rank
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def _compare(resource: str, remote: Snapshot, local: Snapshot, blocked: Mapping[
             continue
         stored = ours.get(oid)
         if stored is None:
-            ops.append(Create(model, oid, rec))
+            ops.append(rec)  # its create, held as the record alone (``Operations``)
             continue
         if same(stored, rec):
             continue
@@ -148,18 +154,24 @@ def _items(remote: Snapshot, local: Snapshot, sub_ops: list[Operation]) -> list[
     return ops
 
 
-def _period_notes(remote: Snapshot, ops: list[Operation]) -> list[Note]:
-    """A note for each subscription written whose items bill on different periods."""
+def _period_notes(remote: Snapshot, *groups: list[Operation]) -> list[Note]:
+    """A note for each subscription written whose items bill on different periods (unsorted: the
+    plan sorts its notes). No set or copy of the operations: on a first pull they are 100,000
+    creates, and a set of their ids was the diff's highest point of memory."""
     subscriptions = remote.subscriptions
-    written = sorted(
-        {
-            op.id
-            for op in ops
-            if isinstance(op, (Create, Update, RecreateItems)) and len(subscriptions[op.id].items) > 1
-        }  # most subscriptions have one item, one period: not sorted, not looked at again
-    )
-    found = ((sid, mixed_periods_note(subscriptions[sid])) for sid in written)
-    return [Note("Subscription", sid, message) for sid, message in found if message]
+    notes, seen = [], set()
+    for op in itertools.chain(*groups):
+        created = type(op) in _CREATE_RANK  # a record alone: its create
+        if not (created or isinstance(op, Update | RecreateItems)) or len(subscriptions[op.id].items) < 2:
+            continue  # most subscriptions have one item, one period
+        if not created:  # a stored subscription may be updated and its items recreated
+            if op.id in seen:
+                continue
+            seen.add(op.id)
+        message = mixed_periods_note(subscriptions[op.id])
+        if message:
+            notes.append(Note("Subscription", op.id, message))
+    return notes
 
 
 def diff(
@@ -185,14 +197,16 @@ def diff(
         ops += user_ops
     sub_ops = _compare("subscriptions", remote, local, _subscription_blocks(remote, local, known, price_blocks))
     item_ops = _items(remote, local, sub_ops)
-    ops += sub_ops + item_ops
-    notes = [*notes, *_period_notes(remote, sub_ops + item_ops)]
+    ops += sub_ops
+    ops += item_ops
+    notes = [*notes, *_period_notes(remote, sub_ops, item_ops)]
+    del sub_ops, item_ops  # a second list of 100,000 operations, not kept through the sorts
     # By model, action, then id, in two stable sorts: a key tuple per operation made 200,000 of
     # them at once on a first pull (13 MiB); an id is a string already, the rank a small int.
     ops.sort(key=_by_id)
     ops.sort(key=_rank)
     return Plan(
-        operations=tuple(ops),
+        operations=Operations(ops),
         notes=tuple(sorted(notes, key=lambda n: (n.model, n.id))),
         next_cursor=dict(remote.next_cursor),
     )
