@@ -23,7 +23,7 @@ from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.fingerprint import Fingerprints
-from .core.plan import CreateUser, LinkUser, Plan, RecreateItems
+from .core.plan import CreateUser, LinkUser, Plan, RecreateItems, as_operation
 from .core.prune import pruner
 from .core.registry import RESOURCES
 from .core.report import applied_line, render_chunks
@@ -316,7 +316,14 @@ def stamps(plan: Plan, remote) -> Stamps:
     so that the snapshot's dicts of records (10 MiB at N=100,000) go with the snapshot once the plan
     is made; the plan's operations keep the records they write."""
     found, fetched, listed_at = Stamps(), remote.fetched_at, remote.listed_at
-    for op in plan.writes:
+    # A time set by key wins over a record's own; a fetch sets none, and then a first pull's
+    # 200,000 creates (records, in the plan: ``Operations``) are passed over without a look-up.
+    by_key = not isinstance(fetched, Stamps) or fetched.set_by_key
+    writes = plan.writes
+    for entry in getattr(writes, "entries", writes):
+        if not by_key and getattr(entry, "fetched_at", None) is not None:
+            continue  # a create held as its record, which carries its time
+        op = as_operation(entry)
         own = getattr(getattr(op, "record", None), "fetched_at", None)
         for key in _rows_of(op):
             at = fetched.get(key)

@@ -67,7 +67,7 @@ def test_a_plans_stamps_hold_only_the_times_its_records_do_not():
     the plan's stamps keep no reference to the fetch's dicts of records and hold only the times
     of rows no record of the plan gives: a customer linked or given a user, a subscription whose
     items are recreated, a row marked deleted (the time the listing began)."""
-    from reconcile.core.plan import Create, CreateUser, LinkUser, Plan, RecreateItems, Update
+    from reconcile.core.plan import Create, CreateUser, LinkUser, Operations, Plan, RecreateItems, Update
     from reconcile.core.snapshot import CustomerRec, ProductRec, Snapshot, SubscriptionRec
     from reconcile.runner import plan_times, stamps
 
@@ -118,3 +118,10 @@ def test_a_plans_stamps_hold_only_the_times_its_records_do_not():
     }
     # a plan file gets every write's time, the records' own included
     assert plan_times(plan, found) == {**dict(found), ("Product", "prod_1"): T1}
+    # a time set by key wins over the record's own, and a plan's creates held as records are found
+    remote.fetched_at[("Product", "prod_1")] = T0
+    assert stamps(plan, remote)[("Product", "prod_1")] == T0
+    first_pull = Plan(operations=Operations([new]))
+    assert dict(stamps(first_pull, remote)) == {("Product", "prod_1"): T0}
+    del remote.fetched_at[("Product", "prod_1")]
+    assert dict(stamps(first_pull, remote)) == {}

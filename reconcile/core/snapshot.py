@@ -95,6 +95,11 @@ class Stamps(MutableMapping):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, tuple) and len(key) == 2 and self.get(key) is not None
 
+    @property
+    def set_by_key(self) -> bool:
+        """Whether any time was set by key (a fetch's own stamps are all its records')."""
+        return any(self._tables.values())
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for model, table in self._tables.items():
             for oid in table:
