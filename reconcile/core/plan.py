@@ -311,7 +311,14 @@ class Plan:
         return ops if len(writes) == len(ops) else writes
 
     def summary(self) -> dict[str, int]:
-        counts = Counter(op.action for op in self.operations)
+        return dict(self._summary)
+
+    @cached_property  # the report's closing line and the audit row each ask: counted once
+    def _summary(self) -> dict[str, int]:
+        ops = self.operations
+        entries = ops.entries if isinstance(ops, Operations) else ops
+        # a record alone is a create (``Operations``): counted as one without making it
+        counts = Counter(e.action if isinstance(e, _Operation) else Action.CREATE for e in entries)
         return {action.key: counts.get(action, 0) for action in Action}
 
 
