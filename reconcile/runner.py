@@ -34,7 +34,7 @@ from .db.busy import sqlite_busy_timeout
 from .db.identity import database_identity
 from .db.local import known_ids, load_directory, load_fingerprints, load_local, make_validator
 from .db.lock import run_lock
-from .db.storable import screen, stored_ids
+from .db.storable import problem, screen, stored_ids
 from .errors import PlanFileError
 from .events.incremental import (
     cursor_from_header,
@@ -266,7 +266,7 @@ def build_plan(
         before = load_fingerprints(resources, known)
         prune = pruner(before, _directory(config, resources), bool(config.user_create_map))
     remote = fetch_remote(
-        config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune
+        config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune, check=problem
     )
     (progress or Progress()).phase("diffing")
     # The rows still compared are read again: a webhook may have written them during the fetch,

@@ -378,3 +378,38 @@ def test_the_screen_copies_the_records_only_when_it_refuses_some():
     assert (list(kept.products), list(kept.features)) == (["prod_1"], ["f1"])
     assert [(r.model, r.id) for r in kept.rejected] == [("Feature", bad_feature.id), ("Product", "prod_2")]
     assert kept.rejected[1].reason == f"its feature {bad_feature.id} is skipped (it cannot be stored)"
+
+
+@pytest.mark.django_db
+def test_customers_and_subscriptions_are_checked_as_their_pages_are_read(start_fake, monkeypatch):
+    """The screen's test runs in the fetch for the customers and subscriptions it keeps (the fetch
+    waits on Stripe; the screen would start after it), and the screen reads its answers."""
+    from collections import Counter
+
+    from reconcile.conf import get_config
+    from reconcile.db import storable
+    from reconcile.stripe.remote import fetch_remote
+    from reconcile.testing.generate import generate_account
+
+    account = generate_account(30, seed=3, n_products=2)
+    odd = account["customers"][0]["id"]
+    start_fake(account)
+    seen: Counter = Counter()
+
+    def check(record):
+        seen[type(record).__name__] += 1
+        return "odd, says the test" if record.id == odd else None
+
+    remote = fetch_remote(get_config(), ("products", "customers", "subscriptions"), check=check)
+    assert remote.checked == {"customers": {odd: "odd, says the test"}, "subscriptions": {}}
+    assert seen == {"CustomerRec": len(remote.customers), "SubscriptionRec": len(remote.subscriptions)} != {}
+    original = storable.problem
+
+    def screened(record):
+        assert type(record).__name__ not in seen, "checked twice"
+        return original(record)
+
+    monkeypatch.setattr(storable, "problem", screened)
+    kept = storable.screen(remote, {})
+    assert [(r.model, r.id, r.reason) for r in kept.rejected] == [("StripeUser", odd, "odd, says the test")]
+    assert odd not in kept.customers and len(kept.customers) == len(remote.customers) - 1

@@ -142,5 +142,8 @@ class Snapshot:
     # Remote side only: ids (by resource name) whose record equals its stored row, found so by the
     # storability screen; the diff does not compare them again.
     unchanged: Mapping[str, AbstractSet[str]] = field(default_factory=dict)
+    # Remote side only: for the resources (by name) whose every record was checked as it was
+    # fetched, why each record that cannot be stored cannot; the screen reads it instead.
+    checked: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Local side only: when each row was last written from Stripe data, keyed by (model, id).
     synced_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)

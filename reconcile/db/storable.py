@@ -217,6 +217,7 @@ def screen(
         rows: Mapping[str, Any] = getattr(local, resource.name) if local is not None else {}
         same = resource.same
         refused = dropped[resource.name] = set()
+        early = remote.checked.get(resource.name)  # checked already, as the fetch read them
         skipped_features = dropped.get(FEATURES.name, set())
         equal = []
         for oid, rec in records.items():
@@ -229,7 +230,7 @@ def screen(
             if as_stored:
                 equal.append(oid)
                 continue
-            reason = problem(rec)
+            reason = early.get(oid) if early is not None else problem(rec)
             if reason is None and oid in clash:
                 reason = (
                     f"its id is the id {escape(clash[oid])} to MySQL/MariaDB, whose collation ignores case, "

@@ -36,6 +36,9 @@ class Window:
         return self.limit is not None or self.starting_after is not None
 
 
+CHECKED_EARLY = ("StripeUser", "Subscription")  # models whose records are checked as they are fetched
+
+
 @dataclass
 class _Builder:
     features_key: str
@@ -62,8 +65,15 @@ class _Builder:
     # new string each time an id occurs (6 MiB of a first pull at N=100,000). Emptied with the
     # snapshot, so that it costs only while the fetch runs.
     customer_ids: dict = field(default_factory=dict)
+    # ``check(record)``: why the database cannot store a record, or None (the storability screen's
+    # test). Customers and subscriptions, whose records no later step replaces, are checked as
+    # their page is read: the fetch waits on Stripe while the screen would only start after it.
+    check: Callable[[Any], str | None] | None = None
+    problems: dict = field(default_factory=dict)  # model -> {id: why it cannot be stored}
 
     def __post_init__(self) -> None:
+        if self.check is not None:
+            self.problems = {model: {} for model in CHECKED_EARLY}
         self.fetched_at = Stamps(records={r.model: getattr(self, r.name) for r in RESOURCES})
 
     def parse_product(self, obj) -> object:
@@ -93,6 +103,11 @@ class _Builder:
         # anyone else's (frozen records keep it in a slot that no comparison reads)
         object.__setattr__(rec, "fetched_at", requested_at)
         target[rec.id] = rec
+        problems = self.problems.get(model)
+        if problems is not None:
+            reason = self.check(rec)
+            if reason is not None:
+                problems[rec.id] = reason
 
     def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         self.customer_ids.clear()
@@ -113,6 +128,7 @@ class _Builder:
             next_cursor=self.next_cursor,
             # the sets themselves, no longer added to: a frozen copy of 200,000 ids would cost 8 MiB more
             unchanged={BY_MODEL[model].name: ids for model, ids in self.unchanged.items() if ids},
+            checked={BY_MODEL[model].name: found for model, found in self.problems.items()},
         )
 
 
@@ -279,6 +295,7 @@ def fetch_remote(
     known: KnownIds | None = None,
     progress: Progress | None = None,
     prune: Callable[[str, Any], bool] | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ) -> Snapshot:
     """Fetch the named resources ("products", "customers", "subscriptions") into one snapshot.
 
@@ -286,12 +303,15 @@ def fetch_remote(
     by its own thread, their page requests sharing one pool and the fetcher's rate limit. A
     listing's records go to its own dict, so no two threads write the same key. With ``prune``,
     records it finds unchanged are dropped as their page is read and only their ids kept
-    (``Snapshot.unchanged``).
+    (``Snapshot.unchanged``). With ``check``, the customers and subscriptions kept are checked as
+    their page is read (``Snapshot.checked``).
     """
     assert_no_transaction()
     listed_at = datetime.now(timezone.utc)
     fetcher = fetcher or Fetcher(config)
-    b = _Builder(config.features_metadata_key, config.features_source, progress=progress or Progress(), prune=prune)
+    b = _Builder(
+        config.features_metadata_key, config.features_source, progress=progress or Progress(), prune=prune, check=check
+    )
     resources = list(dict.fromkeys(resources))
     ctx = _Context(fetcher, b, None)
     jobs = _listing_jobs(ctx, resources, window)
