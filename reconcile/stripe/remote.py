@@ -108,6 +108,8 @@ class _Builder:
             reason = self.check(rec)
             if reason is not None:
                 problems[rec.id] = reason
+            else:  # the record kept is this one: an earlier one's reason is not its own
+                problems.pop(rec.id, None)
 
     def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         self.customer_ids.clear()
