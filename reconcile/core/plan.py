@@ -1,4 +1,5 @@
-"""The plan: an ordered tuple of small typed operations that the report renders and apply executes.
+"""The plan: an ordered sequence of small typed operations that the report renders and apply
+executes (a tuple, or ``Operations``, which reads like one and holds a diff's creates as records).
 
 Every operation has ``model``, ``id``, ``action``, ``changes``, ``reason`` (skips only) and
 ``describe()``; ``to_json`` / ``from_json`` are its one codec (the plan file's form). Each action's
