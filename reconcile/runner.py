@@ -23,7 +23,7 @@ from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.fingerprint import Fingerprints
-from .core.plan import CreateUser, LinkUser, Plan, RecreateItems, as_operation
+from .core.plan import CreateUser, LinkUser, Plan, RecreateItems, as_operation, is_record
 from .core.prune import pruner
 from .core.registry import RESOURCES
 from .core.report import applied_line, render_chunks
@@ -321,7 +321,7 @@ def stamps(plan: Plan, remote) -> Stamps:
     by_key = not isinstance(fetched, Stamps) or fetched.set_by_key
     writes = plan.writes
     for entry in getattr(writes, "entries", writes):
-        if not by_key and getattr(entry, "fetched_at", None) is not None:
+        if not by_key and is_record(entry) and entry.fetched_at is not None:
             continue  # a create held as its record, which carries its time
         op = as_operation(entry)
         own = getattr(getattr(op, "record", None), "fetched_at", None)

@@ -13,7 +13,7 @@ from operator import attrgetter
 from typing import Any
 
 from .periods import mixed_periods_note
-from .plan import Action, Change, Note, Operation, Operations, Orphan, Plan, RecreateItems, Skip, Update
+from .plan import Action, Change, Note, Operation, Operations, Orphan, Plan, RecreateItems, Skip, Update, is_record
 from .registry import BY_NAME, BY_RECORD, MODEL_ORDER, SOFT_DELETED
 from .snapshot import KnownIds, ProductRec, Snapshot, SubscriptionRec
 from .users import UserDirectory, Validator, plan_users
@@ -161,7 +161,7 @@ def _period_notes(remote: Snapshot, *groups: list[Operation]) -> list[Note]:
     subscriptions = remote.subscriptions
     notes, seen = [], set()
     for op in itertools.chain(*groups):
-        created = type(op) in _CREATE_RANK  # a record alone: its create
+        created = is_record(op)  # a record alone: its create
         if not (created or isinstance(op, Update | RecreateItems)) or len(subscriptions[op.id].items) < 2:
             continue  # most subscriptions have one item, one period
         if not created:  # a stored subscription may be updated and its items recreated

@@ -238,9 +238,14 @@ class Note:
         return f"{self.model} {self.id}: {self.message}"
 
 
+def is_record(entry: Any) -> bool:
+    """Whether an entry of ``Operations`` is a record alone, standing for its create."""
+    return not isinstance(entry, _Operation)
+
+
 def as_operation(entry: Any) -> Operation:
     """An entry of ``Operations`` as the operation it stands for: a record alone is its create."""
-    return entry if isinstance(entry, _Operation) else Create.of(entry)
+    return Create.of(entry) if is_record(entry) else entry
 
 
 class Operations(Sequence):
@@ -305,7 +310,7 @@ class Plan:
     def writes(self) -> Sequence[Operation]:
         ops = self.operations
         if isinstance(ops, Operations):  # a record alone is a create: it writes
-            entries = [e for e in ops.entries if not isinstance(e, _Operation) or e.action in WRITES]
+            entries = [e for e in ops.entries if is_record(e) or e.action in WRITES]
             return ops if len(entries) == len(ops) else Operations(entries)
         writes = tuple(op for op in ops if op.action in WRITES)
         # the plan's own tuple when every operation writes (a first pull's): not a second copy of it
@@ -319,7 +324,7 @@ class Plan:
         ops = self.operations
         entries = ops.entries if isinstance(ops, Operations) else ops
         # a record alone is a create (``Operations``): counted as one without making it
-        counts = Counter(e.action if isinstance(e, _Operation) else Action.CREATE for e in entries)
+        counts = Counter(Action.CREATE if is_record(e) else e.action for e in entries)
         return {action.key: counts.get(action, 0) for action in Action}
 
 
