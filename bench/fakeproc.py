@@ -73,18 +73,39 @@ def _serve(
     return 0
 
 
+def _first_pages(fake) -> None:
+    """Answer each listing's first page as reconcile asks for it (its filter, its expansions), so
+    that the fake has made the filter's members (a scan of every object, 0.11 s at N=100,000 for
+    customers and for subscriptions) before a measured run: made during the run, at its first
+    requests, they made loopback look like a slow link to the walk."""
+    from reconcile.core.registry import RESOURCES
+    from reconcile.testing.api import handle_get
+
+    for resource in RESOURCES:
+        if not resource.listed:
+            continue
+        for params in resource.filters:
+            pairs = [(name, str(value)) for name, value in params.items()]
+            pairs += [("expand[]", path) for path in resource.expand]
+            status, _ = handle_get(fake, f"/v1/{resource.name}", [*pairs, ("limit", "100")])
+            if status != 200:
+                raise RuntimeError(f"warming the fake: GET /v1/{resource.name} {pairs} answered {status}")
+
+
 def _current(fake) -> dict[str, list[dict]]:
     return {r: fake.sorted_objects(r)[0] for r in ("products", "prices", "customers", "subscriptions")}
 
 
 def _handle(fake, op: str, args: dict) -> Any:
     if op == "warm":
-        # Sort every list and encode every object now, so that no measured run pays for the
-        # fake's first encoding (the fake caches both until the next change).
+        # Sort every list, encode every object and answer each listing's first page now, so
+        # that no measured run pays for the fake's first encoding or filtering (the fake caches
+        # them until the next change).
         started = time.perf_counter()
         for resource, objs in _current(fake).items():
             for obj in objs:
                 fake.encoded(resource, obj)
+        _first_pages(fake)
         return time.perf_counter() - started
     if op == "reset":
         fake.reset_requests()
@@ -103,7 +124,9 @@ def _handle(fake, op: str, args: dict) -> Any:
         data = _current(fake)
         return {"requests": expected_requests(data, fake.items_page_size), "objects": objects(data)}
     if op == "drift":
-        return drift(fake, args["fraction"], args["seed"])
+        changed = drift(fake, args["fraction"], args["seed"])
+        _first_pages(fake)  # a change drops the fake's caches: made again before the measured re-pull
+        return changed
     if op == "changes":  # rename ``count`` customers: ``count`` customer.updated events
         rng = random.Random(args["seed"])
         ids = sorted(o["id"] for o in fake.sorted_objects("customers")[0] if not o.get("deleted"))

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from bench import breakdown
+from bench import breakdown, fakeproc
 from bench.accounts import RESOURCES, build, expected_requests, objects, pages, peer_compatible
 from bench.fakeproc import FakeProcess
 from bench.report import targets
@@ -210,3 +210,17 @@ def test_the_ab_comparison_checks_the_old_commit_out_apart_and_removes_it():
     with ab.worktree("HEAD") as tree:
         assert (tree / "reconcile" / "runner.py").is_file() and (tree / "bench" / "ours.py").is_file()
     assert not tree.exists()
+
+
+def test_warming_the_fake_makes_the_filter_of_each_listing_reconcile_walks():
+    """Made during a measured run, a filter's members (a scan of every object) held back the first
+    answers long enough for the walk to take loopback for a slow link and cut lists."""
+    from reconcile.core.registry import RESOURCES as LISTINGS
+    from reconcile.testing.api import _filter_key
+
+    fake = FakeStripe(build(50, SEED))
+    fakeproc._first_pages(fake)
+    made = {(resource, key) for resource, cached in fake._members.items() for key in cached}
+    assert made == {(r.name, _filter_key(dict(p))) for r in LISTINGS if r.listed for p in r.filters}
+    assert len(made) == 6  # products and prices active and archived, customers, every subscription
+    assert list(fake.requests) == []  # not the server's: no request a run's count would see
