@@ -7,6 +7,7 @@ audit rows are searched for it. Stripe is the project's fake Stripe (a test doub
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ import traceback
 import pytest
 import stripe
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import is_password_usable
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -292,3 +294,15 @@ def test_a_key_of_the_wrong_kind_is_refused_without_echoing_it(settings):
     errors = check_settings()
     assert [e.id for e in errors] == ["reconcile.E005"]
     assert not leaks(f"{errors[0].msg} {errors[0].hint}", ("SECRETcanary", "9f8e7d6c5b4a", TAIL))
+
+
+def test_unusable_passwords_are_djangos_marker_then_distinct_random_text():
+    from reconcile.db.apply import unusable_passwords
+
+    passwords = unusable_passwords(500)
+    assert len(passwords) == len(set(passwords)) == 500
+    for password in passwords:
+        assert password.startswith("!") and len(password) == 41  # "!" and token_urlsafe(30)'s 40 characters
+        assert len(base64.urlsafe_b64decode(password[1:])) == 30
+        assert not is_password_usable(password)
+    assert unusable_passwords(0) == []
