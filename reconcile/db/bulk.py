@@ -54,7 +54,7 @@ def _adapter(field: models.Field, connection, copy: bool = False) -> Callable[[A
             # value (every one parsed from Stripe) into a UTC connection (Django's default) needs
             # no time zone arithmetic, which costs more than the rest of the insert's work.
             tz = connection.timezone
-            utc_connection = _is_utc(tz)
+            utc_connection = is_utc(tz)
 
             def adapt(value):
                 offset = value.utcoffset()
@@ -183,12 +183,13 @@ _EPOCH = "datetime(%s, 'unixepoch')"
 
 
 def _epoch_columns(fields: Sequence[models.Field], connection) -> tuple[int, ...]:
-    if not (settings.USE_TZ and _is_utc(connection.timezone)):
+    if not (settings.USE_TZ and is_utc(connection.timezone)):
         return ()
     return tuple(i for i, field in enumerate(fields) if field.get_internal_type() == "DateTimeField")
 
 
-def _is_utc(tz) -> bool:
+def is_utc(tz) -> bool:
+    """Whether a connection's time zone is UTC (no offset, no daylight saving)."""
     sample = datetime(2000, 1, 1)
     return tz.utcoffset(sample) == ZERO and tz.dst(sample) in (ZERO, None)
 
