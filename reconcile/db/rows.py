@@ -100,20 +100,7 @@ def _from_text(expression, connection, caches: list[dict], cache_limit: int) -> 
         except (TypeError, ValueError):
             return django_converter(value, expression, connection)
 
-    if not cache_limit:
-        return aware
-    seen: dict[str, datetime] = {}
-    caches.append(seen)
-
-    def to_datetime(value):
-        found = seen.get(value)
-        if found is None:
-            if len(seen) >= cache_limit:
-                seen.clear()
-            found = seen[value] = aware(value)
-        return found
-
-    return to_datetime
+    return _remembered(aware, caches, cache_limit)
 
 
 def _c_timestamps(connection, cursor) -> None:
@@ -183,25 +170,29 @@ def _fast(expression, connection, caches: list[dict], cache_limit: int) -> Calla
         return None
     zone = connection.timezone  # what Django's converter makes a naive value aware in (UTC unless set)
     django_converter = connection.ops.convert_datetimefield_value
+
+    def aware(value):
+        if type(value) is not datetime or value.tzinfo is not None:
+            return django_converter(value, expression, connection)
+        return value.replace(tzinfo=zone)
+
+    return _remembered(aware, caches, cache_limit)
+
+
+def _remembered(convert: Callable[[Any], Any], caches: list[dict], cache_limit: int) -> Callable[[Any], Any]:
+    """``convert``, remembering up to ``cache_limit`` distinct values' results (0: none), so that
+    the rows holding one value share one result; the memory is added to ``caches``."""
     if not cache_limit:
-
-        def aware(value):
-            if type(value) is not datetime or value.tzinfo is not None:
-                return django_converter(value, expression, connection)
-            return value.replace(tzinfo=zone)
-
-        return aware
-    seen: dict[datetime, datetime] = {}
+        return convert
+    seen: dict = {}
     caches.append(seen)
 
-    def to_datetime(value):
+    def remembered(value):
         found = seen.get(value)
         if found is None:
-            if type(value) is not datetime or value.tzinfo is not None:
-                return django_converter(value, expression, connection)
             if len(seen) >= cache_limit:
                 seen.clear()
-            found = seen[value] = value.replace(tzinfo=zone)
+            found = seen[value] = convert(value)
         return found
 
-    return to_datetime
+    return remembered
