@@ -62,3 +62,18 @@ def test_text_in_another_shape_goes_through_djangos_converter():
     convert = rows._from_text(None, connection, [], 0)
     assert convert("2024-05-01 12:00:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
     assert convert("2024-05-01 14:00:00+02:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)  # an offset of its own
+
+
+@pytest.mark.django_db
+def test_a_select_of_another_shape_is_read_as_before():
+    queryset = SyncRun.objects.values_list("id", "started_at")
+    compiler = queryset.query.get_compiler(queryset.db)
+    sql, _ = compiler.as_sql()
+    columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+    compiler.select = [(column, "not (sql, params)") for column in columns]  # a Django to come, say
+    assert rows._datetimes_as_text(sql, compiler, columns, connection) == (sql, frozenset())
+    # nor is a SELECT rewritten whose text is not the plain list of its columns
+    distinct = sql.replace("SELECT ", "SELECT DISTINCT ", 1)
+    compiler = queryset.query.get_compiler(queryset.db)
+    compiler.as_sql()
+    assert rows._datetimes_as_text(distinct, compiler, columns, connection) == (distinct, frozenset())

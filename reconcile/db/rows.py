@@ -73,9 +73,12 @@ def _datetimes_as_text(sql: str, compiler, columns: list, connection) -> tuple[s
     if connection.vendor != "sqlite" or not settings.USE_TZ or not is_utc(connection.timezone):
         return sql, frozenset()
     quote = connection.ops.quote_name
-    compiled = [
-        (text, f" AS {quote(alias)}" if alias else "") for _, (text, _), alias in compiler.select[: len(columns)]
-    ]
+    try:  # Django's (expression, (sql, params), alias) per selected column
+        compiled = [
+            (text, f" AS {quote(alias)}" if alias else "") for _, (text, _), alias in compiler.select[: len(columns)]
+        ]
+    except (TypeError, ValueError):  # another Django's shape: read as before
+        return sql, frozenset()
     head = "SELECT " + ", ".join(text + alias for text, alias in compiled) + " FROM "
     positions = frozenset(
         i
