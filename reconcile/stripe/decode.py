@@ -9,10 +9,11 @@ decoded in well under the time (figures in docs/benchmarks.md), and the dicts ar
 readers read, so nothing else changes.
 
 Every value under a kept key is decoded whole (typed ``Any``): the readers check its type and
-say what is wrong with one object. A page that does not fit the schema (an element that is not an
-object, an ``items`` that is not a list object, a reference that is neither an id nor an object)
-is decoded whole instead, so that such a page is read exactly as before: one odd object stays
-that object's problem.
+say what is wrong with one object. The one exception is another resource's object embedded in
+the page (an item's price): only its id and references are kept (``reference``). A page that
+does not fit the schema (an element that is not an object, an ``items`` that is not a list
+object, a reference that is neither an id nor an object) is decoded whole instead, so that such a
+page is read exactly as before: one odd object stays that object's problem.
 
 The schema is the registry's: a reader that reads a key must say so (``read.reads``), and
 ``tests/test_decode.py`` runs every resource's parsing over objects that record each key read, and
@@ -41,8 +42,8 @@ _schemas: dict[str, type] = {}
 def schema(resource: Resource) -> type:
     """The ``TypedDict`` of one of ``resource``'s objects: the keys its readers read (their own and
     those they say they read ``also``). A reference to another resource is its id or that
-    resource's object (an item's price comes expanded: its id and product are read); a child
-    collection is a list object of the child's schema."""
+    resource's object, of which only the id and its own references are kept (``reference``); a
+    child collection is a list object of the child's schema."""
     found = _schemas.get(resource.name)
     if found is not None:
         return found
@@ -51,13 +52,33 @@ def schema(resource: Resource) -> type:
         key = getattr(f.read, "key", None)
         if key is None:
             raise TypeError(f"{resource.name}.{f.name}: its reader does not say which key it reads (read.reads)")
-        target = _BY_OBJECT.get(f.read.about.get("target", "")) if f.read.kind == "ref" else None
-        keys[key] = Any if target is None or target is resource else str | schema(target) | None
+        target = _target(f.read)
+        keys[key] = Any if target is None or target is resource else str | reference(target) | None
         keys.update((also, Any) for also in f.read.about.get("also", ()) if also not in keys)
     for child in resource.children:
         keys[child.name] = _list_of(schema(child), f"{resource.object}_{child.name}")
     found = _schemas[resource.name] = TypedDict(f"{resource.object}_keys", keys, total=False)  # type: ignore[operator]
     return found
+
+
+def reference(resource: Resource) -> type:
+    """What a page keeps of ``resource``'s object where another object embeds it (each subscription
+    item embeds its price, 18 keys of it): the keys every object keeps and the ids it refers to (a
+    price's product). A record is made of the id alone: a price neither listed nor stored is
+    retrieved whole, with the expansions an item's copy lacks (``remote._resolve_references``).
+    Decoding the embedded prices whole was about a third of decoding a page of subscriptions."""
+    name = f"{resource.name} reference"
+    found = _schemas.get(name)
+    if found is None:
+        keys = dict.fromkeys(_ALWAYS, Any)
+        keys.update((f.read.key, Any) for f in resource.fields if _target(f.read) is not None)
+        found = _schemas[name] = TypedDict(f"{resource.object}_reference", keys, total=False)  # type: ignore[operator]
+    return found
+
+
+def _target(reader) -> Resource | None:
+    """The listed resource a reference reader refers to, or None."""
+    return _BY_OBJECT.get(reader.about.get("target", "")) if reader.kind == "ref" else None
 
 
 def _list_of(item: type, name: str) -> type:
