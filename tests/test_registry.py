@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 
-from reconcile.core.registry import FEATURES, ITEMS, RESOURCES, SUBSCRIPTIONS, Field, Resource
+from reconcile.core.registry import FEATURES, ITEMS, REQUIRED, RESOURCES, SUBSCRIPTIONS, Field, Resource
 from tests.conftest import run, stripe_fixture
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +163,34 @@ def test_every_field_reads_a_key_of_stripes_own_example_object():
         # "deleted" is only on deleted objects' stubs, never on Stripe's example objects
         missing = [f.read.key for f in resource.fields if f.read.key not in example and f.read.kind != "deleted"]
         assert [k for k in missing if (resource.object, k) not in LEGACY | INCLUDABLE] == [], resource.object
+
+
+@pytest.mark.parametrize("resource", [*RESOURCES, ITEMS], ids=lambda r: r.name)
+def test_a_record_is_made_as_its_dataclass_would_make_it(resource):
+    """Records have an ``__init__`` of their own (``_slot_init``, faster): the same arguments,
+    defaults and fresh default dicts and lists as the frozen dataclass's, and still frozen."""
+    import dataclasses
+
+    rec = resource.record
+    fields = dataclasses.fields(rec)
+    twin = dataclasses.make_dataclass(
+        "Twin", [(f.name, Any, f) for f in fields], frozen=True, slots=True, kw_only=True
+    )  # the dataclass's own __init__, for comparison
+    required = {f.name: f"{f.name} value" for f in fields if f.default is f.default_factory is dataclasses.MISSING}
+    assert set(required) == {"id", *(f.name for f in resource.fields if f.default is REQUIRED)}
+    least, twin_least = rec(**required), twin(**required)
+    assert dataclasses.astuple(least) == dataclasses.astuple(twin_least)
+    given = {f.name: (f.name, "given") for f in fields}
+    assert dataclasses.astuple(rec(**given)) == tuple((f.name, "given") for f in fields)
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:  # a fresh one per record, not one shared
+            assert getattr(least, f.name) is not getattr(rec(**required), f.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        least.id = "changed"
+    with pytest.raises(TypeError):
+        rec(**required, unknown=1)
+    if len(required) > 1:
+        with pytest.raises(TypeError):
+            rec(id="x")
+    assert least == rec(**required)  # equal records compare equal, field by field
+

@@ -11,6 +11,7 @@ Adding a Stripe field: add it to the model (and a migration), then one ``Field``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from operator import attrgetter
@@ -103,6 +104,7 @@ class Resource:
             specs.append(("fetched_at", Any, field(default=None, compare=False, repr=False)))
         rec = make_dataclass(_record_name(self.model), specs, frozen=True, slots=True, kw_only=True)
         rec.__module__ = "reconcile.core.snapshot"
+        rec.__init__ = _slot_init(rec)
         object.__setattr__(self, "record", rec)
         self._compile()
 
@@ -154,6 +156,36 @@ class Resource:
         exec(f"def parse(obj):\n{head}    return Rec(id=oid, {as_kwargs})\n", env)  # noqa: S102
         object.__setattr__(self, "read", env["read"])
         object.__setattr__(self, "parse", env["parse"])
+
+
+_FACTORY = object()  # an argument left out whose default is made fresh per record
+
+
+def _slot_init(rec: type) -> Callable[..., None]:
+    """A record type's ``__init__``: each value set through its slot's descriptor. A frozen
+    dataclass's own goes through ``object.__setattr__`` with the field's name, a look-up per value;
+    a first pull makes about 470,000 records at N=100,000 (4.3 against 2.8 us for a record of 19
+    fields). Arguments, defaults and fresh default dicts and lists are the dataclass's; the class
+    stays frozen (its ``__setattr__`` refuses)."""
+    env: dict[str, Any] = {"FACTORY": _FACTORY}
+    params, body = [], []
+    for i, f in enumerate(dataclasses.fields(rec)):
+        env[f"set_{i}"] = rec.__dict__[f.name].__set__
+        value = f.name
+        if f.default is not dataclasses.MISSING:
+            env[f"default_{i}"] = f.default
+            params.append(f"{f.name}=default_{i}")
+        elif f.default_factory is not dataclasses.MISSING:
+            env[f"new_{i}"] = f.default_factory
+            params.append(f"{f.name}=FACTORY")
+            value = f"new_{i}() if {f.name} is FACTORY else {f.name}"
+        else:
+            params.append(f.name)
+        body.append(f"    set_{i}(self, {value})\n")
+    exec(f"def __init__(self, *, {', '.join(params)}):\n{''.join(body)}", env)  # noqa: S102
+    init = env["__init__"]
+    init.__qualname__ = f"{rec.__qualname__}.__init__"
+    return init
 
 
 def _record_name(model: str) -> str:
