@@ -143,6 +143,8 @@ def test_fingerprints_follow_equality():
     assert of(odd) is None
     assert not pruner(Fingerprints.of(Snapshot(subscriptions={"sub_1": odd})), None, False)("Subscription", odd)
     assert canonical({"a": [{}]}) == ("\0dict", (("a", ("\0list", (("\0dict", ()),))),))
+    assert canonical({}) == ("\0dict", ()) and canonical([]) == ("\0list", ())
+    assert canonical([[]]) == ("\0list", (("\0list", ()),))
 
 
 def _fields(record) -> dict:

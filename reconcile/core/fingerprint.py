@@ -31,6 +31,7 @@ PRUNED: tuple[Resource, ...] = (PRICES, CUSTOMERS, SUBSCRIPTIONS)
 
 _JSON = (dict, list)
 _DICT, _LIST = "\0dict", "\0list"  # tags: a dict and a list never equal each other or a tuple
+_EMPTY_DICT, _EMPTY_LIST = (_DICT, ()), (_LIST, ())
 
 
 def canonical(value: Any) -> Any:
@@ -38,9 +39,11 @@ def canonical(value: Any) -> Any:
     results. Raises TypeError for what has no such form (a dict whose keys do not sort)."""
     kind = type(value)
     if kind is dict:
+        if not value:  # most records' metadata: no sort, no generator
+            return _EMPTY_DICT
         return (_DICT, tuple(sorted((k, canonical(v)) for k, v in value.items())))
     if kind is list:
-        return (_LIST, tuple(map(canonical, value)))
+        return (_LIST, tuple(map(canonical, value))) if value else _EMPTY_LIST
     if kind is tuple:
         return tuple(map(canonical, value))
     return value
