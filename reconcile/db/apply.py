@@ -9,6 +9,7 @@ reported as a conflict; a row created meanwhile is updated rather than inserted 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import secrets
 import sqlite3
@@ -27,6 +28,7 @@ from ..core.diff import KEPT
 from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
 from ..models import ProductFeature, StripeUser, SubscriptionItem
+from . import indexes
 from .bulk import batches, insert
 from .guard import stored_stamps
 
@@ -78,8 +80,15 @@ class Applier:
                 if not resource.guarded:
                     self.insert_or_ignore(resource, creates)
                     creates = []
-                self.upsert(resource, creates, ops[(Update, resource.model)])
-                self.after(resource.model, ops)
+                model = apps.get_model("reconcile", resource.model)
+                with indexes.deferred(model, len(creates)):
+                    self.upsert(resource, creates, ops[(Update, resource.model)])
+                # a subscription's items: at least as many as the subscriptions created
+                children = [apps.get_model("reconcile", child.model) for child in resource.children]
+                with contextlib.ExitStack() as stack:
+                    for child in children:
+                        stack.enter_context(indexes.deferred(child, len(creates)))
+                    self.after(resource.model, ops)
         return self.result
 
     def insert_or_ignore(self, resource: Resource, creates: list[Create]) -> None:
