@@ -7,6 +7,7 @@ the caller turns it into a skipped operation, so one odd object never stops a ru
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from . import periods
 from .read import BadObject, feature_ids, object_id
@@ -43,11 +44,14 @@ def parse_subscription(obj: dict, items: Iterable[dict]) -> tuple[SubscriptionRe
     """
     values = SUBSCRIPTIONS.read(obj)
     parsed = [parse_item(item) for item in items]
-    recs = tuple(sorted((item for item, _ in parsed), key=lambda i: i.id))
+    recs = (parsed[0][0],) if len(parsed) == 1 else tuple(sorted((item for item, _ in parsed), key=_by_id))
     start, end = values["current_period_start"], values["current_period_end"]
     (start, end), recs = periods.resolve(values["id"], start, end, recs)
     values["current_period_start"], values["current_period_end"] = start, end
     return SubscriptionRec(**values, items=recs), [price for _, price in parsed if price is not None]
+
+
+_by_id = attrgetter("id")
 
 
 def parse_feature(obj: dict) -> FeatureRec:

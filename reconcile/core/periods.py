@@ -20,16 +20,19 @@ from .read import BadObject
 Period = tuple[datetime | None, datetime | None]
 
 
-def _check(start: datetime | None, end: datetime | None, what: str) -> None:
+def _check(start: datetime | None, end: datetime | None, kind: str, oid: str) -> None:
+    # the name is made only for the message: this runs for every subscription and item of a pull
     if start is not None and end is not None and end < start:
         raise BadObject(
-            f"{what} has an impossible billing period: it ends ({end:%Y-%m-%dT%H:%M:%SZ}) "
+            f"{kind} {oid} has an impossible billing period: it ends ({end:%Y-%m-%dT%H:%M:%SZ}) "
             f"before it starts ({start:%Y-%m-%dT%H:%M:%SZ})"
         )
 
 
 def first_to_renew(items: tuple[Any, ...]) -> Any | None:
     """The item whose period ends first (None when no item has a period)."""
+    if len(items) == 1:  # most subscriptions
+        return items[0] if items[0].current_period_end is not None else None
     dated = [i for i in items if i.current_period_end is not None]
     if not dated:
         return None
@@ -46,7 +49,7 @@ def distinct_periods(items: tuple[Any, ...]) -> list[Period]:
 def resolve(sid: str, start: datetime | None, end: datetime | None, items: tuple[Any, ...]) -> tuple[Period, tuple]:
     """The subscription's period and its items (given the subscription's period where Stripe puts it
     there); ``BadObject`` for an impossible period."""
-    _check(start, end, f"subscription {sid}")
+    _check(start, end, "subscription", sid)
     if start is not None or end is not None:
         items = tuple(
             i if (i.current_period_start, i.current_period_end) != (None, None)
@@ -54,7 +57,7 @@ def resolve(sid: str, start: datetime | None, end: datetime | None, items: tuple
             for i in items
         )
     for item in items:
-        _check(item.current_period_start, item.current_period_end, f"item {item.id}")
+        _check(item.current_period_start, item.current_period_end, "item", item.id)
     if start is None and end is None:
         first = first_to_renew(items)
         if first is not None:
