@@ -96,3 +96,13 @@ def test_the_malloc_settings_are_none_or_within_glibcs_limits(settings):
     assert [e.msg for e in check_settings()] == [
         "RECONCILE['MALLOC_MMAP_THRESHOLD'] must be None or an integer from 4096 to 33554432."
     ]
+
+
+def test_fetch_on_one_cpu_is_true_or_false(settings):
+    settings.RECONCILE = {}
+    assert get_config().fetch_on_one_cpu is True
+    settings.RECONCILE = {"FETCH_ON_ONE_CPU": False}
+    assert get_config().fetch_on_one_cpu is False and check_settings() == []
+    for bad in (0, "yes", None):
+        settings.RECONCILE = {"FETCH_ON_ONE_CPU": bad}
+        assert [e.msg for e in check_settings()] == ["RECONCILE['FETCH_ON_ONE_CPU'] must be True or False."]

@@ -20,6 +20,7 @@ from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot, Stamps
 from ..errors import FetchError
 from ..progress import Progress
 from . import entitlements
+from .affinity import one_cpu
 from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
 from .walk import Flights, walk
 
@@ -325,8 +326,9 @@ def fetch_remote(
         # to cut them, so they take the rate limit's first slots
         jobs.reverse()
     ctx.flights = Flights(fetcher, len(jobs))
-    pages = ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page")
-    lists = ThreadPoolExecutor(listings, thread_name_prefix="stripe-list")
+    pin = one_cpu() if config.fetch_on_one_cpu else None  # the pools' threads on this CPU (affinity.py)
+    pages = ThreadPoolExecutor(config.concurrency * listings, thread_name_prefix="stripe-page", initializer=pin)
+    lists = ThreadPoolExecutor(listings, thread_name_prefix="stripe-list", initializer=pin)
     ctx.pool = pages
     try:
         futures = [lists.submit(job) for job in jobs]
