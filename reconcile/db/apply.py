@@ -28,7 +28,7 @@ from ..core.diff import KEPT
 from ..core.plan import Change, Create, CreateUser, LinkUser, Plan, RecreateItems, Skip, Update
 from ..core.registry import ITEM_COLUMNS, ITEMS, RESOURCES, Resource
 from ..models import ProductFeature, StripeUser, SubscriptionItem
-from . import indexes
+from . import indexes, instances
 from .bulk import batches, insert
 from .guard import stored_stamps
 
@@ -196,7 +196,7 @@ class Applier:
                     if hasattr(user, flag):
                         setattr(user, flag, False)
                 users.append(user)
-            user_model.objects.bulk_create(users)
+            instances.create(users, self.batch_size)  # bulk_create's rows, its values prepared for less
             for op, user in zip(batch, users, strict=True):
                 for customer_id in (op.customer_id, *op.also_link):
                     result[customer_id] = user.pk
