@@ -149,10 +149,10 @@ def test_2000_customers_and_subscriptions_first_pull_and_no_op(start_fake):
 def test_bulk_adapts_datetimes_exactly_as_django_does():
     from datetime import datetime, timedelta, timezone
 
-    from reconcile.db.bulk import _adapter
+    from reconcile.db.bulk import adapter
     from reconcile.models import Subscription
 
-    adapt = _adapter(Subscription._meta.get_field("created"), connection)
+    adapt = adapter(Subscription._meta.get_field("created"), connection)
     values = [
         datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
         datetime(2024, 1, 2, 3, 4, 5, 123, tzinfo=timezone(timedelta(hours=2))),
@@ -196,7 +196,7 @@ def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
 
 @pytest.mark.parametrize("value", [{}, [], {"a": 1}, [1, {"b": None}], None])
 def test_bulk_adapts_json_exactly_as_django_does(value):
-    from reconcile.db.bulk import _adapter
+    from reconcile.db.bulk import adapter
     from reconcile.models import Price
 
     def plain(adapted):  # PostgreSQL: psycopg's Jsonb wrapper, which compares by identity
@@ -204,7 +204,7 @@ def test_bulk_adapts_json_exactly_as_django_does(value):
 
     for name in ("tiers", "currency_options", "custom_unit_amount"):
         field = Price._meta.get_field(name)
-        assert plain(_adapter(field, connection)(value)) == plain(field.get_db_prep_value(value, connection))
+        assert plain(adapter(field, connection)(value)) == plain(field.get_db_prep_value(value, connection))
 
 
 @pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,12 +12,19 @@ from django.test.utils import CaptureQueriesContext
 from reconcile.db import instances
 
 WHEN = datetime(2026, 11, 30, 12, 0, 1, 250_000, tzinfo=timezone.utc)
+ELSEWHERE = WHEN.astimezone(timezone(timedelta(hours=-5)))  # the same instant, another zone
 
 
 def users(prefix: str, count: int, **extra) -> list:
     model = get_user_model()
     return [
-        model(username=f"{prefix}{i}", email=f"{prefix}{i}@example.com", date_joined=WHEN, password="!x", **extra)
+        model(
+            username=f"{prefix}{i}",
+            email=f"{prefix}{i}@example.com",
+            date_joined=(WHEN, ELSEWHERE)[i % 2],
+            password="!x",
+            **extra,
+        )
         for i in range(count)
     ]
 

@@ -37,7 +37,7 @@ def batches(rows: Iterable, size: int) -> Iterable[list]:
         yield chunk
 
 
-def _adapter(field: models.Field, connection, copy: bool = False) -> Callable[[Any], Any] | None:
+def adapter(field: models.Field, connection, copy: bool = False) -> Callable[[Any], Any] | None:
     """What turns a record's value into the column's parameter; None: the value goes as it is.
     ``copy``: for PostgreSQL's COPY, whose text format takes JSON as its text."""
     kind = field.get_internal_type()
@@ -117,7 +117,7 @@ def insert(model: type[models.Model], columns: Sequence[str], rows: Iterable[tup
     meta = model._meta
     fields = [meta.get_field(name) for name in columns]
     copy = connection.vendor == "postgresql" and _psycopg3()
-    adapters = [_adapter(field, connection, copy) for field in fields]
+    adapters = [adapter(field, connection, copy) for field in fields]
     quote = connection.ops.quote_name
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
