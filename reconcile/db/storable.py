@@ -103,9 +103,10 @@ def _decimal_problem(what: str, value: Decimal, field: models.DecimalField) -> s
 def _fields_check(record_type: type) -> Callable[[Any], str | None]:
     """A record type's fields checked by one straight-line function (as the registry compiles its
     parsers): the common values (None, a bool, text within its length and without a NUL or a lone
-    surrogate, a datetime from the year 1000, an integer within its column's range) pass without a
-    call; anything else goes to ``_value_problem``, which says why. A first pull checks every value
-    of every record: 200,000 records and 166,000 items at N=100,000."""
+    surrogate, a datetime from the year 1000, an integer within its column's range, an empty dict:
+    most records' metadata) pass without a call; anything else goes to ``_value_problem``, which
+    says why. A first pull checks every value of every record: 200,000 records and 166,000 items at
+    N=100,000 (the empty metadata alone took a call each: 2.4 against 1.7 us a record)."""
     env: dict[str, Any] = {"search": _UNSTORABLE.search, "datetime": datetime, "slow": _value_problem}
     lines = ["def check(record):"]
     for i, (name, field, max_length, low, high) in enumerate(_checked_fields(record_type)):
@@ -114,7 +115,8 @@ def _fields_check(record_type: type) -> Callable[[Any], str | None]:
         number = f" and {low} <= v <= {high}" if low is not None else ""
         common = (
             f"v is None or type(v) is bool or (type(v) is str and {text}not search(v)) "
-            f"or (type(v) is datetime and v.year >= {MIN_YEAR}) or (type(v) is int{number})"
+            f"or (type(v) is datetime and v.year >= {MIN_YEAR}) or (type(v) is int{number}) "
+            "or (type(v) is dict and not v)"
         )
         lines += [
             f"    v = record.{name}",
