@@ -9,9 +9,9 @@ Django's own ``CharField``, ``EmailField``, ``SlugField`` or ``TextField``, a ``
 ``BooleanField``, None into any of them; an aware datetime into its ``DateTimeField`` goes
 through the connection's adapter alone (under ``USE_TZ``, as in ``bulk.py``). Every other
 value, and every field of another class (a custom user model's), goes through the field's own
-``get_db_prep_save``, as in ``bulk_create``. Each value is the field's ``pre_save`` (``auto_now_add`` and its kind), the
-statement is ``bulk_create``'s multi-row INSERT with its RETURNING of the primary key, and each
-instance gets its key and is marked saved in this database.
+``get_db_prep_save``, as in ``bulk_create``. Each value is the field's ``pre_save``
+(``auto_now_add`` and its kind), the statement is ``bulk_create``'s multi-row INSERT with its
+RETURNING of the primary key, and each instance gets its key and is marked saved in this database.
 
 What this does not cover goes to ``bulk_create`` itself: a database that cannot return the rows
 of a multi-row insert, a model with parents or a proxy, a primary key that is not automatic or

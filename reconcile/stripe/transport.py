@@ -14,8 +14,9 @@ the socket stays stripe-python's: auth, headers, API version, error classes.
 What the pools did that matters here is kept: certificates are verified against stripe-python's
 CA bundle (host names too), connections are reused (one per thread and host: the fetch's threads
 each have one request in flight), a connection the server closed while idle is opened again
-before the request goes, and when the environment names a proxy for the API's address (``HTTPS_PROXY``, ``NO_PROXY``...)
-the run uses stripe-python's ``RequestsClient``, which honours it, instead.
+before the request goes, and when the environment names a proxy for the API's address
+(``HTTPS_PROXY``, ``NO_PROXY``...) the run uses stripe-python's ``RequestsClient``, which honours
+it, instead.
 """
 
 from __future__ import annotations
