@@ -9,7 +9,7 @@ costs, not what the run's threads overlap:
   (keep-alive, no decoding: the next cursor and the items to page are read from the body's text):
   what the fake Stripe and the socket cost, the floor of any client;
 - **HTTP (stripe-python)**: the same requests through reconcile's own request path (stripe-python's
-  requestor, ``requests``), bodies not decoded; less the line above, the client's own cost;
+  requestor over reconcile's transport), bodies not decoded; less the line above, the client's own cost;
 - **JSON decoding**: ``json.loads`` of every body, msgspec's whole decoding and reconcile's (msgspec into
   only the keys the registry reads: ``reconcile/stripe/decode.py``), and orjson when installed;
 - **parsing into records**: the decoded pages into snapshot records (``reconcile.core.parse``);
