@@ -11,11 +11,11 @@ import stripe
 from reconcile.conf import get_config
 from reconcile.stripe import fetch
 from reconcile.stripe.fetch import Fetcher
-from reconcile.stripe.transport import KeepAliveClient, http_client
+from reconcile.stripe.transport import POOL_SIZE, KeepAliveClient, _key, http_client
 from reconcile.testing.generate import generate_account
 
 
-def test_urllib3_unless_the_environment_names_a_proxy(monkeypatch):
+def test_http_client_unless_the_environment_names_a_proxy(monkeypatch):
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     assert isinstance(http_client("https://api.stripe.com", 30), KeepAliveClient)
@@ -171,9 +171,11 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused():
     assert server.connections == 3
 
 
-def test_a_certificate_the_ca_bundle_does_not_vouch_for_is_refused_and_not_retried(tmp_path):
-    """A TLS server with a self-signed certificate: stripe-python's CA bundle does not trust it."""
+def test_a_certificate_the_ca_bundle_does_not_vouch_for_is_refused_and_not_retried(tmp_path, settings):
+    """A TLS server with a self-signed certificate: stripe-python's CA bundle does not trust it, and
+    the Fetcher fails at once instead of backing off five times."""
     import shutil
+    import socket
     import ssl
     import subprocess
     import threading
@@ -190,33 +192,132 @@ def test_a_certificate_the_ca_bundle_does_not_vouch_for_is_refused_and_not_retri
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    import socket
-
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen(1)
+    server.listen(4)
     server.settimeout(10)
+    accepted = []
+    stopping = threading.Event()
 
     def serve():
-        try:
-            conn, _ = server.accept()
-        except OSError:
-            return
-        with conn:
+        while True:
             try:
-                context.wrap_socket(conn, server_side=True).close()
-            except (ssl.SSLError, OSError):
-                pass  # the client hung up on the certificate
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if stopping.is_set():
+                conn.close()
+                return
+            accepted.append(1)
+            with conn:
+                try:
+                    context.wrap_socket(conn, server_side=True).close()
+                except (ssl.SSLError, OSError):
+                    pass  # the client hung up on the certificate
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    base = f"https://127.0.0.1:{server.getsockname()[1]}"
     client = KeepAliveClient(timeout=10)
     try:
         with pytest.raises(stripe.APIConnectionError) as raised:
-            client.request("get", f"https://127.0.0.1:{server.getsockname()[1]}/v1/customers", {})
+            client.request("get", f"{base}/v1/customers", {})
         assert not raised.value.should_retry
         assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
+        settings.RECONCILE = {"API_KEY": "sk_test_FakeKey000", "API_BASE": base, "RETRY_BASE_DELAY": 30.0}
+        fetcher = Fetcher(get_config())
+        with pytest.raises(fetch.FetchError) as failed:
+            fetcher.get("/v1/customers")  # with a retry, the 30 s backoff would hold the test
+        assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value) and fetcher.requests == 1
     finally:
         client.close()
-        server.close()
+        stopping.set()
+        socket.create_connection(server.getsockname(), timeout=10).close()  # wakes the accept
         thread.join(10)
+        server.close()
+    assert len(accepted) == 2
+
+
+class _KeepAliveServer:
+    """A loopback HTTP/1.1 server that keeps connections open and counts them."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.connections = 0
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                import socket
+
+                with owner.lock:
+                    owner.connections += 1
+                super().setup()
+                # headers and body go out in two writes: without this each answer waits ~40 ms
+                # for the client's delayed ACK (Nagle)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_GET(self):
+                body = b'{"object": "list"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()  # (serve_forever notices within its 0.5 s poll)
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+def test_threads_that_come_and_go_share_the_kept_alive_connections():
+    """A webhook request runs on a thread of its own (runserver, ASGI): each one that ends gives its
+    connection back for the next, and no more than the pool holds stay open."""
+    import threading
+
+    server = _KeepAliveServer()
+    client = KeepAliveClient(timeout=10)
+    try:
+        for _ in range(40):  # one after another: each thread finds the last one's connection idle
+            thread = threading.Thread(target=client.request, args=("get", server.url + "/v1/events/evt_1", {}))
+            thread.start()
+            thread.join(10)
+        assert server.connections == 1
+        barrier = threading.Barrier(POOL_SIZE + 4)
+
+        def at_once():
+            barrier.wait(10)
+            client.request("get", server.url + "/v1/events/evt_2", {})
+
+        threads = [threading.Thread(target=at_once) for _ in range(POOL_SIZE + 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sum(len(idle) for idle in client._idle.values()) <= POOL_SIZE
+    finally:
+        client.close()
+        server.stop()
+    assert client._idle == {}
+
+
+def test_an_ipv6_address_without_a_port_gets_its_schemes_port():
+    assert _key("https", "::1", None) == ("https", "::1", 443)
+    assert _key("http", "::1", None) == ("http", "::1", 80)
+    assert _key("https", "api.stripe.com", 8443) == ("https", "api.stripe.com", 8443)
+    with pytest.raises(ValueError, match="neither http nor https"):
+        _key("ftp", "example.com", None)

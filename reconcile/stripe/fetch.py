@@ -277,8 +277,8 @@ class Fetcher:
         status = exc.http_status
         if isinstance(exc, stripe.RateLimitError) or status == 429:
             return "rate limited (429)"
-        if isinstance(exc, stripe.APIConnectionError):
-            return "network error"
+        if isinstance(exc, stripe.APIConnectionError):  # not a certificate Stripe's CA bundle refuses
+            return "network error" if getattr(exc, "should_retry", True) else None
         if status is not None and (status >= 500 or status == 409):
             return f"HTTP {status}"
         return None

@@ -1,5 +1,5 @@
 """The HTTP client stripe-python sends our requests through: the standard library's ``http.client``,
-one kept-alive connection per thread and host.
+kept-alive connections shared by the threads.
 
 stripe-python's default, ``RequestsClient``, goes through ``requests``, which per request merges
 session and environment settings, looks up proxies for the URL and builds a ``PreparedRequest``
@@ -12,8 +12,8 @@ loopback); over a large account's 2,272 pages, about 0.4 s of a no-op re-pull. E
 the socket stays stripe-python's: auth, headers, API version, error classes.
 
 What the pools did that matters here is kept: certificates are verified against stripe-python's
-CA bundle (host names too), connections are reused (one per thread and host: the fetch's threads
-each have one request in flight), a connection the server closed while idle is opened again
+CA bundle (host names too), connections are reused (a few idle ones kept per host and shared by
+the threads, the last given back first), a connection the server closed while idle is opened again
 before the request goes, and when the environment names a proxy for the API's address
 (``HTTPS_PROXY``, ``NO_PROXY``...) the run uses stripe-python's ``RequestsClient``, which honours
 it, instead.
@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import stripe
 
+POOL_SIZE = 16  # idle connections kept per host: the most requests a run has in flight, with room
+
 
 class KeepAliveClient(stripe.HTTPClient):
     name = "http.client"
@@ -39,16 +41,21 @@ class KeepAliveClient(stripe.HTTPClient):
         super().__init__()
         self._timeout = timeout
         self._context: ssl.SSLContext | None = None  # made at the first HTTPS request
-        self._local = threading.local()  # this thread's connections by (scheme, host, port), its last wait
+        self._local = threading.local()  # this thread's last wait for headers
         self._lock = threading.Lock()
-        self._all: set[http.client.HTTPConnection] = set()  # every thread's, for close()
+        # idle connections by (scheme, host, port), the last one given back first; a request takes
+        # one (or makes one) and gives it back once its answer is read, so that the threads of a
+        # fetch, and a process's webhook requests (a thread each, under runserver or ASGI), share a
+        # few kept-alive connections instead of leaving one per thread open
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
 
     def request(self, method, url, headers, post_data=None):
         parts = urlsplit(url)
         target = parts.path + ("?" + parts.query if parts.query else "")
         method = method.upper()
         try:
-            connection = self._connection(parts.scheme, parts.hostname or "", parts.port)
+            key = _key(parts.scheme, parts.hostname or "", parts.port)
+            connection = self._take(key)
             try:
                 began = time.monotonic()
                 connection.request(method, target, body=post_data, headers=dict(headers or {}))
@@ -58,42 +65,42 @@ class KeepAliveClient(stripe.HTTPClient):
             except BaseException:
                 connection.close()  # a request or body half done leaves the connection unusable
                 raise
-        except ssl.SSLError as exc:  # a certificate is not retried, as in stripe-python
+            self._give_back(key, connection)
+        except ssl.SSLCertVerificationError as exc:  # a certificate is not retried, as in stripe-python
             raise stripe.APIConnectionError(_message(exc), should_retry=False) from exc
-        except (OSError, http.client.HTTPException) as exc:  # connect, read, timeouts, protocol errors
+        except (OSError, http.client.HTTPException) as exc:  # connect, read, TLS, timeouts, protocol errors
             raise stripe.APIConnectionError(_message(exc), should_retry=True) from exc
         except Exception as exc:  # noqa: BLE001 - as stripe-python's clients: anything else is a network error
             raise stripe.APIConnectionError(_message(exc), should_retry=False) from exc
         # the headers as http.client parsed them: looked up by any case, as stripe-python does
         return data, response.status, response.headers
 
-    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-        """This thread's connection to the host; one the server closed while it was idle (it has
-        something to read: its end) is closed here and opens again at its next request, as urllib3's
-        pool checks before each reuse. A connection that fails once a request is sent is not
-        retried here: the Fetcher's retries count it and back off."""
-        mine = getattr(self._local, "connections", None)
-        if mine is None:
-            mine = self._local.connections = {}
-        key = (scheme, host, port)
-        connection = mine.get(key)
+    def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
+        """An idle connection to the host, or a new one. One the server closed while it was idle (it
+        has something to read: its end) is closed here and opens again at its request, as urllib3's
+        pool checks before each reuse. A connection that fails once a request is sent is not tried
+        again here: the Fetcher's retries count it and back off."""
+        with self._lock:
+            idle = self._idle.get(key)
+            connection = idle.pop() if idle else None
         if connection is None:
+            scheme, host, port = key
             if scheme == "https":
                 if self._context is None:
                     self._context = ssl.create_default_context(cafile=stripe.ca_bundle_path)
-                connection = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._context)
-            elif scheme == "http":
-                connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            else:
-                raise ValueError(f"an address that is neither http nor https: {scheme}://{host}")
-            mine[key] = connection
-        elif connection.sock is not None:
-            if not _readable(connection.sock):
-                return connection
+                return http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._context)
+            return http.client.HTTPConnection(host, port, timeout=self._timeout)
+        if connection.sock is not None and _readable(connection.sock):
             connection.close()
-        with self._lock:  # new, or closed (it opens at its next request): close() must find it
-            self._all.add(connection)
         return connection
+
+    def _give_back(self, key: tuple[str, str, int], connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < POOL_SIZE:
+                idle.append(connection)
+                return
+        connection.close()  # more idle ones than a run has requests in flight
 
     def waited(self) -> float | None:
         """Seconds this thread's last request waited for its answer's headers (then forgotten): the
@@ -109,10 +116,20 @@ class KeepAliveClient(stripe.HTTPClient):
         raise NotImplementedError("reconcile never streams a response")
 
     def close(self) -> None:
+        """Close the idle connections (one in use closes when it is next given back, if the pool is full)."""
         with self._lock:
-            connections, self._all = self._all, set()
-        for connection in connections:
-            connection.close()
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+
+def _key(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
+    """The pool's key; the port always given (http.client would read an IPv6 address's last part
+    as one)."""
+    if scheme not in ("http", "https"):
+        raise ValueError(f"an address that is neither http nor https: {scheme}://{host}")
+    return scheme, host, port or (443 if scheme == "https" else 80)
 
 
 def _readable(sock) -> bool:
