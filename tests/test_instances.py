@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
 from reconcile.db import instances
@@ -82,3 +83,11 @@ def test_what_it_does_not_cover_goes_to_bulk_create(monkeypatch):
     assert called == [2, 3] and model.objects.filter(username__startswith="f").count() == 3
     instances.create([], batch_size=500)
     assert called == [2, 3]
+    monkeypatch.undo()
+    monkeypatch.setattr(type(model._default_manager), "bulk_create", spy)
+    late = users("g", 5)
+    late[3].date_joined = Now()  # SQL of its own: its batch and the rest go to bulk_create
+    instances.create(late, batch_size=2)
+    assert called == [2, 3, 3]
+    assert all(user.pk is not None for user in late)
+    assert model.objects.filter(username__startswith="g").count() == 5

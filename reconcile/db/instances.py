@@ -15,7 +15,9 @@ RETURNING of the primary key, and each instance gets its key and is marked saved
 
 What this does not cover goes to ``bulk_create`` itself: a database that cannot return the rows
 of a multi-row insert, a model with parents or a proxy, a primary key that is not automatic or
-already set, fields with a database default, generated fields or their own placeholders.
+already set, fields with a database default, generated fields, fields returned by the insert
+besides the key, generic relations, fields with placeholders of their own, and a value that is an
+expression (from its batch on).
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def create(objs: Sequence[models.Model], batch_size: int) -> None:
                         append(value)
                     elif aware is not None and (value is None or (type(value) is datetime and value.tzinfo)):
                         append(None if value is None else aware(value))
+                    elif hasattr(value, "resolve_expression"):  # SQL of its own (Now(), F()...): Django's
+                        model._default_manager.bulk_create(objs[start:], batch_size=batch_size)
+                        return
                     else:
                         append(field.get_db_prep_save(value, connection))
             cursor.execute(f"{head}{', '.join([one] * len(batch))} {returning}", (*params, *returning_params))
@@ -97,6 +102,8 @@ def _covered(model: type[models.Model], objs: Sequence[models.Model], fields: li
         and not meta.parents
         and not meta.proxy
         and isinstance(meta.pk, AutoFieldMixin)
+        and list(getattr(meta, "db_returning_fields", [meta.pk])) == [meta.pk]  # only the key comes back
+        and not meta.private_fields  # a generic relation's unsaved object is bulk_create's to refuse
         and all(type(obj) is model and obj.pk is None for obj in objs)
         and bool(fields)
         and not any(
