@@ -11,7 +11,9 @@ small beside the parsing, and where Stripe's rate limit sets the pace the thread
 
 The CPU is the one the run's thread is on when the fetch starts; each pool thread pins itself as it
 starts (``os.sched_setaffinity`` sets the calling thread's affinity on Linux), and the pools' threads
-end with the fetch, so nothing else in the process is held to it. ``RECONCILE["FETCH_ON_ONE_CPU"]``
+end with the fetch, so the rest of the process is not held to it (a thread one of them started
+would inherit it: reconcile's start none). The system cannot move them off a CPU that something
+else keeps busy while they run. ``RECONCILE["FETCH_ON_ONE_CPU"]``
 set to False leaves the threads where the system puts them.
 """
 
