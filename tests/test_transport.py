@@ -1,4 +1,4 @@
-"""How requests leave: a kept-alive http.client connection per thread and host (requests when a
+"""How requests leave: kept-alive http.client connections shared by the threads (requests when a
 proxy is set), and without stripe-python's per-request log formatting unless its logging is on."""
 
 from __future__ import annotations
