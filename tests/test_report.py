@@ -7,21 +7,29 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
+
+from reconcile.conf import get_config
 from reconcile.core import report
+from reconcile.core.diff import diff
 from reconcile.core.plan import (
     Change,
     Create,
     CreateUser,
     LinkUser,
     Note,
+    Operations,
     Orphan,
     Plan,
     RecreateItems,
     Skip,
     Update,
+    is_record,
 )
 from reconcile.core.report import render, render_chunks
-from reconcile.core.snapshot import ItemRec, ProductRec
+from reconcile.core.snapshot import ItemRec, ProductRec, Snapshot
+from reconcile.stripe.remote import fetch_remote
+from reconcile.testing.generate import generate_account
 from tests.conftest import ROOT
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -208,3 +216,21 @@ def test_deepdiff_is_imported_only_to_show_a_change_of_a_dict():
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
+
+
+@pytest.mark.django_db
+def test_a_first_pulls_creates_held_as_records_read_as_their_creates_do(start_fake):
+    """A diff holds its creates as records alone (``Operations``); the report words each as its
+    ``Create`` would, and counts them alike."""
+    account = generate_account(80, seed=7, n_products=4)
+    account["customers"][0]["name"] = "Ada\nLovelace"  # escaped in either form
+    start_fake(account)
+    plan = diff(fetch_remote(get_config(), ("products", "customers", "subscriptions")), Snapshot())
+    assert isinstance(plan.operations, Operations)
+    assert any(is_record(entry) for entry in plan.operations.entries)
+    as_creates = Plan(operations=tuple(plan.operations), notes=plan.notes)
+    assert render(plan) == render(as_creates)
+    assert plan.summary() == as_creates.summary()
+    lines = render(plan).splitlines()
+    assert f"  + create StripeUser {account['customers'][0]['id']} (Ada\\nLovelace)" in lines
+    assert sum(line.startswith("  + create ") for line in lines) == plan.summary()["create"] > 80

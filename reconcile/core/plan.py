@@ -323,8 +323,11 @@ class Plan:
     def _summary(self) -> dict[str, int]:
         ops = self.operations
         entries = ops.entries if isinstance(ops, Operations) else ops
-        # a record alone is a create (``Operations``): counted as one without making it
-        counts = Counter(Action.CREATE if is_record(e) else e.action for e in entries)
+        # a record alone is a create (``Operations``): counted as one without making it, nor a
+        # call per entry (a first pull's 200,000)
+        actions = [e.action for e in entries if isinstance(e, _Operation)]
+        counts = Counter(actions)
+        counts[Action.CREATE] += len(entries) - len(actions)
         return {action.key: counts.get(action, 0) for action in Action}
 
 
