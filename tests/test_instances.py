@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, models
 from django.db.models.functions import Now
+from django.db.models.signals import pre_init
 from django.test.utils import CaptureQueriesContext
 
 from reconcile.db import instances
@@ -91,3 +92,48 @@ def test_what_it_does_not_cover_goes_to_bulk_create(monkeypatch):
     assert called == [2, 3, 3]
     assert all(user.pk is not None for user in late)
     assert model.objects.filter(username__startswith="g").count() == 5
+
+
+def fields_of(user) -> dict:
+    return {f.attname: getattr(user, f.attname) for f in type(user)._meta.concrete_fields}
+
+
+def test_new_instances_are_the_models_own(monkeypatch):
+    model = get_user_model()
+    rows = [{"username": f"n{i}", "email": f"n{i}@example.com", "first_name": "Ada"} for i in range(3)]
+    expected = [model(**row) for row in rows]
+    calls, init = [], models.Model.__init__
+    monkeypatch.setattr(models.Model, "__init__", lambda self, *a, **k: calls.append(k) or init(self, *a, **k))
+    before = datetime.now(timezone.utc)
+    made = instances.new(model, rows)
+    after = datetime.now(timezone.utc)
+    monkeypatch.undo()
+    assert calls == []  # made without __init__ (the user model's is Django's, so the spy's here)
+    for ours, theirs in zip(made, expected, strict=True):
+        assert type(ours) is model
+        ours_fields, theirs_fields = fields_of(ours), fields_of(theirs)
+        assert before <= ours_fields.pop("date_joined") <= after  # a callable default, called for each
+        theirs_fields.pop("date_joined")
+        assert ours_fields == theirs_fields
+        assert (ours._state.adding, ours._state.db, ours.pk) == (True, None, None)
+        assert ours._state is not theirs._state
+    assert len({id(user.date_joined) for user in made}) == 3
+    assert len({id(user._state) for user in made}) == 3
+
+
+def test_a_model_with_a_pre_init_receiver_or_a_value_not_a_column_gets_init():
+    model = get_user_model()
+    seen = []
+
+    def receiver(sender, **kwargs):
+        seen.append(kwargs["kwargs"].get("username"))
+
+    pre_init.connect(receiver, sender=model)
+    try:
+        made = instances.new(model, [{"username": "p0"}, {"username": "p1"}])
+    finally:
+        pre_init.disconnect(receiver, sender=model)
+    assert seen == ["p0", "p1"] and [u.username for u in made] == ["p0", "p1"]
+    # "pk" is no column's name: __init__ sets it through the model's property
+    made = instances.new(model, [{"pk": 41, "username": "q"}])
+    assert (made[0].id, made[0].username) == (41, "q")

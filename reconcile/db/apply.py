@@ -188,14 +188,12 @@ class Applier:
         result = {op.customer_id: op.user_id for op in links}
         user_model = get_user_model()
         for batch in batches(creates, self.batch_size):
-            users = []
-            for op, password in zip(batch, unusable_passwords(len(batch)), strict=True):
-                user = user_model(**dict(op.fields))
+            users = instances.new(user_model, [dict(op.fields) for op in batch])
+            for user, password in zip(users, unusable_passwords(len(batch)), strict=True):
                 user.password = password
                 for flag in ("is_staff", "is_superuser"):
                     if hasattr(user, flag):
                         setattr(user, flag, False)
-                users.append(user)
             instances.create(users, self.batch_size)  # bulk_create's rows, its values prepared for less
             for op, user in zip(batch, users, strict=True):
                 for customer_id in (op.customer_id, *op.also_link):
