@@ -196,7 +196,7 @@ def breakdown() -> dict:
     from reconcile.conf import get_config
     from reconcile.core.diff import diff
     from reconcile.db.local import known_ids, load_local
-    from reconcile.runner import _fewer_collections
+    from reconcile.runner import no_cyclic_collection
     from reconcile.stripe.fetch import Fetcher
     from reconcile.stripe.remote import fetch_remote
 
@@ -227,9 +227,9 @@ def breakdown() -> dict:
     # what a run parses: each page as reconcile decodes it
     out["parsing into records"] = sum(_parse([(path, decode(body, page_decoder(path)))]) for path, body in bodies)
     del bodies
-    # as a run: its collector thresholds; unlike a run, every record is kept (no prune) and the
+    # as a run: its collector off; unlike a run, every record is kept (no prune) and the
     # diff compares all of them, so these stages read as the cost of each part, not of a run
-    with _fewer_collections():
+    with no_cyclic_collection():
         started = time.perf_counter()
         remote = fetch_remote(config, resources, known=known_ids())
         out["the whole fetch (threads, every record kept)"] = time.perf_counter() - started
