@@ -185,6 +185,27 @@ def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():
             assert breakdown._last_id(body) == page["data"][-1]["id"], path
 
 
+@pytest.mark.django_db
+def test_the_breakdown_times_every_stage(start_fake, reconcile_settings):
+    """``python -m bench.breakdown``'s stages, in this process against the test fake: each timed,
+    the whole fetch and the diff of an empty database planning every object."""
+    account = build(60, SEED)
+    start_fake(FakeStripe(account))
+    out = breakdown.breakdown()
+    stages = [k for k, v in out.items() if isinstance(v, float)]
+    assert {
+        "fake + loopback (bare http.client)",
+        "HTTP (stripe-python requestor)",
+        "parsing into records",
+        "the whole fetch (threads, every record kept)",
+        "loading rows (load_local)",
+        "the diff (every record compared)",
+    } <= set(stages)
+    assert all(out[k] >= 0 for k in stages)
+    assert out["pages"] == expected_requests(account)["total"]
+    assert out["diff operations"] >= objects(account)["objects"]
+
+
 def test_the_ab_comparison_alternates_its_sides_and_reports_each_run():
     from bench import ab
 
