@@ -164,7 +164,8 @@ def test_bulk_adapts_datetimes_exactly_as_django_does():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("batch_size", [1, 500])
-def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
+@pytest.mark.parametrize("order", [1, -1])
+def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size, order):
     """Whole UTC seconds go to SQLite as Unix times (formatted by SQLite); a batch holding a fraction
     of a second or another zone in a column keeps Django's text: every stored value is the one the
     ORM would have stored, and reads back equal."""
@@ -183,7 +184,7 @@ def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
     ]
     rows = [(f"sub_{n}", "cus_1", "active", False, {}, value, value) for n, value in enumerate(values)]
     columns = ["id", "stripe_user_id", "status", "cancel_at_period_end", "metadata", "created", "current_period_end"]
-    insert(Subscription, columns, rows, batch_size)
+    insert(Subscription, columns, rows[::order], batch_size)  # a batch whose first row is whole, or not
     for n, value in enumerate(values):
         Subscription.objects.create(id=f"orm_{n}", stripe_user_id="cus_1", status="active", created=value)
     with connection.cursor() as cursor:
@@ -192,6 +193,30 @@ def test_inserted_datetimes_read_back_as_the_orm_writes_them(batch_size):
     for n, value in enumerate(values):
         assert stored[f"sub_{n}"] == (stored[f"orm_{n}"][0],) * 2, value
         assert Subscription.objects.get(id=f"sub_{n}").created == value
+
+
+@pytest.mark.django_db
+def test_a_batch_of_whole_seconds_goes_through_one_compiled_function(monkeypatch):
+    """Stripe's times are whole UTC seconds: such a batch is converted row by row by one function,
+    not column by column (``bulk._sqlite_params``); a row of the wrong width is still refused."""
+    from datetime import datetime, timezone
+
+    from reconcile.db import bulk
+    from reconcile.models import StripeUser, Subscription
+
+    general = []
+    monkeypatch.setattr(bulk, "_adapted", lambda *args: general.append(args) or pytest.fail("the general way"))
+    StripeUser.objects.create(customer_id="cus_1")
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    rows = [(f"sub_{n}", "cus_1", "active", False, {}, when, None) for n in range(3)]
+    columns = ["id", "stripe_user_id", "status", "cancel_at_period_end", "metadata", "created", "current_period_end"]
+    assert bulk.insert(Subscription, columns, rows, 500) == 3
+    assert general == []
+    assert list(Subscription.objects.values_list("created", "current_period_end", "metadata").distinct()) == [
+        (when, None, {})
+    ]
+    with pytest.raises(ValueError, match="a row of 6 values for 7 columns"):
+        bulk.insert(Subscription, columns, [("sub_9", "cus_1", "active", False, {}, when, None), rows[0][:6]], 500)
 
 
 @pytest.mark.parametrize("value", [{}, [], {"a": 1}, [1, {"b": None}], None])
