@@ -88,18 +88,17 @@ def text_lines(plan: Plan, verbosity: int = 1) -> Iterator[str]:
     ops = plan.operations
     for entry in ops.entries if isinstance(ops, Operations) else ops:
         if is_record(entry):  # a create held as its record (``Operations``): its line without the Create
+            op = None
             entry_heading, line = _create_line(type(entry))
-            if entry_heading != heading:
-                heading = entry_heading
-                yield f"{heading}:"
-            yield line(entry)
-            continue
-        op = entry
-        if HEADINGS[op.model] != heading:
-            heading = HEADINGS[op.model]
+            text = line(entry)
+        else:
+            op = entry
+            entry_heading, text = HEADINGS[op.model], f"  {op.action.value} {op.describe()}"
+        if entry_heading != heading:
+            heading = entry_heading
             yield f"{heading}:"
-        yield f"  {op.action.value} {op.describe()}"
-        if verbosity >= 2 and op.action in (Action.UPDATE, Action.RECREATE_ITEMS):
+        yield text
+        if op is not None and verbosity >= 2 and op.action in (Action.UPDATE, Action.RECREATE_ITEMS):
             yield from (f"      {_change_detail(c)}" for c in op.changes)
     if plan.notes:
         yield "Notes:"
