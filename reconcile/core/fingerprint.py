@@ -97,34 +97,38 @@ def record_fingerprint(resource: Resource) -> Callable[[Any], int | None]:
 
     def fingerprint(record):
         # ``children`` written out: this runs once per subscription of a re-pull
-        count = total = 0
+        summed = NO_CHILDREN
         for child in collection(record):
             found = child_of(child_key(child))
             if found is None:
                 return None
-            count, total = count + 1, (total + found) & MASK
-        return of(own(record) + ((count, total),))
+            summed = (summed & ~MASK) + ONE | (summed + found) & MASK
+        return of((*own(record), summed))
 
     return fingerprint
 
 
+# A child collection summed up is one int: its size times 2**64 plus the sum of its records'
+# fingerprints modulo 2**64 (a load holds one per subscription while it reads the items: an int
+# of 36 bytes where a tuple of two took 120).
 MASK = (1 << 64) - 1
-NO_CHILDREN = (0, 0)  # what ``children`` makes of an empty collection
+ONE = 1 << 64  # one more record in the size
+NO_CHILDREN = 0  # what ``children`` makes of an empty collection
 
 
-def add_child(summed: tuple[int, int] | None, fingerprint: int | None) -> tuple[int, int] | None:
+def add_child(summed: int | None, fingerprint: int | None) -> int | None:
     """``summed`` (a collection's size and fingerprint sum so far) with one more record's
     fingerprint: a load adds each item as its row passes, without holding the rows."""
     if summed is None or fingerprint is None:
         return None
-    return (summed[0] + 1, (summed[1] + fingerprint) & MASK)
+    return (summed & ~MASK) + ONE | (summed + fingerprint) & MASK
 
 
-def children(fingerprints: Iterable[int | None]) -> tuple[int, int] | None:
-    """A child collection (a subscription's items, each id once) as its size and the sum of its
-    records' fingerprints modulo 2**64: the same for the same records in any order. None if one
-    has no fingerprint."""
-    summed: tuple[int, int] | None = NO_CHILDREN
+def children(fingerprints: Iterable[int | None]) -> int | None:
+    """A child collection (a subscription's items, each id once) as one int: its size times 2**64
+    plus the sum of its records' fingerprints modulo 2**64, the same for the same records in any
+    order. None if one has no fingerprint."""
+    summed: int | None = NO_CHILDREN
     for fingerprint in fingerprints:
         summed = add_child(summed, fingerprint)
         if summed is None:
@@ -159,3 +163,44 @@ class Fingerprints:
                 tables[name] = dict.fromkeys(records)
         unlinked = frozenset(oid for oid, rec in snapshot.customers.items() if rec.user_id is None)
         return cls(**tables, unlinked=unlinked)
+
+
+# A part of the stored side as it is read (``db.local.fingerprint_tables``): a resource's name,
+# some of its rows' fingerprints, the customers among them linked to no user (or None), and
+# whether it is that table's last part.
+Part = tuple[str, dict, "frozenset[str] | None", bool]
+
+
+class Gathered:
+    """The stored side gathered part by part (``Part``), as a reader sends it."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict] = {}
+        self.unlinked: set[str] = set()
+        self.whole: set[str] = set()  # the resources whose last part has come
+
+    def add(self, part: Part) -> bool:
+        """Add one part; True when it completes its table."""
+        name, rows, unlinked, last = part
+        table = self.tables.get(name)
+        if table is None:
+            self.tables[name] = rows  # the part's own dict: no copy of the first
+        else:
+            table.update(rows)
+        if unlinked:
+            self.unlinked.update(unlinked)
+        if last:
+            self.whole.add(name)
+        return last
+
+    def fingerprints(self) -> Fingerprints:
+        """What has come so far (a table not yet whole is left out)."""
+        tables = {name: table for name, table in self.tables.items() if name in self.whole}
+        return Fingerprints(**tables, unlinked=frozenset(self.unlinked))
+
+    @classmethod
+    def of(cls, parts: Iterable[Part]) -> Fingerprints:
+        gathered = cls()
+        for part in parts:
+            gathered.add(part)
+        return gathered.fingerprints()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from ..core.fingerprint import NO_CHILDREN, Fingerprints, add_child, key_fingerprint
+from ..core.fingerprint import NO_CHILDREN, Fingerprints, Gathered, Part, add_child, key_fingerprint
 from ..core.registry import CUSTOMERS, FEATURES, ITEMS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import KnownIds, Snapshot
 from ..core.users import UserDirectory, Validator, normalize_email
@@ -117,23 +117,17 @@ def load_fingerprints(resources: Iterable[str], known: KnownIds) -> Fingerprints
     (products are never dropped), the features' ids, and the customers linked to no user. One
     query per table, as ``load_local``; no sync times (the rows still compared after the fetch are
     read again, with theirs)."""
+    return Gathered.of(fingerprint_tables(resources, known))
+
+
+PART_ROWS = 25_000  # rows per part: a reader in another process holds at most this many of a table
+
+
+def fingerprint_tables(resources: Iterable[str], known: KnownIds) -> Iterator[Part]:
+    """``load_fingerprints`` in parts of at most ``PART_ROWS`` rows (``fingerprint.Part``), the
+    subscriptions first: theirs are the largest records a fetch keeps until their table has come
+    (``db/aside.py``)."""
     wanted = {r.name for r in RESOURCES if r.group in set(resources)}
-    tables: dict[str, dict] = {}
-    unlinked: set[str] = set()
-    if "products" in wanted:
-        tables["products"] = dict.fromkeys(known.products)
-        features = apps.get_model("reconcile", FEATURES.model).objects.values_list(FEATURES.pk, flat=True)
-        tables["features"] = dict.fromkeys(features)
-    if "prices" in wanted:
-        of = key_fingerprint(PRICES)
-        tables["prices"] = {row[0]: of(row) for row in _rows(PRICES, cache_limit=0)}
-    if "customers" in wanted:
-        of, width = key_fingerprint(CUSTOMERS), 1 + len(CUSTOMERS.fields)
-        customers = tables["customers"] = {}
-        for row in _rows(CUSTOMERS, "user_id", cache_limit=0):
-            customers[row[0]] = of(row[:width])
-            if row[width] is None:
-                unlinked.add(row[0])
     if "subscriptions" in wanted:
         # each item's fingerprint added into its subscription's as its row passes (``children``)
         item_of, items = key_fingerprint(ITEMS), {}
@@ -141,11 +135,37 @@ def load_fingerprints(resources: Iterable[str], known: KnownIds) -> Fingerprints
             parent = row[-1]
             items[parent] = add_child(items.get(parent, NO_CHILDREN), item_of(row[:-1]))
         of = key_fingerprint(SUBSCRIPTIONS)
-        subscriptions = tables["subscriptions"] = {}
-        for row in _rows(SUBSCRIPTIONS, cache_limit=0):
+
+        def subscriptions(row: tuple) -> int | None:
             summed = items.pop(row[0], NO_CHILDREN)
-            subscriptions[row[0]] = None if summed is None else of((*row, summed))
-    return Fingerprints(**tables, unlinked=frozenset(unlinked))
+            return None if summed is None else of((*row, summed))
+
+        yield from _parts("subscriptions", _rows(SUBSCRIPTIONS, cache_limit=0), subscriptions)
+        del items
+    if "customers" in wanted:
+        of, width = key_fingerprint(CUSTOMERS), 1 + len(CUSTOMERS.fields)
+        rows = _rows(CUSTOMERS, "user_id", cache_limit=0)
+        yield from _parts("customers", rows, lambda row: of(row[:width]), unlinked=lambda row: row[width] is None)
+    if "prices" in wanted:
+        yield from _parts("prices", _rows(PRICES, cache_limit=0), key_fingerprint(PRICES))
+    if "products" in wanted:
+        yield "products", dict.fromkeys(known.products), None, True
+        features = apps.get_model("reconcile", FEATURES.model).objects.values_list(FEATURES.pk, flat=True)
+        yield "features", dict.fromkeys(features), None, True
+
+
+def _parts(name: str, rows: Iterable[tuple], of: Callable, unlinked: Callable | None = None) -> Iterator[Part]:
+    """(name, {id: of(row)}, ids of the rows ``unlinked`` says, last) for each ``PART_ROWS`` rows."""
+    table: dict = {}
+    flagged: set | None = set() if unlinked is not None else None
+    for row in rows:
+        table[row[0]] = of(row)
+        if flagged is not None and unlinked(row):
+            flagged.add(row[0])
+        if len(table) == PART_ROWS:
+            yield name, table, None if flagged is None else frozenset(flagged), False
+            table, flagged = {}, None if flagged is None else set()
+    yield name, table, None if flagged is None else frozenset(flagged), True
 
 
 def _by_id(item: Any) -> str:
