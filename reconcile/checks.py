@@ -61,8 +61,9 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
             message = f"RECONCILE['{key}'] must be None or an integer from {low} to {high}."
             errors.append(checks.Error(message, id="reconcile.E003"))
-    if not isinstance(s["FETCH_ON_ONE_CPU"], bool):
-        errors.append(checks.Error("RECONCILE['FETCH_ON_ONE_CPU'] must be True or False.", id="reconcile.E003"))
+    for flag in ("FETCH_ON_ONE_CPU", "READ_STORED_IN_CHILD"):
+        if not isinstance(s[flag], bool):
+            errors.append(checks.Error(f"RECONCILE['{flag}'] must be True or False.", id="reconcile.E003"))
     errors.extend(_check_statuses(s["ACCESS_STATUSES"]))
     if s["FEATURES_SOURCE"] not in FEATURES_SOURCES:
         errors.append(

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMEOUT": 30.0,  # seconds per request
     "CONCURRENCY": 8,  # requests in flight per listing while fetching, all listings at once; 1: one in all
     "FETCH_ON_ONE_CPU": True,  # the fetch's threads on the CPU the run is on (Linux; reconcile/stripe/affinity.py)
+    "READ_STORED_IN_CHILD": True,  # a re-pull reads the stored rows in a forked child while it fetches (Linux)
     "RATE_LIMIT": None,  # requests per second per endpoint; None: no per-endpoint throttle
     "RATE_LIMIT_TOTAL": None,  # requests per second for the whole account; None: Stripe's, from the key
     # glibc's malloc as a run leaves the process (reconcile/malloc.py); None: glibc's default.
@@ -113,6 +114,7 @@ class Config:
     malloc_arena_max: int | None = 2
     malloc_mmap_threshold: int | None = 131_072
     fetch_on_one_cpu: bool = True
+    read_stored_in_child: bool = True
 
 
 def raw_settings() -> dict[str, Any]:
@@ -167,6 +169,7 @@ def get_config() -> Config:
         malloc_arena_max=s["MALLOC_ARENA_MAX"],
         malloc_mmap_threshold=s["MALLOC_MMAP_THRESHOLD"],
         fetch_on_one_cpu=bool(s["FETCH_ON_ONE_CPU"]),
+        read_stored_in_child=bool(s["READ_STORED_IN_CHILD"]),
     )
 
 

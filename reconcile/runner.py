@@ -22,17 +22,18 @@ from .conf import Config, get_config
 from .core import planfile
 from .core.diff import UserPolicy, diff
 from .core.escape import escape
-from .core.fingerprint import Fingerprints
+from .core.fingerprint import Fingerprints, Gathered, Part
 from .core.plan import CreateUser, LinkUser, Plan, RecreateItems, as_operation, is_record
-from .core.prune import pruner
-from .core.registry import RESOURCES
+from .core.prune import LatePruner, pruner
+from .core.registry import BY_NAME, RESOURCES
 from .core.report import applied_line, render_chunks
 from .core.snapshot import Stamps
 from .db.apply import Result, apply_plan
+from .db.aside import read_aside
 from .db.audit import Audit, audited
 from .db.busy import sqlite_busy_timeout
 from .db.identity import database_identity
-from .db.local import known_ids, load_directory, load_fingerprints, load_local, make_validator
+from .db.local import fingerprint_tables, known_ids, load_directory, load_fingerprints, load_local, make_validator
 from .db.lock import run_lock
 from .db.storable import problem, screen, stored_ids
 from .errors import PlanFileError
@@ -263,11 +264,35 @@ def build_plan(
     known = known_ids()
     before, prune = Fingerprints(), None
     if known.products or known.prices or known.customers:  # else nothing is stored (a first pull)
-        before = load_fingerprints(resources, known)
-        prune = pruner(before, _directory(config, resources), bool(config.user_create_map))
+        directory, create = _directory(config, resources), bool(config.user_create_map)
+        # the stored rows' fingerprints, read table by table by a child process while this one
+        # fetches (db/aside.py); records are compared as their table arrives
+        gathered = Gathered()
+
+        def arrive(part: Part) -> None:
+            if gathered.add(part):  # a table whole: its records are compared from now on
+                found = gathered.fingerprints()
+                late.arrive(pruner(found, directory, create), (BY_NAME[name].model for name in gathered.whole))
+
+        def settle() -> None:
+            nonlocal gathered
+            if pending is not None and not pending.result():  # the child failed (``why``): read here
+                gathered = Gathered()
+                for part in fingerprint_tables(resources, known):
+                    arrive(part)
+
+        late = LatePruner(settle)
+        pending = read_aside(fingerprint_tables, resources, known, then=arrive) if config.read_stored_in_child else None
+        if pending is None:
+            before = load_fingerprints(resources, known)
+            prune = pruner(before, directory, create)
+        else:
+            prune = late
     remote = fetch_remote(
         config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune, check=problem
     )
+    if isinstance(prune, LatePruner):
+        before = gathered.fingerprints()
     (progress or Progress()).phase("diffing")
     # The rows still compared are read again: a webhook may have written them during the fetch,
     # and the diff's lost-write guard needs their latest sync time.

@@ -3,18 +3,21 @@ found equal by the row's fingerprint (reconcile/core/fingerprint.py)."""
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime, timezone
+
 import pytest
 from django.contrib.auth import get_user_model
 
 from reconcile.conf import get_config
-from reconcile.core.fingerprint import Fingerprints, _slow, canonical, key_fingerprint, record_fingerprint
-from reconcile.core.prune import pruner
+from reconcile.core.fingerprint import Fingerprints, Gathered, _slow, canonical, key_fingerprint, record_fingerprint
+from reconcile.core.prune import LatePruner, pruner
 from reconcile.core.registry import PRICES, SUBSCRIPTIONS
 from reconcile.core.snapshot import CustomerRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.core.users import UserDirectory
-from reconcile.db.local import known_ids, load_fingerprints, load_local
+from reconcile.db.local import fingerprint_tables, known_ids, load_fingerprints, load_local
 from reconcile.models import Price, StripeUser, Subscription, SubscriptionItem
-from reconcile.stripe.remote import fetch_remote
+from reconcile.stripe.remote import _Builder, fetch_remote
 from reconcile.testing.generate import generate_account
 from tests.conftest import run
 
@@ -160,3 +163,74 @@ def test_a_dict_where_no_json_is_expected_gives_the_canonical_fingerprint():
     odd = (*row[:6], {"b": 1, "a": [2]}, *row[7:])  # the nickname column holding JSON
     assert of(odd) == _slow(odd) == hash((*row[:6], canonical({"a": [2], "b": 1}), *row[7:]))
     assert of(odd) != of(row)
+
+
+def test_a_late_pruner_keeps_records_until_their_table_arrives_then_gives_each_thread_its_own():
+    settled: list[bool] = []
+    late = LatePruner(lambda: settled.append(True))
+    product = ProductRec(id="prod_1", name="P", description=None, active=True, metadata={})
+    assert late("Price", PRICE) is False and late("Product", product) is False
+    other = threading.Thread(target=late, args=("Subscription", SUB))  # another listing's thread
+    other.start()
+    other.join()
+    assert late.take() == []  # no table has come
+    stored = Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB})
+    late.arrive(pruner(Fingerprints.of(stored), UserDirectory(), False), ["Price"])
+    assert late("Price", PRICE) is True  # decided as it comes now
+    changed = SubscriptionRec(**{**_fields(SUB), "status": "canceled"})
+    assert late("Subscription", changed) is False  # its table has not come: kept, noted
+    # this thread's records of the tables come, once; a product is never dropped, so never noted
+    assert late.take() == [("Price", PRICE)]
+    assert late.take() == []
+    assert settled == []
+    # the rest, every thread's, once it has settled
+    assert sorted(late.take(everyone=True), key=lambda pair: pair[1].status) == [
+        ("Subscription", SUB),
+        ("Subscription", changed),
+    ]
+    assert settled == [True]
+
+
+def test_the_fetch_drops_what_a_late_table_finds_unchanged():
+    late = LatePruner(lambda: None)
+    builder = _Builder("features", prune=late, check=lambda rec: "cannot be stored")
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    other = SubscriptionRec(**{**_fields(SUB), "id": "sub_2"})  # not stored
+    for rec in (SUB, other, PRICE):
+        model = "Price" if rec is PRICE else "Subscription"
+        builder.add(model, getattr(builder, "prices" if rec is PRICE else "subscriptions"), lambda r: r, rec, now)
+    # the same price listed again, changed: the record kept is the later one, which is not unchanged
+    renamed = PriceRec(**{**_fields(PRICE), "nickname": "new"})
+    builder.add("Price", builder.prices, lambda r: r, renamed, now)
+    assert set(builder.subscriptions) == {"sub_1", "sub_2"} and set(builder.problems["Subscription"]) == {
+        "sub_1",
+        "sub_2",
+    }
+    stored = Fingerprints.of(Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB}))
+    late.arrive(pruner(stored, None, False), ["Price", "Subscription"])
+    builder.sweep()
+    assert builder.subscriptions == {"sub_2": other} and builder.prices == {"price_1": renamed}
+    assert builder.unchanged["Subscription"] == {"sub_1"} and builder.unchanged["Price"] == set()
+    assert builder.problems["Subscription"] == {"sub_2": "cannot be stored"}
+
+
+@pytest.mark.django_db
+def test_the_stored_side_read_in_parts_is_the_stored_side_read_whole(start_fake, monkeypatch):
+    import reconcile.db.local as local
+
+    start_fake(generate_account(120, seed=9, n_products=3))
+    assert run("pull_stripe").code == 0
+    whole = load_fingerprints(ALL, known_ids())
+    monkeypatch.setattr(local, "PART_ROWS", 7)
+    parts = list(fingerprint_tables(ALL, known_ids()))
+    # the subscriptions first, every table in parts of at most 7 rows, each table's last part marked
+    assert [name for name, *_ in parts][0] == "subscriptions"
+    assert all(len(rows) <= 7 for _, rows, _, _ in parts)
+    assert [name for name, _, _, last in parts if last] == [
+        "subscriptions",
+        "customers",
+        "prices",
+        "products",
+        "features",
+    ]
+    assert Gathered.of(parts) == whole and len(whole.customers) > 7

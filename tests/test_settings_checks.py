@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reconcile.checks import check_settings
 from reconcile.conf import get_config
 
@@ -98,11 +100,14 @@ def test_the_malloc_settings_are_none_or_within_glibcs_limits(settings):
     ]
 
 
-def test_fetch_on_one_cpu_is_true_or_false(settings):
+@pytest.mark.parametrize(
+    ("key", "attribute"), [("FETCH_ON_ONE_CPU", "fetch_on_one_cpu"), ("READ_STORED_IN_CHILD", "read_stored_in_child")]
+)
+def test_the_switches_are_true_or_false(settings, key, attribute):
     settings.RECONCILE = {}
-    assert get_config().fetch_on_one_cpu is True
-    settings.RECONCILE = {"FETCH_ON_ONE_CPU": False}
-    assert get_config().fetch_on_one_cpu is False and check_settings() == []
+    assert getattr(get_config(), attribute) is True
+    settings.RECONCILE = {key: False}
+    assert getattr(get_config(), attribute) is False and check_settings() == []
     for bad in (0, "yes", None):
-        settings.RECONCILE = {"FETCH_ON_ONE_CPU": bad}
-        assert [e.msg for e in check_settings()] == ["RECONCILE['FETCH_ON_ONE_CPU'] must be True or False."]
+        settings.RECONCILE = {key: bad}
+        assert [e.msg for e in check_settings()] == [f"RECONCILE['{key}'] must be True or False."]

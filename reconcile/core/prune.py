@@ -12,7 +12,8 @@ on (a user with its email exists now, or users are created for customers).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from threading import get_ident
 from typing import Any
 
 from .fingerprint import PRUNED, Fingerprints, record_fingerprint
@@ -44,3 +45,48 @@ def pruner(stored: Fingerprints, directory: UserDirectory | None, create_users: 
         return True
 
     return unchanged
+
+
+class LatePruner:
+    """A pruner whose stored side arrives table by table while the fetch runs (read by another
+    process: ``db/aside.py``). Until a resource's table has arrived it keeps every record of it,
+    noting which, per thread (a listing's records are added by its own thread); each thread then
+    takes back its own (``take``) and the fetch drops those now found unchanged, as the real
+    pruner would have as their pages were read. ``settle`` blocks until every table has arrived
+    (or makes them arrive), for the last ``take(everyone=True)``."""
+
+    def __init__(self, settle: Callable[[], None]) -> None:
+        self._real: Pruner | None = None
+        self._arrived: frozenset[str] = frozenset()  # the models whose stored side ``_real`` has
+        self._settle = settle
+        self._early: dict[int, list] = {}  # thread id -> (model, record) kept before their table arrived
+        self._models = frozenset(r.model for r in PRUNED)
+
+    def arrive(self, real: Pruner, models: Iterable[str]) -> None:
+        """``real`` decides for ``models`` from now on (it replaces the one before it)."""
+        self._real = real
+        self._arrived = frozenset(models)  # after ``_real``: a thread that sees a model here finds its pruner
+
+    def __call__(self, model: str, record: Any) -> bool:
+        if model in self._arrived:
+            return self._real(model, record)  # type: ignore[misc]
+        if model in self._models:
+            self._early.setdefault(get_ident(), []).append((model, record))
+        return False
+
+    def take(self, everyone: bool = False) -> list[tuple[str, Any]]:
+        """The records this thread kept early whose table has arrived since (every thread's with
+        ``everyone``, once the threads that add have ended: it settles first)."""
+        if everyone:
+            self._settle()
+            lists, self._early = list(self._early.values()), {}
+            return [pair for kept in lists for pair in kept]
+        ident = get_ident()
+        mine = self._early.get(ident)
+        if not mine:
+            return []
+        arrived = self._arrived
+        now = [pair for pair in mine if pair[0] in arrived]
+        if now:
+            self._early[ident] = [pair for pair in mine if pair[0] not in arrived]
+        return now

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..conf import Config
 from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
+from ..core.prune import LatePruner
 from ..core.registry import BY_MODEL, CUSTOMERS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot, Stamps
 from ..errors import FetchError
@@ -112,6 +113,23 @@ class _Builder:
             else:  # the record kept is this one: an earlier one's reason is not its own
                 problems.pop(rec.id, None)
 
+    def sweep(self, everyone: bool = False) -> None:
+        """Drop the records a ``LatePruner`` kept before the stored side arrived that are unchanged
+        (this thread's, or every thread's once the listings have ended): each listing adds its
+        records on its own thread, so no other thread writes the keys this one drops."""
+        late = self.prune
+        if not isinstance(late, LatePruner):
+            return
+        for model, rec in late.take(everyone):
+            target = getattr(self, BY_MODEL[model].name)
+            # a record a later page replaced (the same id listed twice) is not this one
+            if target.get(rec.id) is rec and late(model, rec):
+                del target[rec.id]
+                self.unchanged[model].add(rec.id)
+                problems = self.problems.get(model)
+                if problems is not None:
+                    problems.pop(rec.id, None)
+
     def snapshot(self, listed_at: datetime | None = None) -> Snapshot:
         self.customer_ids.clear()
         named = {f for p in self.products.values() for f in p.features}
@@ -161,6 +179,7 @@ def _list(ctx: _Context, resource: Resource, params: Mapping[str, str], window: 
         parse = ctx.parser(resource, page)
         for obj in page.data:
             b.add(resource.model, target, parse, obj, page.requested_at)
+        b.sweep()  # once the stored side has arrived, what this listing kept before it
 
 
 def _item_pages(fetcher: Fetcher, sid: str) -> list:
@@ -334,6 +353,7 @@ def fetch_remote(
         futures = [lists.submit(job) for job in jobs]
         _wait_for(futures, fetcher)
         _raise_first_error(futures)
+        b.sweep(everyone=True)
         if "products" in resources and b.features_source != "metadata":
             entitlements.list_features(fetcher, b)
             b.listed_features = True
