@@ -100,6 +100,7 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
     from django.db import connection
 
     from reconcile.conf import get_config
+    from reconcile.db import aside as _aside
     from reconcile.runner import Options, execute
 
     config = {k: v for k, v in asdict(get_config()).items() if k not in ("api_key", "api_base")}
@@ -112,10 +113,12 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
     rss_before = current_rss_mib()
     fetch_seconds = _time_fetch()
     profiler = _Profiler(profile_dir, label) if profile_dir else None
-    started = time.perf_counter()
+    started, times = time.perf_counter(), os.times()
     with connection.execute_wrapper(counter), profiler or contextlib.nullcontext():
         outcome = execute(options, out, err)
     wall = time.perf_counter() - started
+    ended = os.times()
+    aside = _aside.last_read
     summary = Counter(op.action.key for op in outcome.plan.operations)
     return {
         "wall": wall,
@@ -129,8 +132,18 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
         "plan": dict(summary),
         "report_chars": out.chars + err.chars,
         "rss_before_mib": rss_before,
-        "peak_rss_mib": peak_rss_mib(),
+        # the run's memory: this process's peak, plus the pages of its own that a child reading the
+        # stored rows made (the rest of the child's memory is this process's, shared since the fork)
+        "peak_rss_mib": peak_rss_mib() + ((aside.child_private_mib or 0.0) if aside is not None else 0.0),
+        "process_peak_rss_mib": peak_rss_mib(),
         "fetch_seconds": sum(fetch_seconds),
+        # this process's CPU time in the run, and its children's (the stored rows read aside)
+        "cpu_seconds": (ended.user - times.user) + (ended.system - times.system),
+        "child_cpu_seconds": (ended.children_user - times.children_user)
+        + (ended.children_system - times.children_system),
+        # the child's own memory (not shared with this process) when it ended, None without one
+        "child_private_mib": aside.child_private_mib if aside is not None else None,
+        "read_aside": None if aside is None else (aside.why or "done"),
         "profiles": profiler.files if profiler else [],
         "config": config,
     }

@@ -185,6 +185,10 @@ def measured(
             "exit_code": result["exit_code"],
             "config": result["config"],
             "fetch_seconds": result.get("fetch_seconds"),
+            "cpu_seconds": result.get("cpu_seconds"),
+            "child_cpu_seconds": result.get("child_cpu_seconds"),
+            "read_aside": result.get("read_aside"),
+            "child_private_mib": result.get("child_private_mib"),
         },
     )
 

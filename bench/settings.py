@@ -6,7 +6,9 @@ database and at the fake Stripe (a test double on loopback) by environment varia
 - ``BENCH_UNTHROTTLED``: "1" to lift reconcile's client-side rate limits (``RATE_LIMIT`` and, where
   the setting exists, ``RATE_LIMIT_TOTAL``), for runs against a fake that has no rate limit;
   otherwise reconcile keeps its defaults;
-- ``BENCH_CREATE_USERS``: "1" to set ``USER_CREATE_DEFAULTS_ATTRIBUTE_MAP`` (the side by side).
+- ``BENCH_CREATE_USERS``: "1" to set ``USER_CREATE_DEFAULTS_ATTRIBUTE_MAP`` (the side by side);
+- ``BENCH_READ_IN_PROCESS``: "1" to set ``READ_STORED_IN_CHILD`` False (a re-pull reads the stored
+  rows in its own process, before the fetch).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ RECONCILE = {
 }
 if os.environ.get("BENCH_UNTHROTTLED") == "1":
     RECONCILE.update({key: 1_000_000.0 for key in ("RATE_LIMIT", "RATE_LIMIT_TOTAL") if key in DEFAULTS})
+if os.environ.get("BENCH_READ_IN_PROCESS") == "1":  # the stored rows read by the run's own process
+    RECONCILE["READ_STORED_IN_CHILD"] = False
 if os.environ.get("BENCH_CREATE_USERS") == "1":
     RECONCILE["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] = {"username": "email", "email": "email"}
 

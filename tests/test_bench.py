@@ -151,6 +151,10 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
     assert first.plan == {"create": count["objects"] + len(features)}
 
     assert noop.sql_writes == 0 and noop.plan == {} and noop.counts == {}
+    # a re-pull reads the stored rows in a forked child while it fetches (a first pull has none);
+    # the run's memory counts the child's own pages
+    assert [r.extra["read_aside"] for r in (first, noop, after)] == [None, "done", "done"]
+    assert noop.extra["child_private_mib"] > 0 and noop.extra["child_cpu_seconds"] > 0
 
     assert drift == {"products_renamed": 1, "subscriptions_canceled": 1, "customer_emails_changed": 1, "updates": 3}
     assert after.plan == {"update": drift["updates"]}
