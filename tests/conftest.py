@@ -105,3 +105,22 @@ def run(name: str, *args: str) -> Run:
         code = exc.returncode
         err.write(f"CommandError: {exc}\n")
     return Run(code, out.getvalue(), err.getvalue())
+
+
+def _transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    wanted = bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+    return wanted or "live_server" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests that fork (tests/test_aside.py) first among the transactional tests, which
+    pytest-django runs after the others: a run forks only when it is the process's one thread,
+    and the browser tests' live server, a transactional test's, stays for the session."""
+    forks = [item for item in items if item.nodeid.startswith("tests/test_aside.py::") and _transactional(item)]
+    if forks:
+        chosen = set(map(id, forks))
+        rest = [item for item in items if id(item) not in chosen]
+        at = next((n for n, item in enumerate(rest) if _transactional(item)), len(rest))
+        items[:] = rest[:at] + forks + rest[at:]

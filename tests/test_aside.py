@@ -11,8 +11,10 @@ rule the fork out."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+import traceback
 
 import pytest
 from django.db import connection
@@ -63,7 +65,13 @@ def alone():
     deadline = time.monotonic() + 10
     while threading.active_count() > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert can_fork() in (None, "a transaction is open on 'default'"), [t.name for t in threading.enumerate()]
+    frames = sys._current_frames()
+    others = {
+        t.name: "".join(traceback.format_stack(frames[t.ident])[-3:])
+        for t in threading.enumerate()
+        if t.ident in frames and t is not threading.current_thread()
+    }
+    assert can_fork() in (None, "a transaction is open on 'default'"), others
 
 
 def _backend() -> int:

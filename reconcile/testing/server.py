@@ -8,6 +8,7 @@ Control endpoints under /_fake/ (no auth, not Stripe) let a demo mutate the data
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import re
@@ -252,6 +253,30 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()  # connections being served (kept alive between requests)
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def end_connections(self) -> None:
+        """Shut the kept-alive connections down: their threads, waiting for a next request that a
+        pooled client may never send, see the end and finish (else they outlive the server)."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for request in open_now:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -275,6 +300,7 @@ class RunningServer:
 
     def stop(self) -> None:
         self.httpd.shutdown()
+        self.httpd.end_connections()
         self.httpd.server_close()
         self._thread.join(timeout=5)
 
