@@ -269,13 +269,14 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def end_connections(self) -> None:
-        """Shut the kept-alive connections down: their threads, waiting for a next request that a
-        pooled client may never send, see the end and finish (else they outlive the server)."""
+        """End the reading side of the kept-alive connections: their threads, waiting for a next
+        request that a pooled client may never send, see the end and finish (else they outlive
+        the server); one still answering a request writes its answer first."""
         with self._open_lock:
             open_now = list(self._open)
         for request in open_now:
             with contextlib.suppress(OSError):
-                request.shutdown(socket.SHUT_RDWR)
+                request.shutdown(socket.SHUT_RD)
 
 
 class _Server6(_Server):
