@@ -114,9 +114,9 @@ class _Builder:
                 problems.pop(rec.id, None)
 
     def sweep(self, everyone: bool = False) -> None:
-        """Drop the records a ``LatePruner`` kept before the stored side arrived that are unchanged
-        (this thread's, or every thread's once the listings have ended): each listing adds its
-        records on its own thread, so no other thread writes the keys this one drops."""
+        """Drop the records a ``LatePruner`` kept before their table arrived that are unchanged:
+        this thread's, for a resource that only this thread's listing adds to (no other thread
+        writes the keys it drops), or every thread's once the listings have ended."""
         late = self.prune
         if not isinstance(late, LatePruner):
             return
@@ -179,7 +179,11 @@ def _list(ctx: _Context, resource: Resource, params: Mapping[str, str], window: 
         parse = ctx.parser(resource, page)
         for obj in page.data:
             b.add(resource.model, target, parse, obj, page.requested_at)
-        b.sweep()  # once the stored side has arrived, what this listing kept before it
+        if len(resource.filters) == 1:
+            # once its table has come, what this listing kept before it; a resource listed by two
+            # listings at once (prices, active and archived) waits for the listings' end, as an id
+            # may move from one to the other and only its own thread may drop a key
+            b.sweep()
 
 
 def _item_pages(fetcher: Fetcher, sid: str) -> list:
