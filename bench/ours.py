@@ -34,6 +34,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def combined_peak_mib(aside) -> float:
+    """A bound on the run's memory with the child that read its stored rows (``db/aside.py``):
+    while the child lived, this process held at most its peak at the child's end and the child at
+    most its own pages' highest; afterwards, this process's peak."""
+    peak = peak_rss_mib()
+    if aside is None or not aside.child_private_mib:
+        return peak
+    return max(peak, (aside.peak_at_end_mib or peak) + aside.child_private_mib)
+
+
 def current_rss_mib() -> float:
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -132,9 +142,10 @@ def pull(profile_dir: Path | None = None, label: str = "run", incremental: bool 
         "plan": dict(summary),
         "report_chars": out.chars + err.chars,
         "rss_before_mib": rss_before,
-        # the run's memory: this process's peak, plus the pages of its own that a child reading the
-        # stored rows made (the rest of the child's memory is this process's, shared since the fork)
-        "peak_rss_mib": peak_rss_mib() + ((aside.child_private_mib or 0.0) if aside is not None else 0.0),
+        # the run's memory: this process's peak, or while a child read the stored rows, this
+        # process's peak until the child ended plus the child's own pages (the rest of its memory
+        # is this process's, shared since the fork), whichever is higher
+        "peak_rss_mib": combined_peak_mib(aside),
         "process_peak_rss_mib": peak_rss_mib(),
         "fetch_seconds": sum(fetch_seconds),
         # this process's CPU time in the run, and its children's (the stored rows read aside)

@@ -189,6 +189,7 @@ def measured(
             "child_cpu_seconds": result.get("child_cpu_seconds"),
             "read_aside": result.get("read_aside"),
             "child_private_mib": result.get("child_private_mib"),
+            "process_peak_rss_mib": result.get("process_peak_rss_mib"),
         },
     )
 

@@ -8,10 +8,11 @@ implies; timings are never asserted.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from bench import breakdown, fakeproc
+from bench import breakdown, fakeproc, ours
 from bench.accounts import RESOURCES, build, expected_requests, objects, pages, peer_compatible
 from bench.fakeproc import FakeProcess
 from bench.report import targets
@@ -155,6 +156,7 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
     # the run's memory counts the child's own pages
     assert [r.extra["read_aside"] for r in (first, noop, after)] == [None, "done", "done"]
     assert noop.extra["child_private_mib"] > 0 and noop.extra["child_cpu_seconds"] > 0
+    assert noop.peak_rss_mib >= noop.extra["process_peak_rss_mib"]
 
     assert drift == {"products_renamed": 1, "subscriptions_canceled": 1, "customer_emails_changed": 1, "updates": 3}
     assert after.plan == {"update": drift["updates"]}
@@ -165,6 +167,14 @@ def test_rows_report_the_counts_the_data_implies(tmp_path):
     verdicts = {t.split(" (")[0].split(":")[0]: v for t, _, v in targets([first, noop, after], None, None, N)}
     assert verdicts["API requests minimal"] == "met"
     assert verdicts["No writes on a no-op re-pull"] == "met"
+
+
+def test_a_runs_memory_with_its_child_is_the_higher_of_its_peak_and_its_peak_while_the_child_lived(monkeypatch):
+    monkeypatch.setattr(ours, "peak_rss_mib", lambda: 150.0)
+    assert ours.combined_peak_mib(None) == 150.0
+    # the child ended when this process had reached 100 MiB; it held 30 of its own: 130 < 150
+    assert ours.combined_peak_mib(SimpleNamespace(child_private_mib=30.0, peak_at_end_mib=100.0)) == 150.0
+    assert ours.combined_peak_mib(SimpleNamespace(child_private_mib=30.0, peak_at_end_mib=140.0)) == 170.0
 
 
 def test_the_bare_walk_sends_the_requests_a_run_needs_and_decodes_no_page():

@@ -61,7 +61,10 @@ class Pending:
     def __init__(self, pid: int, fd: int, then: Callable[[Any], None]) -> None:
         self._pid, self._fd, self._then = pid, fd, then
         self._ok = False
-        self.child_private_mib: float | None = None  # the child's own memory at its end (not shared)
+        self.child_private_mib: float | None = None  # the child's own memory (not shared), its highest
+        # this process's peak RSS (VmHWM) once the child has ended: with ``child_private_mib``, a
+        # bound on what both held at once while the child lived
+        self.peak_at_end_mib: float | None = None
         self.why: str | None = None  # why the child did not send every part
         self._thread = threading.Thread(target=self._read, name="reconcile-read-aside", daemon=True)
         self._thread.start()
@@ -79,6 +82,7 @@ class Pending:
                     else:
                         self.why = str(value)
             _, status = os.waitpid(self._pid, 0)
+            self.peak_at_end_mib = _status_mib("VmHWM")
             if self._ok and os.waitstatus_to_exitcode(status) != 0:
                 self._ok, self.why = False, f"the child exited with {os.waitstatus_to_exitcode(status)}"
             elif not self._ok and self.why is None:
@@ -150,6 +154,16 @@ def _close_own_connections() -> None:
     for connection in connections.all(initialized_only=True):
         with contextlib.suppress(Exception):
             connection.close()
+
+
+def _status_mib(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status, in MiB (None where there is none)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    found = next((line for line in lines if line.startswith(f"{field}:")), None)
+    return int(found.split()[1]) / 1024 if found else None
 
 
 def _private_mib() -> float:
