@@ -281,8 +281,10 @@ def build_plan(
                 for part in fingerprint_tables(resources, known):
                     arrive(part)
 
-        late = LatePruner(settle)
-        pending = read_aside(fingerprint_tables, resources, known, then=arrive) if config.read_stored_in_child else None
+        late = LatePruner(settle, stop=fetcher.cancelled)
+        pending = None
+        if config.read_stored_in_child:
+            pending = read_aside(fingerprint_tables, resources, known, then=arrive, failed=late.give_up)
         if pending is None:
             before = load_fingerprints(resources, known)
             prune = pruner(before, directory, create)

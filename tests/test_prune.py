@@ -234,3 +234,27 @@ def test_the_stored_side_read_in_parts_is_the_stored_side_read_whole(start_fake,
         "features",
     ]
     assert Gathered.of(parts) == whole and len(whole.customers) > 7
+
+
+def test_a_late_pruner_keeps_at_most_its_limit_then_waits_for_the_table():
+    late = LatePruner(lambda: None, limit=2)
+    stored = Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB})
+    other = SubscriptionRec(**{**_fields(SUB), "id": "sub_2"})
+    assert late("Subscription", other) is False and late("Price", PRICE) is False  # kept: 2
+    answers: list[bool] = []
+    waiting = threading.Thread(target=lambda: answers.append(late("Subscription", SUB)))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive() and answers == []  # a third record waits for its table
+    late.arrive(pruner(Fingerprints.of(stored), None, False), ["Subscription"])
+    waiting.join(5)
+    assert answers == [True]  # decided by the table that came, not kept
+    # a child that failed: nothing will come before the fetch ends, so records are kept again
+    bounded = LatePruner(lambda: None, limit=1)
+    assert bounded("Price", PRICE) is False
+    bounded.give_up()
+    assert bounded("Subscription", SUB) is False
+    # a cancelled fetch does not wait either
+    stop = threading.Event()
+    stop.set()
+    assert LatePruner(lambda: None, limit=0, stop=stop)("Price", PRICE) is False

@@ -13,7 +13,7 @@ on (a user with its email exists now, or users are created for customers).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from threading import get_ident
+from threading import Condition, Event, get_ident
 from typing import Any
 
 from .fingerprint import PRUNED, Fingerprints, record_fingerprint
@@ -47,30 +47,58 @@ def pruner(stored: Fingerprints, directory: UserDirectory | None, create_users: 
     return unchanged
 
 
+EARLY_LIMIT = 50_000  # records a fetch keeps before their table has come; then it waits for it
+
+
 class LatePruner:
     """A pruner whose stored side arrives table by table while the fetch runs (read by another
     process: ``db/aside.py``). Until a resource's table has arrived it keeps every record of it,
     noting which, per thread (a listing's records are added by its own thread); each thread then
     takes back its own (``take``) and the fetch drops those now found unchanged, as the real
     pruner would have as their pages were read. ``settle`` blocks until every table has arrived
-    (or makes them arrive), for the last ``take(everyone=True)``."""
+    (or makes them arrive), for the last ``take(everyone=True)``.
 
-    def __init__(self, settle: Callable[[], None]) -> None:
+    At most ``limit`` records are kept so: beyond, a thread waits for its table (a child slower
+    than the fetch, on a busy machine, made a re-pull keep nearly every record, as a first pull
+    does, on top of the child's memory), unless the stored side will not come that way
+    (``give_up``: the child failed) or ``stop`` is set (the fetch is cancelled)."""
+
+    def __init__(self, settle: Callable[[], None], *, limit: int = EARLY_LIMIT, stop: Event | None = None) -> None:
         self._real: Pruner | None = None
         self._arrived: frozenset[str] = frozenset()  # the models whose stored side ``_real`` has
         self._settle = settle
         self._early: dict[int, list] = {}  # thread id -> (model, record) kept before their table arrived
         self._models = frozenset(r.model for r in PRUNED)
+        self._limit, self._stop = limit, stop or Event()
+        self._kept = 0  # records noted and not yet taken back
+        self._changed = Condition()  # a table has come, records were taken back, or the wait is off
+        self._unbounded = False
 
     def arrive(self, real: Pruner, models: Iterable[str]) -> None:
         """``real`` decides for ``models`` from now on (it replaces the one before it)."""
-        self._real = real
-        self._arrived = frozenset(models)  # after ``_real``: a thread that sees a model here finds its pruner
+        with self._changed:
+            self._real = real
+            self._arrived = frozenset(models)  # after ``_real``: a thread that sees a model here finds its pruner
+            self._changed.notify_all()
+
+    def give_up(self) -> None:
+        """The stored side will come only once the fetch has ended: keep records without a bound."""
+        with self._changed:
+            self._unbounded = True
+            self._changed.notify_all()
 
     def __call__(self, model: str, record: Any) -> bool:
         if model in self._arrived:
             return self._real(model, record)  # type: ignore[misc]
         if model in self._models:
+            with self._changed:
+                while self._kept >= self._limit and not self._unbounded and model not in self._arrived:
+                    if self._stop.is_set():
+                        break
+                    self._changed.wait(0.2)  # in slices: a cancelled fetch must not wait here
+                if model in self._arrived:
+                    return self._real(model, record)  # type: ignore[misc]
+                self._kept += 1
             self._early.setdefault(get_ident(), []).append((model, record))
         return False
 
@@ -80,6 +108,8 @@ class LatePruner:
         if everyone:
             self._settle()
             lists, self._early = list(self._early.values()), {}
+            with self._changed:  # nothing more comes: a record added now (a retrieve) never waits
+                self._kept, self._unbounded = 0, True
             return [pair for kept in lists for pair in kept]
         ident = get_ident()
         mine = self._early.get(ident)
@@ -89,4 +119,7 @@ class LatePruner:
         now = [pair for pair in mine if pair[0] in arrived]
         if now:
             self._early[ident] = [pair for pair in mine if pair[0] not in arrived]
+            with self._changed:
+                self._kept -= len(now)
+                self._changed.notify_all()
         return now

@@ -58,8 +58,8 @@ class Pending:
     """A child's parts, read by a thread of this process as each arrives (the wait is outside the
     interpreter's lock), each handed to ``then``."""
 
-    def __init__(self, pid: int, fd: int, then: Callable[[Any], None]) -> None:
-        self._pid, self._fd, self._then = pid, fd, then
+    def __init__(self, pid: int, fd: int, then: Callable[[Any], None], failed: Callable[[], None] | None) -> None:
+        self._pid, self._fd, self._then, self._failed = pid, fd, then, failed
         self._ok = False
         self.child_private_mib: float | None = None  # the child's own memory (not shared), its highest
         # this process's peak RSS (VmHWM) once the child has ended: with ``child_private_mib``, a
@@ -89,6 +89,8 @@ class Pending:
                 self.why = "the child ended before its last part"
         except Exception as exc:  # noqa: BLE001 - any failure here means: read in this process instead
             self._ok, self.why = False, f"{type(exc).__name__}: {exc}"
+        if not self._ok and self._failed is not None:
+            self._failed()
 
     def result(self) -> bool:
         """Wait for the child: True when every part arrived (and went to ``then``), else False
@@ -101,10 +103,15 @@ _HEADER = struct.Struct("<BQ")  # a message's kind and its pickle's size
 _PART, _END, _ERROR = 1, 2, 3
 
 
-def read_aside(read: Callable[..., Iterable[Any]], *args: Any, then: Callable[[Any], None]) -> Pending | None:
+def read_aside(
+    read: Callable[..., Iterable[Any]],
+    *args: Any,
+    then: Callable[[Any], None],
+    failed: Callable[[], None] | None = None,
+) -> Pending | None:
     """Each part that ``read(*args)`` yields, read in a forked child and handed to ``then`` in this
-    process as it arrives (on the thread that reads them); None where a fork is not safe
-    (``can_fork``)."""
+    process as it arrives (on the thread that reads them; ``failed`` is called there if the child
+    fails); None where a fork is not safe (``can_fork``)."""
     if can_fork() is not None:
         return None
     r, w = os.pipe()
@@ -112,7 +119,7 @@ def read_aside(read: Callable[..., Iterable[Any]], *args: Any, then: Callable[[A
     if pid:
         global last_read
         os.close(w)
-        last_read = Pending(pid, r, then)
+        last_read = Pending(pid, r, then, failed)
         return last_read
     os.close(r)  # the child, from here to its os._exit
     status = 1
