@@ -116,6 +116,23 @@ def test_a_child_that_fails_says_why_and_leaves_this_connection_alone(alone):
     assert _backend() == mine
 
 
+@server_database
+@pytest.mark.django_db(transaction=True)
+def test_a_part_this_process_cannot_take_stops_the_read_and_the_child_is_reaped(alone):
+    def parts():
+        for _ in range(50):
+            yield "x" * 100_000  # more than a pipe holds: the child is still writing when the read stops
+
+    def refuse(part):
+        raise ValueError("not this part")
+
+    pending = read_aside(parts, then=refuse)
+    assert pending is not None and pending.result() is False
+    assert pending.why == "ValueError: not this part"
+    with pytest.raises(ChildProcessError):  # waited for already: no zombie left
+        os.waitpid(pending._pid, os.WNOHANG)
+
+
 @pytest.fixture(scope="module")
 def fake_process():
     with FakeProcess(300, 11) as fake:

@@ -70,6 +70,7 @@ class Pending:
         self._thread.start()
 
     def _read(self) -> None:
+        status = None
         try:
             with os.fdopen(self._fd, "rb") as pipe:
                 while header := pipe.read(_HEADER.size):
@@ -81,14 +82,17 @@ class Pending:
                         self._ok, self.child_private_mib = True, value
                     else:
                         self.why = str(value)
-            _, status = os.waitpid(self._pid, 0)
-            self.peak_at_end_mib = _status_mib("VmHWM")
-            if self._ok and os.waitstatus_to_exitcode(status) != 0:
-                self._ok, self.why = False, f"the child exited with {os.waitstatus_to_exitcode(status)}"
-            elif not self._ok and self.why is None:
-                self.why = "the child ended before its last part"
         except Exception as exc:  # noqa: BLE001 - any failure here means: read in this process instead
             self._ok, self.why = False, f"{type(exc).__name__}: {exc}"
+        finally:
+            # reaped in every case: with the pipe closed early, the child ends on its next write
+            with contextlib.suppress(ChildProcessError):
+                status = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+            self.peak_at_end_mib = _status_mib("VmHWM")
+        if self._ok and status not in (0, None):
+            self._ok, self.why = False, f"the child exited with {status}"
+        elif not self._ok and self.why is None:
+            self.why = "the child ended before its last part"
         if not self._ok and self._failed is not None:
             self._failed()
 
