@@ -262,39 +262,11 @@ def build_plan(
     as they arrive), read again the rows still compared, and diff."""
     fetcher = fetcher or Fetcher(config)
     known = known_ids()
-    before, prune = Fingerprints(), None
-    if known.products or known.prices or known.customers:  # else nothing is stored (a first pull)
-        directory, create = _directory(config, resources), bool(config.user_create_map)
-        # the stored rows' fingerprints, read table by table by a child process while this one
-        # fetches (db/aside.py); records are compared as their table arrives
-        gathered = Gathered()
-
-        def arrive(part: Part) -> None:
-            if gathered.add(part):  # a table whole: its records are compared from now on
-                found = gathered.fingerprints()
-                late.arrive(pruner(found, directory, create), (BY_NAME[name].model for name in gathered.whole))
-
-        def settle() -> None:
-            nonlocal gathered
-            if pending is not None and not pending.result():  # the child failed (``why``): read here
-                gathered = Gathered()
-                for part in fingerprint_tables(resources, known):
-                    arrive(part)
-
-        late = LatePruner(settle, stop=fetcher.cancelled)
-        pending = None
-        if config.read_stored_in_child:
-            pending = read_aside(fingerprint_tables, resources, known, then=arrive, failed=late.give_up)
-        if pending is None:
-            before = load_fingerprints(resources, known)
-            prune = pruner(before, directory, create)
-        else:
-            prune = late
+    prune, read_stored = _stored_side(config, resources, known, fetcher)
     remote = fetch_remote(
         config, resources, fetcher=fetcher, window=window, known=known, progress=progress, prune=prune, check=problem
     )
-    if isinstance(prune, LatePruner):
-        before = gathered.fingerprints()
+    before = read_stored()
     (progress or Progress()).phase("diffing")
     # The rows still compared are read again: a webhook may have written them during the fetch,
     # and the diff's lost-write guard needs their latest sync time.
@@ -312,6 +284,38 @@ def build_plan(
     whole = set(resources) == set(GROUPS) and not window.active
     cursor = full_pull_cursor(remote.listed_at) if whole and remote.listed_at else None
     return Built(plan, stamps(plan, remote), state, fetcher.requests, cursor)
+
+
+def _stored_side(config: Config, resources: tuple[str, ...], known, fetcher: Fetcher):
+    """The prune of a re-pull and, to call once the fetch has ended, the stored fingerprints it
+    compared with (none and empty on a first pull). The fingerprints are read table by table by a
+    child process while this one fetches (db/aside.py), records compared as their table arrives;
+    where no child can be made, they are read here first."""
+    if not (known.products or known.prices or known.customers):  # nothing is stored (a first pull)
+        return None, Fingerprints
+    directory, create = _directory(config, resources), bool(config.user_create_map)
+    gathered = Gathered()
+
+    def arrive(part: Part) -> None:
+        if gathered.add(part):  # a table whole: its records are compared from now on
+            found = gathered.fingerprints()
+            late.arrive(pruner(found, directory, create), (BY_NAME[name].model for name in gathered.whole))
+
+    def settle() -> None:
+        nonlocal gathered
+        if pending is not None and not pending.result():  # the child failed (``why``): read here
+            gathered = Gathered()
+            for part in fingerprint_tables(resources, known):
+                arrive(part)
+
+    late = LatePruner(settle, stop=fetcher.cancelled)
+    pending = None
+    if config.read_stored_in_child:
+        pending = read_aside(fingerprint_tables, resources, known, then=arrive, failed=late.give_up)
+    if pending is None:
+        before = load_fingerprints(resources, known)
+        return pruner(before, directory, create), lambda: before
+    return late, lambda: gathered.fingerprints()
 
 
 REREAD_LIMIT = 5_000  # ids per table read again by id; more, and the whole table is read (one query)
