@@ -67,7 +67,9 @@ class LatePruner:
         self._real: Pruner | None = None
         self._arrived: frozenset[str] = frozenset()  # the models whose stored side ``_real`` has
         self._settle = settle
-        self._early: dict[int, list] = {}  # thread id -> (model, record) kept before their table arrived
+        # thread id -> model -> records kept before their table arrived: by model, so that a thread
+        # taking back what arrived (once a page) does not walk the records of tables still to come
+        self._early: dict[int, dict[str, list]] = {}
         self._models = frozenset(r.model for r in PRUNED)
         self._limit, self._stop = limit, stop or Event()
         self._kept = 0  # records noted and not yet taken back
@@ -99,7 +101,13 @@ class LatePruner:
                 if model in self._arrived:
                     return self._real(model, record)  # type: ignore[misc]
                 self._kept += 1
-            self._early.setdefault(get_ident(), []).append((model, record))
+            mine = self._early.get(get_ident())
+            if mine is None:
+                mine = self._early[get_ident()] = {}
+            kept = mine.get(model)
+            if kept is None:
+                kept = mine[model] = []
+            kept.append(record)
         return False
 
     def take(self, everyone: bool = False) -> list[tuple[str, Any]]:
@@ -110,15 +118,12 @@ class LatePruner:
             lists, self._early = list(self._early.values()), {}
             with self._changed:  # nothing more comes: a record added now (a retrieve) never waits
                 self._kept, self._unbounded = 0, True
-            return [pair for kept in lists for pair in kept]
-        ident = get_ident()
-        mine = self._early.get(ident)
+            return [(model, record) for mine in lists for model, kept in mine.items() for record in kept]
+        mine = self._early.get(get_ident())
         if not mine:
             return []
-        arrived = self._arrived
-        now = [pair for pair in mine if pair[0] in arrived]
+        now = [(model, record) for model in self._arrived.intersection(mine) for record in mine.pop(model)]
         if now:
-            self._early[ident] = [pair for pair in mine if pair[0] not in arrived]
             with self._changed:
                 self._kept -= len(now)
                 self._changed.notify_all()
