@@ -203,7 +203,7 @@ def targets(
             out.append(
                 (
                     name,
-                    ", ".join(f"{r.db} {_n(r.objects_per_s)}" for r in picked),
+                    ", ".join(f"{r.db} {_n(r.objects_per_s)}{_cpu(r)}" for r in picked),
                     "met" if all(r.objects_per_s >= goals.get(r.db, 0) for r in picked) else "not met",
                 )
             )
@@ -281,6 +281,16 @@ def targets(
             )
         )
     return out
+
+
+def _cpu(row) -> str:
+    """What bound a run: its own process's CPU seconds against its wall (one interpreter: the fetch's
+    threads share one core at a time), and its child's (the stored rows read aside), when known."""
+    cpu = row.extra.get("cpu_seconds")
+    if cpu is None:
+        return ""
+    child = row.extra.get("child_cpu_seconds") or 0.0
+    return f" (CPU {cpu:.2f} s of {row.wall:.2f} s" + (f", its child {child:.2f} s" if child else "") + ")"
 
 
 # -- the machine ----------------------------------------------------------------------------------------

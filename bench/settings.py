@@ -8,7 +8,9 @@ database and at the fake Stripe (a test double on loopback) by environment varia
   otherwise reconcile keeps its defaults;
 - ``BENCH_CREATE_USERS``: "1" to set ``USER_CREATE_DEFAULTS_ATTRIBUTE_MAP`` (the side by side);
 - ``BENCH_READ_IN_PROCESS``: "1" to set ``READ_STORED_IN_CHILD`` False (a re-pull reads the stored
-  rows in its own process, before the fetch).
+  rows in its own process, before the fetch);
+- ``BENCH_RECONCILE_JSON``: further ``RECONCILE`` settings as a JSON object, for a one-off
+  comparison (``'{"CONCURRENCY": 1}'``: one request at a time, the listings one after the other).
 """
 
 from __future__ import annotations
@@ -39,3 +41,7 @@ if os.environ.get("BENCH_CREATE_USERS") == "1":
     RECONCILE["USER_CREATE_DEFAULTS_ATTRIBUTE_MAP"] = {"username": "email", "email": "email"}
 
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+if os.environ.get("BENCH_RECONCILE_JSON"):  # further settings for a one-off comparison (JSON object)
+    import json
+
+    RECONCILE.update(json.loads(os.environ["BENCH_RECONCILE_JSON"]))

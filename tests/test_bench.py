@@ -101,6 +101,23 @@ def test_the_memory_verdict_names_the_worst_run_to_the_fraction():
     assert verdict[2] == "met"
 
 
+def test_a_rate_verdict_shows_each_runs_cpu_against_its_wall():
+    """What bounds a run is printed with its rate: the process's CPU beside its wall, and its child's."""
+    first = Row("first pull", "sqlite", 100_000, 201_779, 2272, 793, 10.0, 180.0, extra={"cpu_seconds": 9.5})
+    noop = Row(
+        "no-op re-pull", "sqlite", 100_000, 201_779, 2272, 12, 5.0, 180.0,
+        extra={"cpu_seconds": 4.6, "child_cpu_seconds": 1.3},
+    )  # fmt: skip
+    found = {t[0].split(":")[0]: t[1:] for t in targets([first, noop], None, None, 100_000)}
+    assert found["N=100,000 first pull"] == ("sqlite 20,178 (CPU 9.50 s of 10.00 s)", "met")
+    assert found["N=100,000 no-op re-pull"] == ("sqlite 40,356 (CPU 4.60 s of 5.00 s, its child 1.30 s)", "met")
+    older = Row("no-op re-pull", "postgres", 100_000, 201_779, 2272, 12, 5.1, 180.0)  # results without CPU
+    assert next(t for t in targets([older], None, None, 100_000) if "N=100,000 no-op" in t[0])[1:] == (
+        "postgres 39,565",
+        "not met",
+    )
+
+
 def test_peer_variant_fits_what_the_peer_can_read():
     account = peer_compatible(build(N, SEED))
     assert len(account["prices"]) <= 100 and len(account["products"]) <= 100
