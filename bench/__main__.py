@@ -79,8 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="runs of each first pull and no-op per database; the row keeps the median (default 1)",
+        default=None,
+        help="runs of each first pull and no-op per database; the row keeps the median run and the "
+        "highest peak RSS (default 3 with --large: on a shared machine one run of a few seconds is a "
+        "noisy reading; 1 otherwise)",
     )
     p.add_argument(
         "--profile",
@@ -104,6 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.n = 100_000 if args.large else 10_000
     if args.n < 1:
         p.error("--n must be at least 1")
+    if args.repeat is None:
+        args.repeat = 3 if args.large else 1
     if args.growth is None and args.large:
         args.growth = "10000,100000,300000"
     args.growth = [int(x) for x in args.growth.split(",")] if args.growth else []

@@ -441,7 +441,7 @@ def render_section(key: str, data: dict) -> str:
     repeated = [r for r in rows if r.extra.get("walls")]
     if repeated:
         out += [
-            "Rows with several runs show the median run; all walls: "
+            "Rows with several runs show the median run, with the highest peak RSS of the runs; all walls: "
             + "; ".join(f"{r.scenario} {r.db} " + ", ".join(f"{w:.2f}" for w in r.extra["walls"]) for r in repeated)
             + ".",
             "",

@@ -101,6 +101,19 @@ def test_the_memory_verdict_names_the_worst_run_to_the_fraction():
     assert verdict[2] == "met"
 
 
+def test_repeated_runs_keep_the_median_wall_and_the_highest_peak():
+    from bench.__main__ import parse_args
+    from bench.scenarios import median_row
+
+    def run(wall, peak):
+        return Row("no-op re-pull", "sqlite", 100_000, 201_779, 2272, 12, wall, peak)
+
+    row = median_row([run(5.4, 180.0), run(5.0, 190.5), run(6.1, 185.0)])
+    assert (row.wall, row.peak_rss_mib) == (5.4, 190.5)
+    assert row.extra == {"walls": [5.4, 5.0, 6.1], "peaks": [180.0, 190.5, 185.0]}
+    assert [parse_args(a).repeat for a in ([], ["--large"], ["--large", "--repeat", "1"])] == [1, 3, 1]
+
+
 def test_a_rate_verdict_shows_each_runs_cpu_against_its_wall():
     """What bounds a run is printed with its rate: the process's CPU beside its wall, and its child's."""
     first = Row("first pull", "sqlite", 100_000, 201_779, 2272, 793, 10.0, 180.0, extra={"cpu_seconds": 9.5})
