@@ -24,7 +24,7 @@ from .core.diff import UserPolicy, diff
 from .core.escape import escape
 from .core.fingerprint import Fingerprints, Gathered, Part
 from .core.plan import CreateUser, LinkUser, Plan, RecreateItems, as_operation, is_record
-from .core.prune import LatePruner, pruner
+from .core.prune import LatePruner, Pruner
 from .core.registry import BY_NAME, RESOURCES
 from .core.report import applied_line, render_chunks
 from .core.snapshot import Stamps
@@ -299,7 +299,7 @@ def _stored_side(config: Config, resources: tuple[str, ...], known, fetcher: Fet
     def arrive(part: Part) -> None:
         if gathered.add(part):  # a table whole: its records are compared from now on
             found = gathered.fingerprints()
-            late.arrive(pruner(found, directory, create), (BY_NAME[name].model for name in gathered.whole))
+            late.arrive(Pruner(found, directory, create), (BY_NAME[name].model for name in gathered.whole))
 
     def settle() -> None:
         nonlocal gathered
@@ -314,7 +314,7 @@ def _stored_side(config: Config, resources: tuple[str, ...], known, fetcher: Fet
         pending = read_aside(fingerprint_tables, resources, known, then=arrive, failed=late.give_up)
     if pending is None:
         before = load_fingerprints(resources, known)
-        return pruner(before, directory, create), lambda: before
+        return Pruner(before, directory, create), lambda: before
     return late, lambda: gathered.fingerprints()
 
 

@@ -10,13 +10,23 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from reconcile.conf import get_config
-from reconcile.core.fingerprint import Fingerprints, Gathered, _slow, canonical, key_fingerprint, record_fingerprint
-from reconcile.core.prune import LatePruner, pruner
-from reconcile.core.registry import PRICES, SUBSCRIPTIONS
+from reconcile.core.fingerprint import (
+    Fingerprints,
+    Gathered,
+    _slow,
+    canonical,
+    key_fingerprint,
+    object_fingerprint,
+    record_fingerprint,
+)
+from reconcile.core.parse import BadObject, parse_customer, parse_price, parse_subscription
+from reconcile.core.prune import LatePruner, Pruner
+from reconcile.core.registry import CUSTOMERS, PRICES, SUBSCRIPTIONS
 from reconcile.core.snapshot import CustomerRec, PriceRec, ProductRec, Snapshot, SubscriptionRec
 from reconcile.core.users import UserDirectory
 from reconcile.db.local import fingerprint_tables, known_ids, load_fingerprints, load_local
 from reconcile.models import Price, StripeUser, Subscription, SubscriptionItem
+from reconcile.stripe import remote
 from reconcile.stripe.remote import _Builder, fetch_remote
 from reconcile.testing.generate import generate_account
 from tests.conftest import run
@@ -34,28 +44,49 @@ SUB = SubscriptionRec(
 
 def test_equal_records_are_dropped_changed_and_new_ones_kept():
     stored = Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB})
-    unchanged = pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)
+    unchanged = Pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)
     assert unchanged("Price", PRICE)
     assert unchanged("Subscription", SUB)
     assert not unchanged("Price", PriceRec(**{**_fields(PRICE), "nickname": "new"}))
     assert not unchanged("Subscription", SubscriptionRec(**{**_fields(SUB), "id": "sub_2"}))  # not stored
     # a product is complete only once its Entitlements features are attached: never dropped
     product = ProductRec(id="prod_1", name="P", description=None, active=True, metadata={})
-    assert not pruner(Fingerprints.of(Snapshot(products={"prod_1": product})), None, False)("Product", product)
+    assert not Pruner(Fingerprints.of(Snapshot(products={"prod_1": product})), None, False)("Product", product)
 
 
 def test_an_unlinked_customer_stays_while_the_users_pass_may_act_on_it():
     stored = Snapshot(customers={"cus_1": CUSTOMER})
     # nobody has the email and no users are created: nothing to do for it
-    assert pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)("StripeUser", CUSTOMER)
+    assert Pruner(Fingerprints.of(stored), UserDirectory(), create_users=False)("StripeUser", CUSTOMER)
     # a user with the email (in any case) exists now: it may be linked
     directory = UserDirectory(by_email={"ann@example.com": (7,)})
-    assert not pruner(Fingerprints.of(stored), directory, create_users=False)("StripeUser", CUSTOMER)
+    assert not Pruner(Fingerprints.of(stored), directory, create_users=False)("StripeUser", CUSTOMER)
     # users are created for customers: it may get one
-    assert not pruner(Fingerprints.of(stored), UserDirectory(), create_users=True)("StripeUser", CUSTOMER)
+    assert not Pruner(Fingerprints.of(stored), UserDirectory(), create_users=True)("StripeUser", CUSTOMER)
     # linked already: dropped (the link stays)
     linked = Snapshot(customers={"cus_1": CustomerRec(**{**_fields(CUSTOMER), "user_id": 7})})
-    assert pruner(Fingerprints.of(linked), directory, create_users=True)("StripeUser", CUSTOMER)
+    assert Pruner(Fingerprints.of(linked), directory, create_users=True)("StripeUser", CUSTOMER)
+
+
+def test_an_object_is_sighted_unchanged_as_its_record_is_found_unchanged():
+    """``Pruner.sighted`` decides from an object's fingerprint what the pruner decides from its record."""
+    obj = {"id": "cus_1", "object": "customer", "email": "Ann@Example.com", "name": "Ann", "metadata": {}}
+    record = parse_customer(obj)
+    made = object_fingerprint(CUSTOMERS)
+    cases = [
+        (Snapshot(customers={"cus_1": record}), UserDirectory(), False),
+        (Snapshot(customers={"cus_1": record}), UserDirectory(by_email={"ann@example.com": (7,)}), False),
+        (Snapshot(customers={"cus_1": record}), UserDirectory(), True),
+        (Snapshot(customers={"cus_1": CustomerRec(**{**_fields(record), "user_id": 7})}), UserDirectory(), True),
+        (Snapshot(customers={"cus_1": CustomerRec(**{**_fields(record), "name": "Bo"})}), UserDirectory(), False),
+        (Snapshot(), UserDirectory(), False),
+    ]
+    found = []
+    for stored, directory, create in cases:
+        prune = Pruner(Fingerprints.of(stored), directory, create)
+        assert prune.sighted("StripeUser", "cus_1", made, obj) == prune("StripeUser", record)
+        found.append(prune("StripeUser", record))
+    assert found == [True, False, False, True, False, False]
 
 
 @pytest.mark.django_db
@@ -68,7 +99,7 @@ def test_a_re_pull_keeps_only_what_changed(start_fake):
     stored = load_local(("products", "customers", "subscriptions"))
     fingerprints = load_fingerprints(("products", "customers", "subscriptions"), known_ids())
     remote = fetch_remote(
-        get_config(), ("products", "customers", "subscriptions"), prune=pruner(fingerprints, UserDirectory(), False)
+        get_config(), ("products", "customers", "subscriptions"), prune=Pruner(fingerprints, UserDirectory(), False)
     )
     assert set(remote.customers) == {changed}
     assert remote.subscriptions == {} and remote.prices == {}
@@ -144,7 +175,7 @@ def test_fingerprints_follow_equality():
     assert of(same) != of(SubscriptionRec(**{**_fields(SUB), "metadata": {"b": [{"c": 2}, 1], "a": "x"}}))
     odd = SubscriptionRec(**{**_fields(SUB), "metadata": {1: "x", "a": "y"}})  # keys that do not sort
     assert of(odd) is None
-    assert not pruner(Fingerprints.of(Snapshot(subscriptions={"sub_1": odd})), None, False)("Subscription", odd)
+    assert not Pruner(Fingerprints.of(Snapshot(subscriptions={"sub_1": odd})), None, False)("Subscription", odd)
     assert canonical({"a": [{}]}) == ("\0dict", (("a", ("\0list", (("\0dict", ()),))),))
     assert canonical({}) == ("\0dict", ()) and canonical([]) == ("\0list", ())
     assert canonical([[]]) == ("\0list", (("\0list", ()),))
@@ -175,7 +206,7 @@ def test_a_late_pruner_keeps_records_until_their_table_arrives_then_gives_each_t
     other.join()
     assert late.take() == []  # no table has come
     stored = Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB})
-    late.arrive(pruner(Fingerprints.of(stored), UserDirectory(), False), ["Price"])
+    late.arrive(Pruner(Fingerprints.of(stored), UserDirectory(), False), ["Price"])
     assert late("Price", PRICE) is True  # decided as it comes now
     changed = SubscriptionRec(**{**_fields(SUB), "status": "canceled"})
     assert late("Subscription", changed) is False  # its table has not come: kept, noted
@@ -207,7 +238,7 @@ def test_the_fetch_drops_what_a_late_table_finds_unchanged():
         "sub_2",
     }
     stored = Fingerprints.of(Snapshot(prices={"price_1": PRICE}, subscriptions={"sub_1": SUB}))
-    late.arrive(pruner(stored, None, False), ["Price", "Subscription"])
+    late.arrive(Pruner(stored, None, False), ["Price", "Subscription"])
     builder.sweep()
     assert builder.subscriptions == {"sub_2": other} and builder.prices == {"price_1": renamed}
     assert builder.unchanged["Subscription"] == {"sub_1"} and builder.unchanged["Price"] == set()
@@ -246,7 +277,7 @@ def test_a_late_pruner_keeps_at_most_its_limit_then_waits_for_the_table():
     waiting.start()
     waiting.join(0.5)
     assert waiting.is_alive() and answers == []  # a third record waits for its table
-    late.arrive(pruner(Fingerprints.of(stored), None, False), ["Subscription"])
+    late.arrive(Pruner(Fingerprints.of(stored), None, False), ["Subscription"])
     waiting.join(5)
     assert answers == [True]  # decided by the table that came, not kept
     # a child that failed: nothing will come before the fetch ends, so records are kept again
@@ -258,3 +289,86 @@ def test_a_late_pruner_keeps_at_most_its_limit_then_waits_for_the_table():
     stop = threading.Event()
     stop.set()
     assert LatePruner(lambda: None, limit=0, stop=stop)("Price", PRICE) is False
+
+
+def _subscription_period_on_the_subscription(obj: dict) -> dict:
+    """An API version before 2025-03-31: the period on the subscription, none on its items."""
+    first = obj["items"]["data"][0]
+    items = [{k: v for k, v in i.items() if not k.startswith("current_period")} for i in obj["items"]["data"]]
+    return {
+        **obj,
+        "current_period_start": first["current_period_start"],
+        "current_period_end": first["current_period_end"],
+        "items": {**obj["items"], "data": items},
+    }
+
+
+def test_an_objects_fingerprint_is_the_fingerprint_of_the_record_it_parses_into():
+    """A re-pull drops an unchanged object on its fingerprint before its record is made
+    (``object_fingerprint``): for every object of an account, in both of Stripe's period shapes,
+    it is the fingerprint of the record that parsing makes."""
+    account = generate_account(400, seed=11, n_products=6)
+    for resource, parse, objects in (
+        (PRICES, parse_price, account["prices"]),
+        (CUSTOMERS, parse_customer, [c for c in account["customers"] if not c.get("deleted")]),
+    ):
+        made, of_record = object_fingerprint(resource), record_fingerprint(resource)
+        assert len(objects) > 20 and all(made(obj) == of_record(parse(obj)) for obj in objects)
+    made, of_record = object_fingerprint(SUBSCRIPTIONS), record_fingerprint(SUBSCRIPTIONS)
+    subscriptions = account["subscriptions"] + [
+        _subscription_period_on_the_subscription(s) for s in account["subscriptions"]
+    ]
+    mixed = 0
+    for obj in subscriptions:
+        items = obj["items"]["data"]
+        record = parse_subscription(obj, items)[0]
+        assert made(obj, items) == of_record(record) is not None
+        mixed += len({(i.current_period_start, i.current_period_end) for i in record.items}) > 1
+    assert len(subscriptions) == 800 and mixed > 0  # items billing on different periods are among them
+
+
+@pytest.mark.parametrize(
+    ("resource", "change"),
+    [
+        (CUSTOMERS, {"email": 7}),
+        (CUSTOMERS, {"object": "charge"}),
+        (PRICES, {"currency": None}),
+        (SUBSCRIPTIONS, {"status": "resting"}),
+        (SUBSCRIPTIONS, {"current_period_start": 1_800_000_000, "current_period_end": 1_700_000_000}),
+        (SUBSCRIPTIONS, {"items": {"object": "list", "data": [{"id": "si_1", "object": "subscription_item"}]}}),
+    ],
+)
+def test_an_odd_object_is_refused_by_its_fingerprint_as_by_its_parsing(resource, change):
+    account = generate_account(20, seed=12, n_products=2)
+    obj = {**account[resource.name][0], **change}
+    if resource is SUBSCRIPTIONS:
+        parse, made, args = parse_subscription, object_fingerprint(resource), (obj, obj["items"]["data"])
+    else:
+        parse, made, args = resource.parse, object_fingerprint(resource), (obj,)
+    with pytest.raises(BadObject) as parsing:
+        parse(*args)
+    with pytest.raises(BadObject) as fingerprinting:
+        made(*args)
+    assert str(fingerprinting.value) == str(parsing.value)
+
+
+@pytest.mark.django_db
+def test_a_no_op_re_pull_makes_no_record_of_what_it_drops(start_fake, monkeypatch):
+    """Found unchanged by their fingerprints, a re-pull's subscriptions, customers and prices are
+    dropped before their records are made; a changed one is parsed and kept."""
+    account = generate_account(200, seed=13, n_products=4)
+    fake = start_fake(account)
+    assert run("pull_stripe").code == 0
+    changed = account["subscriptions"][5]["id"]
+    fake.update("subscriptions", changed, metadata={"plan": "gold"})
+    made: list[str] = []
+    monkeypatch.setattr(
+        remote, "parse_subscription", lambda obj, items: made.append(obj["id"]) or parse_subscription(obj, items)
+    )
+    monkeypatch.setattr(remote, "parse_customer", lambda obj: made.append(obj["id"]) or parse_customer(obj))
+    known = known_ids()
+    prune = Pruner(load_fingerprints(ALL, known), UserDirectory(), False)
+    remote_side = fetch_remote(get_config(), ALL, known=known, prune=prune)
+    assert made == [changed] and set(remote_side.subscriptions) == {changed}
+    assert remote_side.prices == {} and remote_side.customers == {}
+    assert len(remote_side.unchanged["subscriptions"]) == len(account["subscriptions"]) - 1

@@ -43,15 +43,34 @@ def parse_subscription(obj: dict, items: Iterable[dict]) -> tuple[SubscriptionRe
     Returns the record and the price objects its items embed.
     """
     values = SUBSCRIPTIONS.read(obj)
+    start, end = values["current_period_start"], values["current_period_end"]
+    (start, end), recs, prices = _with_items(values["id"], start, end, items)
+    values["current_period_start"], values["current_period_end"] = start, end
+    return SubscriptionRec(**values, items=recs), prices
+
+
+def subscription_key(obj: dict, items: Iterable[dict]) -> tuple[tuple, tuple[ItemRec, ...]]:
+    """What ``parse_subscription`` reads, without the subscription's record: its key (the id and its
+    fields, in the record's order, its period resolved) and its items' records; ``BadObject``
+    where parsing raises it, with the same reason."""
+    key = list(SUBSCRIPTIONS.key_of(obj))
+    (key[_START], key[_END]), recs, _ = _with_items(key[0], key[_START], key[_END], items)
+    return tuple(key), recs
+
+
+def _with_items(sid: str, start, end, items: Iterable[dict]) -> tuple[tuple, tuple[ItemRec, ...], list[dict]]:
+    """A subscription's period and item records (sorted by id), given the items' objects, and the
+    price objects they embed."""
     parsed = [parse_item(item) for item in items]
     recs = (parsed[0][0],) if len(parsed) == 1 else tuple(sorted((item for item, _ in parsed), key=_by_id))
-    start, end = values["current_period_start"], values["current_period_end"]
-    (start, end), recs = periods.resolve(values["id"], start, end, recs)
-    values["current_period_start"], values["current_period_end"] = start, end
-    return SubscriptionRec(**values, items=recs), [price for _, price in parsed if price is not None]
+    period, recs = periods.resolve(sid, start, end, recs)
+    return period, recs, [price for _, price in parsed if price is not None]
 
 
 _by_id = attrgetter("id")
+# where a subscription's period sits in its key (the id first, then the fields)
+_START = 1 + SUBSCRIPTIONS.names.index("current_period_start")
+_END = 1 + SUBSCRIPTIONS.names.index("current_period_end")
 
 
 def parse_feature(obj: dict) -> FeatureRec:
@@ -68,5 +87,6 @@ __all__ = [
     "parse_price",
     "parse_product",
     "parse_subscription",
+    "subscription_key",
     "parse_feature",
 ]

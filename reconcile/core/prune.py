@@ -20,31 +20,50 @@ from .fingerprint import PRUNED, Fingerprints, record_fingerprint
 from .registry import CUSTOMERS
 from .users import UserDirectory, normalize_email
 
-Pruner = Callable[[str, Any], bool]
+_EMAIL = next(f.read for f in CUSTOMERS.fields if f.name == "email")  # a customer object's email, as parsed
 
 
-def pruner(stored: Fingerprints, directory: UserDirectory | None, create_users: bool) -> Pruner:
-    """``unchanged(model, record)``: True when ``record``'s fingerprint is its stored row's and the
-    run has nothing else to do for it."""
-    tables = {r.model: (getattr(stored, r.name), record_fingerprint(r)) for r in PRUNED}
-    by_email = directory.by_email if directory is not None else {}
-    unlinked = stored.unlinked
+class Pruner:
+    """``pruner(model, record)``: True when ``record``'s fingerprint is its stored row's and the run
+    has nothing else to do for it. ``sighted`` decides the same from an object's fingerprint,
+    before its record is made."""
 
-    def unchanged(model: str, record: Any) -> bool:
-        found = tables.get(model)
+    def __init__(self, stored: Fingerprints, directory: UserDirectory | None, create_users: bool) -> None:
+        self._tables = {r.model: (getattr(stored, r.name), record_fingerprint(r)) for r in PRUNED}
+        self._by_email = directory.by_email if directory is not None else {}
+        self._unlinked = stored.unlinked
+        self._create_users = create_users
+
+    def __call__(self, model: str, record: Any) -> bool:
+        found = self._tables.get(model)
         if found is None:
             return False
         rows, fingerprint = found
         kept = rows.get(record.id)
         if kept is None or kept != fingerprint(record):
             return False
-        if model == CUSTOMERS.model and record.id in unlinked:
-            email = normalize_email(record.email)
-            if email is not None and (create_users or email in by_email):
-                return False  # the users pass may link it or create its user
-        return True
+        return not (model == CUSTOMERS.model and record.id in self._unlinked and self._may_link(record.email))
 
-    return unchanged
+    def _may_link(self, email: str | None) -> bool:
+        """Whether the users pass may act on a customer linked to no user: link it to a user with its
+        email, or create its user."""
+        found = normalize_email(email)
+        return found is not None and (self._create_users or found in self._by_email)
+
+    def sighted(self, model: str, oid: str, fingerprint: Callable[..., int | None], *args: Any) -> bool:
+        """True when the object ``oid``, whose record's fingerprint ``fingerprint(*args)`` makes
+        (``fingerprint.object_fingerprint``), is unchanged and needs nothing else; False when its
+        record must be made: new, changed, or a customer linked to no user that the users pass
+        may act on. ``fingerprint`` is called only for a stored id; it raises ``BadObject`` where
+        parsing would."""
+        found = self._tables.get(model)
+        if found is None:
+            return False
+        kept = found[0].get(oid)
+        if kept is None or kept != fingerprint(*args):
+            return False
+        # a customer's object is ``args[0]``; equal to its row, its email is the row's, read as parsed
+        return not (model == CUSTOMERS.model and oid in self._unlinked and self._may_link(_EMAIL(args[0])))
 
 
 EARLY_LIMIT = 50_000  # records a fetch keeps before their table has come; then it waits for it
@@ -88,6 +107,11 @@ class LatePruner:
         with self._changed:
             self._unbounded = True
             self._changed.notify_all()
+
+    def sighted(self, model: str, oid: str, fingerprint: Callable[..., int | None], *args: Any) -> bool:
+        """``Pruner.sighted`` once ``model``'s table has arrived; before, False (the record is made,
+        and kept until then)."""
+        return model in self._arrived and self._real.sighted(model, oid, fingerprint, *args)  # type: ignore[union-attr]
 
     def __call__(self, model: str, record: Any) -> bool:
         if model in self._arrived:

@@ -77,6 +77,9 @@ class Resource:
     # keep their defaults). Both raise BadObject when the object is not what Stripe documents.
     read: Callable[[Any], dict[str, Any]] = field(init=False, repr=False, compare=False)
     parse: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    # key_of(obj): (id, *fields) of one Stripe object, checked as ``parse`` checks it: its record's
+    # key without the compared extras, made without the record (``fingerprint.object_fingerprint``)
+    key_of: Callable[[Any], tuple] = field(init=False, repr=False, compare=False)
     _get: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
     _key: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
     _makers: dict = field(init=False, repr=False, compare=False, default_factory=dict)
@@ -154,8 +157,10 @@ class Resource:
         as_kwargs = ", ".join(f"{name}={call}" for name, call in fields)
         exec(f"def read(obj):\n{head}    return {{'id': oid, {as_dict}}}\n", env)  # noqa: S102
         exec(f"def parse(obj):\n{head}    return Rec(id=oid, {as_kwargs})\n", env)  # noqa: S102
+        exec(f"def key_of(obj):\n{head}    return (oid, {''.join(call + ', ' for _, call in fields)})\n", env)  # noqa: S102
         object.__setattr__(self, "read", env["read"])
         object.__setattr__(self, "parse", env["parse"])
+        object.__setattr__(self, "key_of", env["key_of"])
 
 
 _FACTORY = object()  # an argument left out whose default is made fresh per record

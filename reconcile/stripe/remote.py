@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..conf import Config
+from ..core.fingerprint import PRUNED, object_fingerprint
 from ..core.parse import BadObject, object_id, parse_customer, parse_price, parse_product, parse_subscription
-from ..core.prune import LatePruner
+from ..core.prune import LatePruner, Pruner
 from ..core.registry import BY_MODEL, CUSTOMERS, PRICES, PRODUCTS, RESOURCES, SUBSCRIPTIONS, Resource
 from ..core.snapshot import FeatureRec, KnownIds, Rejected, Snapshot, Stamps
 from ..errors import FetchError
@@ -24,6 +25,9 @@ from . import entitlements
 from .affinity import one_cpu
 from .fetch import Cancelled, Fetcher, Page, assert_no_transaction
 from .walk import Flights, walk
+
+# a pruned resource's object fingerprint (``fingerprint.object_fingerprint``), by model
+_FINGERPRINTS = {r.model: object_fingerprint(r) for r in PRUNED}
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,16 @@ class _Builder:
         if type(value) is str:
             obj[key] = self.customer_ids.setdefault(value, value)
 
-    def add(self, model: str, target: dict, parse: Callable, obj, requested_at: datetime) -> None:
+    def add(
+        self, model: str, target: dict, parse: Callable, obj, requested_at: datetime, sighted: Callable | None = None
+    ) -> None:
+        """``obj``'s record into ``target``, or its id into ``unchanged`` when the prune drops it:
+        ``sighted(oid, obj)`` may tell so before the record is made (``_Context.sighting``)."""
         oid = obj.get("id") if isinstance(obj, dict) else None
         try:
+            if sighted is not None and type(oid) is str and sighted(oid, obj):
+                self.unchanged[model].add(oid)
+                return
             rec = parse(obj)
         except BadObject as exc:
             self.rejected.append(Rejected(model, str(oid or "?"), str(exc)))
@@ -176,9 +187,9 @@ def _list(ctx: _Context, resource: Resource, params: Mapping[str, str], window: 
     on_page = ctx.prefetch if resource is SUBSCRIPTIONS else None
     for page in _walk(ctx, f"/v1/{resource.name}", query, window, resource.name, on_page):
         b.progress.page(resource.name, len(page.data))
-        parse = ctx.parser(resource, page)
+        parse, sighted = ctx.parser(resource, page), ctx.sighting(resource)
         for obj in page.data:
-            b.add(resource.model, target, parse, obj, page.requested_at)
+            b.add(resource.model, target, parse, obj, page.requested_at, sighted)
         if len(resource.filters) == 1:
             # once its table has come, what this listing kept before it; a resource listed by two
             # listings at once (prices, active and archived) waits for the listings' end, as an id
@@ -297,6 +308,26 @@ class _Context:
         if flights is not None:
             future.add_done_callback(lambda _: flights.add(-1))
         return future
+
+    def sighting(self, resource: Resource) -> Callable[[str, Any], bool] | None:
+        """``sighted(oid, obj)``: True when the prune drops ``obj`` on its fingerprint alone, before
+        its record is made (``Pruner.sighted``); None where the prune has no such way. A
+        subscription with further item pages is left to its parsing, which pages them once."""
+        prune = self.builder.prune
+        fingerprint = _FINGERPRINTS.get(resource.model)
+        if fingerprint is None or not isinstance(prune, LatePruner | Pruner):
+            return None
+        model, sighted = resource.model, prune.sighted
+        if resource is not SUBSCRIPTIONS:
+            return lambda oid, obj: sighted(model, oid, fingerprint, obj)
+
+        def subscription(oid: str, obj: dict) -> bool:
+            items = obj.get("items")
+            if type(items) is not dict or items.get("has_more") or type(items.get("data")) is not list:
+                return False
+            return sighted(model, oid, fingerprint, obj, items["data"])
+
+        return subscription
 
     def parser(self, resource: Resource, page: Page) -> Callable[[dict], object]:
         """How one object of ``resource`` on ``page`` becomes a record."""
