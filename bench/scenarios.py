@@ -289,7 +289,8 @@ def growth(ns: list[int], seed: int, db: Db, known: list[Row], log=print) -> lis
 
 def slope(points: list[dict], scenario: str) -> dict:
     """Least squares of peak RSS on objects: KiB per object, the intercept, the worst residual, and
-    the slope of each segment between consecutive N (growth is linear when they agree)."""
+    the slope of each segment between consecutive N (growth is linear when they agree, and no worse
+    than linear when none rises above the one before)."""
     pts = [(p["objects"], p["peak_rss_mib"] * 1024) for p in points if p["scenario"] == scenario]
     if len(pts) < 2:
         return {}
@@ -302,12 +303,15 @@ def slope(points: list[dict], scenario: str) -> dict:
     pts.sort()
     segments = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in zip(pts, pts[1:], strict=False) if x2 > x1]
     spread = (max(segments) - min(segments)) / max(segments) if segments and max(segments) > 0 else 0.0
+    # how much faster than the segment before one grows (negative: slower): above 0.2, worse than linear
+    rise = max((b / a - 1 for a, b in zip(segments, segments[1:], strict=False) if a > 0), default=0.0)
     return {
         "kib_per_object": k,
         "intercept_mib": b / 1024,
         "worst_residual": worst,
         "segments": segments,
         "segment_spread": spread,
+        "segment_rise": rise,
     }
 
 

@@ -114,6 +114,24 @@ def test_repeated_runs_keep_the_median_wall_and_the_highest_peak():
     assert [parse_args(a).repeat for a in ([], ["--large"], ["--large", "--repeat", "1"])] == [1, 3, 1]
 
 
+def test_memory_growth_is_met_when_no_segment_grows_faster_than_the_one_before():
+    def points(first, noop):
+        objects = {10_000: 20_000, 100_000: 200_000, 300_000: 600_000}
+        return [
+            {"n": n, "objects": objects[n], "scenario": sc, "peak_rss_mib": peak}
+            for sc, peaks in (("first pull", first), ("no-op re-pull", noop))
+            for n, peak in zip(objects, peaks, strict=True)
+        ]
+
+    def verdict(pts):
+        return next(t for t in targets([], None, None, 10_000, pts) if t[0].startswith("Peak RSS grows"))[2]
+
+    # the no-op's growth falls with N (its early records are capped): at most linear
+    assert verdict(points((70, 180, 430), (100, 190, 260))) == "met"
+    # a segment growing 27% faster than the one before: worse than linear
+    assert verdict(points((70, 180, 490), (100, 190, 260))) == "not met"
+
+
 def test_a_rate_verdict_shows_each_runs_cpu_against_its_wall():
     """What bounds a run is printed with its rate: the process's CPU beside its wall, and its child's."""
     first = Row("first pull", "sqlite", 100_000, 201_779, 2272, 793, 10.0, 180.0, extra={"cpu_seconds": 9.5})
